@@ -1,0 +1,73 @@
+//! rag-api: the HTTP API of rag-agent as one axum `Router` — handlers, the
+//! OpenAPI document and the mapping of every error to a status and a JSON
+//! body.
+//!
+//! It depends on rag-core's service and traits only: no concrete backend,
+//! no AWS SDK and no lambda runtime (the binary decides how the router is
+//! served).
+
+pub mod error;
+mod extract;
+pub mod openapi;
+mod routes;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use rag_core::RagService;
+use rag_core::tools::ToolRegistry;
+use tower_http::trace::TraceLayer;
+
+pub use error::ApiError;
+
+/// Default request body limit: 50 MB, as the design sets.
+pub const DEFAULT_BODY_LIMIT: usize = 50 * 1024 * 1024;
+
+/// What every handler needs.
+#[derive(Clone)]
+pub struct AppState {
+    pub service: Arc<RagService>,
+    pub tools: ToolRegistry,
+    /// Whether ingestion requests wait for indexing unless they say
+    /// otherwise; under Lambda nothing may run after the response.
+    pub wait_for_ingest_by_default: bool,
+    pub body_limit: usize,
+}
+
+impl AppState {
+    pub fn new(service: Arc<RagService>) -> Self {
+        Self {
+            tools: ToolRegistry::standard(&service),
+            service,
+            wait_for_ingest_by_default: false,
+            body_limit: DEFAULT_BODY_LIMIT,
+        }
+    }
+}
+
+/// The whole API.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.body_limit;
+    Router::new()
+        .route("/health", get(routes::health::health))
+        .route("/query", post(routes::answer::query))
+        .route("/chat", post(routes::answer::chat))
+        .route("/chat/stream", post(routes::answer::chat_stream))
+        .route("/conversations/{id}", get(routes::answer::conversation))
+        .route("/documents", get(routes::documents::list))
+        .route("/documents/ingest", post(routes::documents::ingest))
+        .route("/documents/upload", post(routes::documents::upload))
+        .route(
+            "/documents/{id}",
+            get(routes::documents::get).delete(routes::documents::delete),
+        )
+        .route("/tools", get(routes::tools::list))
+        .route("/openapi.json", get(openapi::openapi_json))
+        .fallback(routes::not_found)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,171 @@
+//! `/query`, `/chat`, `/chat/stream` and conversation history.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures::{Stream, StreamExt};
+use rag_core::chat::Role;
+use rag_core::{ChatEvent, QueryInput, QueryResponse, SearchMode};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::error::{ApiError, ErrorBody};
+use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::routes::parse_id;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct QueryRequest {
+    /// The question.
+    pub query: String,
+    /// Passages to retrieve (1 to 100; default `VECTOR_TOP_K`).
+    pub top_k: Option<usize>,
+    /// Dense hits under this cosine similarity are dropped (default `SIMILARITY_THRESHOLD`).
+    pub similarity_threshold: Option<f32>,
+    /// Only search these documents.
+    #[serde(default)]
+    pub document_ids: Vec<Uuid>,
+    /// Continue this conversation: earlier turns are sent to the model and this turn is stored.
+    pub conversation_id: Option<Uuid>,
+    pub mode: Option<SearchMode>,
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChatRequestBody {
+    pub message: String,
+    /// Omit to start a new conversation; the reply says which id it got.
+    pub conversation_id: Option<Uuid>,
+    pub top_k: Option<usize>,
+    pub mode: Option<SearchMode>,
+    #[serde(default)]
+    pub document_ids: Vec<Uuid>,
+}
+
+impl ChatRequestBody {
+    fn into_input(self) -> QueryInput {
+        QueryInput {
+            query: self.message,
+            top_k: self.top_k,
+            similarity_threshold: None,
+            document_ids: self.document_ids,
+            conversation_id: self.conversation_id,
+            mode: self.mode,
+        }
+    }
+}
+
+/// Retrieve passages and answer from them, with sources.
+#[utoipa::path(post, path = "/query", tag = "answers", request_body = QueryRequest,
+    responses((status = 200, body = QueryResponse), (status = 400, body = ErrorBody),
+              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+pub async fn query(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<QueryRequest>,
+) -> Result<Json<QueryResponse>, ApiError> {
+    let response = state
+        .service
+        .query(QueryInput {
+            query: body.query,
+            top_k: body.top_k,
+            similarity_threshold: body.similarity_threshold,
+            document_ids: body.document_ids,
+            conversation_id: body.conversation_id,
+            mode: body.mode,
+        })
+        .await?;
+    Ok(Json(response))
+}
+
+/// One conversational turn; the conversation is stored under `conversation_id`.
+#[utoipa::path(post, path = "/chat", tag = "answers", request_body = ChatRequestBody,
+    responses((status = 200, body = QueryResponse), (status = 400, body = ErrorBody)))]
+pub async fn chat(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<ChatRequestBody>,
+) -> Result<Json<QueryResponse>, ApiError> {
+    Ok(Json(state.service.chat(body.into_input()).await?))
+}
+
+/// A conversational turn as Server-Sent Events: `sources`, then `delta`s,
+/// then `done` (or `error`).
+#[utoipa::path(post, path = "/chat/stream", tag = "answers", request_body = ChatRequestBody,
+    responses((status = 200, description = "text/event-stream of ChatEvent", body = ChatEvent),
+              (status = 400, body = ErrorBody)))]
+pub async fn chat_stream(
+    State(state): State<AppState>,
+    AppJson(body): AppJson<ChatRequestBody>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let events = state.service.chat_stream(body.into_input()).await?;
+    let stream = events.map(|event| Ok(to_sse(&event)));
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
+
+fn to_sse(event: &ChatEvent) -> Event {
+    let value = serde_json::to_value(event).unwrap_or_default();
+    let name = value["event"].as_str().unwrap_or("error").to_string();
+    Event::default()
+        .event(name)
+        .json_data(&value["data"])
+        .unwrap_or_else(|_| Event::default().event("error").data("{}"))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct HistoryParams {
+    #[serde(default = "default_history_limit")]
+    pub limit: usize,
+}
+
+fn default_history_limit() -> usize {
+    100
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ConversationMessage {
+    pub role: Role,
+    pub text: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Conversation {
+    pub conversation_id: Uuid,
+    pub messages: Vec<ConversationMessage>,
+}
+
+/// The stored turns of a conversation, oldest first.
+#[utoipa::path(get, path = "/conversations/{id}", tag = "answers",
+    params(("id" = Uuid, Path, description = "conversation id"), ("limit" = Option<usize>, Query, description = "at most this many of the latest messages (1 to 1000)")),
+    responses((status = 200, body = Conversation), (status = 400, body = ErrorBody)))]
+pub async fn conversation(
+    State(state): State<AppState>,
+    AppPath(id): AppPath<String>,
+    AppQuery(params): AppQuery<HistoryParams>,
+) -> Result<Json<Conversation>, ApiError> {
+    let id = parse_id(&id, "conversation")?;
+    if params.limit == 0 || params.limit > 1000 {
+        return Err(ApiError::InvalidParameter(
+            "limit must be between 1 and 1000".into(),
+        ));
+    }
+    let messages = state
+        .service
+        .conversation(id, params.limit)
+        .await?
+        .into_iter()
+        .map(|stored| ConversationMessage {
+            role: stored.message.role,
+            text: stored.message.text(),
+            created_at: stored.created_at,
+        })
+        .collect();
+    Ok(Json(Conversation {
+        conversation_id: id,
+        messages,
+    }))
+}

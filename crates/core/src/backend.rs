@@ -1,0 +1,153 @@
+//! The small object-safe traits every backend implements. Services hold them
+//! as `Arc<dyn _>`; adapters are handed ready-built clients and never read
+//! configuration themselves.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::chat::Message;
+use crate::domain::{
+    Document, DocumentChunk, DocumentStatus, Page, SearchFilter, VectorSearchResult,
+};
+use crate::error::{EmbedError, StoreError};
+
+/// Turns text into vectors.
+///
+/// Invariants: the output has one vector per input, in input order, each of
+/// exactly `dimension()` values. A vector of another dimension written into
+/// an index silently corrupts every later search, so callers check it.
+#[async_trait]
+pub trait Embedder: Send + Sync {
+    /// Identifies the model, e.g. `all-MiniLM-L6-v2` or a Bedrock model id.
+    fn model_id(&self) -> &str;
+    fn dimension(&self) -> usize;
+    /// How many texts one call should carry; callers split larger inputs.
+    fn batch_size(&self) -> usize {
+        32
+    }
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+}
+
+/// Holds chunk embeddings and finds the nearest ones.
+///
+/// Invariants: `upsert` is idempotent per chunk id; `search` returns at most
+/// `top_k` hits ordered by `score` descending, where `score` is a similarity
+/// (higher is better) — adapters whose backend returns a distance convert it.
+#[async_trait]
+pub trait VectorStore: Send + Sync {
+    async fn upsert(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError>;
+    async fn search(
+        &self,
+        query: &[f32],
+        top_k: usize,
+        filter: &SearchFilter,
+    ) -> Result<Vec<VectorSearchResult>, StoreError>;
+    /// Removes every vector of a document; returns how many there were.
+    async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError>;
+    async fn count(&self) -> Result<usize, StoreError>;
+    /// Identifies the backend in `/health`.
+    fn backend_name(&self) -> &'static str;
+}
+
+/// Keyword search over chunk text (BM25 or similar) and the chunk listing
+/// behind the document view.
+#[async_trait]
+pub trait LexicalIndex: Send + Sync {
+    async fn index_chunks(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError>;
+    /// Hits ordered best first; `score` is higher-is-better.
+    async fn search(
+        &self,
+        query: &str,
+        top_k: usize,
+        filter: &SearchFilter,
+    ) -> Result<Vec<VectorSearchResult>, StoreError>;
+    async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError>;
+    async fn chunks_of(&self, document_id: Uuid) -> Result<Vec<VectorSearchResult>, StoreError>;
+}
+
+/// Raw bytes by key: the original upload and the parsed text (S3 or disk).
+#[async_trait]
+pub trait DocumentStore: Send + Sync {
+    async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StoreError>;
+    /// `StoreError::NotFound` when the key does not exist.
+    async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
+    /// Deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<(), StoreError>;
+    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
+        match self.get(key).await {
+            Ok(_) => Ok(true),
+            Err(StoreError::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+    fn backend_name(&self) -> &'static str;
+}
+
+/// The fields a status transition writes besides the status itself.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StatusUpdate {
+    pub chunk_count: Option<u32>,
+    pub token_count: Option<u64>,
+    pub error: Option<String>,
+    pub indexed_at: Option<DateTime<Utc>>,
+}
+
+/// Which documents a listing returns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListQuery {
+    pub status: Option<DocumentStatus>,
+    pub limit: usize,
+    /// Opaque cursor from a previous page.
+    pub cursor: Option<String>,
+}
+
+/// Document metadata (DynamoDB items or SQLite rows).
+#[async_trait]
+pub trait MetadataStore: Send + Sync {
+    /// Fails with `Conflict` if the id exists.
+    async fn insert(&self, document: &Document) -> Result<(), StoreError>;
+    async fn get(&self, id: Uuid) -> Result<Option<Document>, StoreError>;
+    /// Moves a document from `from` to `to` only if it is still in `from`,
+    /// so two writers cannot both claim it; `Conflict` otherwise.
+    async fn transition(
+        &self,
+        id: Uuid,
+        from: DocumentStatus,
+        to: DocumentStatus,
+        update: StatusUpdate,
+    ) -> Result<Document, StoreError>;
+    /// Newest first.
+    async fn list(&self, query: &ListQuery) -> Result<Page<Document>, StoreError>;
+    /// Returns whether the document existed.
+    async fn delete(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// A non-failed document with these exact bytes, if any.
+    async fn find_by_hash(&self, content_hash: &str) -> Result<Option<Document>, StoreError>;
+    async fn count(&self) -> Result<u64, StoreError>;
+    fn backend_name(&self) -> &'static str;
+}
+
+/// One stored turn of a conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredMessage {
+    pub message: Message,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Conversation memory keyed by conversation id.
+#[async_trait]
+pub trait ConversationStore: Send + Sync {
+    async fn append(
+        &self,
+        conversation_id: Uuid,
+        messages: &[StoredMessage],
+    ) -> Result<(), StoreError>;
+    /// The latest `limit` messages, oldest first.
+    async fn history(
+        &self,
+        conversation_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError>;
+}

@@ -1,0 +1,273 @@
+//! The domain's nouns: documents, chunks, search hits and answers, as they
+//! travel between the pipeline, the stores and the API.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// Where a document is in its life. Upper case on the wire, as in the design.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum DocumentStatus {
+    Pending,
+    Processing,
+    Indexed,
+    Failed,
+}
+
+impl DocumentStatus {
+    pub const ALL: [DocumentStatus; 4] = [
+        DocumentStatus::Pending,
+        DocumentStatus::Processing,
+        DocumentStatus::Indexed,
+        DocumentStatus::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DocumentStatus::Pending => "PENDING",
+            DocumentStatus::Processing => "PROCESSING",
+            DocumentStatus::Indexed => "INDEXED",
+            DocumentStatus::Failed => "FAILED",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|status| status.as_str().eq_ignore_ascii_case(s))
+    }
+
+    /// Whether the pipeline may still move this document forward; used at
+    /// start-up to find work a crash interrupted.
+    pub fn is_in_flight(self) -> bool {
+        matches!(self, DocumentStatus::Pending | DocumentStatus::Processing)
+    }
+}
+
+/// A source document and what the pipeline learned about it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Document {
+    pub id: Uuid,
+    pub title: String,
+    /// The parsed text; only filled when a caller asks for it, because it can
+    /// be megabytes and lives in the document store, not the metadata store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    pub source: String,
+    pub content_type: String,
+    pub status: DocumentStatus,
+    pub chunk_count: u32,
+    pub token_count: u64,
+    /// The chunking this document was (or will be) split with, kept so an
+    /// interrupted ingestion resumes with the same settings.
+    pub chunk_size: u32,
+    pub chunk_overlap: u32,
+    /// Size of the raw upload in bytes.
+    pub size_bytes: u64,
+    /// Hex SHA-256 of the raw bytes; identical uploads are recognised by it.
+    pub content_hash: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub indexed_at: Option<DateTime<Utc>>,
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub extra_metadata: BTreeMap<String, serde_json::Value>,
+}
+
+/// Where a chunk sits in its document. Offsets count Unicode scalar values
+/// (Rust `char`s) into the parsed text, so `start_char..end_char` selects
+/// exactly the chunk's content whatever the script.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChunkMetadata {
+    pub chunk_id: String,
+    pub document_id: Uuid,
+    pub chunk_index: u32,
+    pub start_char: u64,
+    pub end_char: u64,
+    pub token_count: u32,
+}
+
+impl ChunkMetadata {
+    /// Chunk ids are derived, not random, so re-running a failed ingestion
+    /// overwrites rather than duplicates.
+    pub fn chunk_id_for(document_id: Uuid, chunk_index: u32) -> String {
+        format!("{document_id}#{chunk_index:05}")
+    }
+}
+
+/// A chunk ready for the stores.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DocumentChunk {
+    pub metadata: ChunkMetadata,
+    pub content: String,
+    pub embedding: Vec<f32>,
+}
+
+/// One retrieved chunk. `score` is a similarity: higher is better, whatever
+/// the backend measures internally.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VectorSearchResult {
+    pub document_id: Uuid,
+    pub chunk_id: String,
+    pub score: f32,
+    pub content: String,
+    pub metadata: ChunkMetadata,
+}
+
+/// A cited passage as the caller sees it; the answer's `[n]` markers refer
+/// to the n-th entry of `sources`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SourceReference {
+    pub document_id: Uuid,
+    pub chunk_id: String,
+    pub title: String,
+    pub source: String,
+    pub score: f32,
+    pub snippet: String,
+    pub chunk_index: u32,
+    pub start_char: u64,
+    pub end_char: u64,
+}
+
+/// Tokens a model reported (or, for models that count none, estimated).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct TokenUsage {
+    pub input_tokens: u32,
+    pub output_tokens: u32,
+    pub total_tokens: u32,
+}
+
+impl TokenUsage {
+    pub fn new(input_tokens: u32, output_tokens: u32) -> Self {
+        Self {
+            input_tokens,
+            output_tokens,
+            total_tokens: input_tokens.saturating_add(output_tokens),
+        }
+    }
+
+    pub fn add(self, other: TokenUsage) -> TokenUsage {
+        TokenUsage::new(
+            self.input_tokens.saturating_add(other.input_tokens),
+            self.output_tokens.saturating_add(other.output_tokens),
+        )
+    }
+}
+
+/// The answer to `POST /query`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct QueryResponse {
+    pub query: String,
+    pub answer: String,
+    pub sources: Vec<SourceReference>,
+    pub model_id: String,
+    pub search_mode: SearchMode,
+    pub latency_ms: u64,
+    pub token_usage: TokenUsage,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversation_id: Option<Uuid>,
+}
+
+/// How retrieval finds candidates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SearchMode {
+    Dense,
+    Lexical,
+    #[default]
+    Hybrid,
+}
+
+impl SearchMode {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s.to_ascii_lowercase().as_str() {
+            "dense" => Some(SearchMode::Dense),
+            "lexical" => Some(SearchMode::Lexical),
+            "hybrid" => Some(SearchMode::Hybrid),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SearchMode::Dense => "dense",
+            SearchMode::Lexical => "lexical",
+            SearchMode::Hybrid => "hybrid",
+        }
+    }
+}
+
+/// Restricts a search to some documents; empty means all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SearchFilter {
+    pub document_ids: Vec<Uuid>,
+}
+
+impl SearchFilter {
+    pub fn allows(&self, document_id: &Uuid) -> bool {
+        self.document_ids.is_empty() || self.document_ids.contains(document_id)
+    }
+}
+
+/// A page of a listing and the cursor for the next one.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+/// Rough token count for text the embedder did not tokenise: words and
+/// punctuation runs, which tracks subword tokenisers within ~25% on English.
+pub fn estimate_tokens(text: &str) -> u32 {
+    let mut count: u32 = 0;
+    let mut in_word = false;
+    for c in text.chars() {
+        if c.is_alphanumeric() {
+            if !in_word {
+                count = count.saturating_add(1);
+                in_word = true;
+            }
+        } else {
+            in_word = false;
+            if !c.is_whitespace() {
+                count = count.saturating_add(1);
+            }
+        }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_is_upper_case_on_the_wire() {
+        let json = serde_json::to_string(&DocumentStatus::Indexed).unwrap();
+        assert_eq!(json, "\"INDEXED\"");
+        assert_eq!(
+            DocumentStatus::parse("processing"),
+            Some(DocumentStatus::Processing)
+        );
+    }
+
+    #[test]
+    fn chunk_ids_sort_in_document_order() {
+        let id = Uuid::nil();
+        assert!(ChunkMetadata::chunk_id_for(id, 2) < ChunkMetadata::chunk_id_for(id, 10));
+    }
+
+    #[test]
+    fn token_estimate_counts_words_and_punctuation() {
+        assert_eq!(estimate_tokens("Hello, world!"), 4);
+        assert_eq!(estimate_tokens(""), 0);
+    }
+}

@@ -1,0 +1,342 @@
+//! The ingestion pipeline: parse -> store raw and text -> chunk -> embed in
+//! batches -> store vectors and lexical entries -> mark INDEXED. A failure at
+//! any step removes what was written and marks the document FAILED.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use chrono::Utc;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::backend::StatusUpdate;
+use crate::chunk::{ChunkingOptions, chunk_text};
+use crate::domain::{ChunkMetadata, Document, DocumentChunk, DocumentStatus, estimate_tokens};
+use crate::error::{EmbedError, RagError, StoreError};
+use crate::parse::{self, ParsedDocument};
+use crate::service::RagService;
+
+/// A document as a caller hands it in.
+#[derive(Debug, Clone, Default)]
+pub struct IngestInput {
+    pub bytes: Bytes,
+    pub declared_content_type: Option<String>,
+    pub filename: Option<String>,
+    pub title: Option<String>,
+    pub source: Option<String>,
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    pub chunking: Option<ChunkingOptions>,
+    /// Index these bytes again even if an identical document exists.
+    pub new_version: bool,
+}
+
+/// Whether ingestion made a new document or found the same bytes indexed.
+#[derive(Debug, Clone)]
+pub enum IngestOutcome {
+    Created(Document),
+    Duplicate(Document),
+}
+
+impl IngestOutcome {
+    pub fn document(&self) -> &Document {
+        match self {
+            IngestOutcome::Created(d) | IngestOutcome::Duplicate(d) => d,
+        }
+    }
+}
+
+pub fn raw_key(id: Uuid) -> String {
+    format!("documents/{id}/original")
+}
+
+pub fn text_key(id: Uuid) -> String {
+    format!("documents/{id}/text.txt")
+}
+
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+impl RagService {
+    /// Validates and parses the input, stores it as PENDING and returns the
+    /// document; chunking and embedding happen in [`RagService::process`].
+    pub(crate) async fn accept(&self, input: IngestInput) -> Result<IngestOutcome, RagError> {
+        let settings = self.settings();
+        if input.bytes.is_empty() {
+            return Err(RagError::invalid("the document is empty"));
+        }
+        if input.bytes.len() as u64 > settings.max_document_bytes {
+            return Err(RagError::PayloadTooLarge {
+                limit_bytes: settings.max_document_bytes,
+            });
+        }
+        let chunking = input.chunking.unwrap_or(settings.chunking);
+        chunking.validate()?;
+        let kind = parse::detect_kind(
+            input.declared_content_type.as_deref(),
+            input.filename.as_deref(),
+            &input.bytes,
+        )?;
+        let hash = content_hash(&input.bytes);
+        if !input.new_version
+            && let Some(existing) = self.stores().metadata.find_by_hash(&hash).await?
+        {
+            return Ok(IngestOutcome::Duplicate(existing));
+        }
+        let bytes = input.bytes.clone();
+        let parsed: ParsedDocument =
+            tokio::task::spawn_blocking(move || parse::parse(kind, &bytes))
+                .await
+                .map_err(|e| StoreError::permanent(format!("parser task failed: {e}")))??;
+
+        let now = Utc::now();
+        let id = Uuid::new_v4();
+        let title = input
+            .title
+            .filter(|t| !t.trim().is_empty())
+            .or(parsed.title.clone())
+            .or_else(|| input.filename.clone())
+            .unwrap_or_else(|| first_words(&parsed.text));
+        let document = Document {
+            id,
+            title,
+            content: None,
+            source: input
+                .source
+                .or(input.filename)
+                .unwrap_or_else(|| "inline".to_string()),
+            content_type: kind.mime().to_string(),
+            status: DocumentStatus::Pending,
+            chunk_count: 0,
+            token_count: 0,
+            chunk_size: chunking.chunk_size as u32,
+            chunk_overlap: chunking.chunk_overlap as u32,
+            size_bytes: input.bytes.len() as u64,
+            content_hash: hash,
+            error: None,
+            created_at: now,
+            updated_at: now,
+            indexed_at: None,
+            extra_metadata: input.metadata,
+        };
+        let stores = self.stores();
+        stores
+            .documents
+            .put(&raw_key(id), input.bytes, kind.mime())
+            .await?;
+        stores
+            .documents
+            .put(
+                &text_key(id),
+                Bytes::from(parsed.text),
+                "text/plain; charset=utf-8",
+            )
+            .await?;
+        if let Err(e) = stores.metadata.insert(&document).await {
+            self.remove_files(id).await;
+            return Err(e.into());
+        }
+        Ok(IngestOutcome::Created(document))
+    }
+
+    /// Claims a PENDING document and indexes it. Safe to call for a document
+    /// another worker already claimed: the conditional transition fails and
+    /// this call returns without touching it.
+    pub async fn process(&self, id: Uuid) -> Result<Document, RagError> {
+        let metadata = &self.stores().metadata;
+        let document = match metadata
+            .transition(
+                id,
+                DocumentStatus::Pending,
+                DocumentStatus::Processing,
+                StatusUpdate::default(),
+            )
+            .await
+        {
+            Ok(d) => d,
+            Err(StoreError::Conflict(_)) => {
+                return metadata.get(id).await?.ok_or(RagError::NotFound {
+                    what: "document",
+                    id: id.to_string(),
+                });
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let started = std::time::Instant::now();
+        match self.index_document(&document).await {
+            Ok((chunk_count, token_count)) => {
+                let done = metadata
+                    .transition(
+                        id,
+                        DocumentStatus::Processing,
+                        DocumentStatus::Indexed,
+                        StatusUpdate {
+                            chunk_count: Some(chunk_count),
+                            token_count: Some(token_count),
+                            error: None,
+                            indexed_at: Some(Utc::now()),
+                        },
+                    )
+                    .await;
+                match done {
+                    Ok(doc) => {
+                        tracing::info!(%id, chunk_count, elapsed_ms = started.elapsed().as_millis() as u64, "document indexed");
+                        Ok(doc)
+                    }
+                    Err(e) => {
+                        // Deleted while we worked: take back what we wrote.
+                        self.remove_index_entries(id).await;
+                        Err(e.into())
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::warn!(%id, %error, "ingestion failed");
+                self.remove_index_entries(id).await;
+                let failed = metadata
+                    .transition(
+                        id,
+                        DocumentStatus::Processing,
+                        DocumentStatus::Failed,
+                        StatusUpdate {
+                            error: Some(error.to_string()),
+                            ..StatusUpdate::default()
+                        },
+                    )
+                    .await?;
+                Ok(failed)
+            }
+        }
+    }
+
+    async fn index_document(&self, document: &Document) -> Result<(u32, u64), RagError> {
+        let stores = self.stores();
+        let text = match stores.documents.get(&text_key(document.id)).await {
+            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+            Err(StoreError::NotFound { .. }) => self.reparse(document).await?,
+            Err(e) => return Err(e.into()),
+        };
+        let options = ChunkingOptions {
+            chunk_size: document.chunk_size as usize,
+            chunk_overlap: document.chunk_overlap as usize,
+        };
+        let pieces = tokio::task::spawn_blocking(move || chunk_text(&text, options))
+            .await
+            .map_err(|e| StoreError::permanent(format!("chunker task failed: {e}")))??;
+        if pieces.is_empty() {
+            return Err(RagError::Parse(crate::error::ParseError::Empty));
+        }
+        // An interrupted earlier attempt may have left entries behind.
+        self.remove_index_entries(document.id).await;
+
+        let batch_size = self
+            .embedder()
+            .map(|e| e.batch_size())
+            .unwrap_or(256)
+            .max(1);
+        let mut token_count: u64 = 0;
+        for (batch_no, batch) in pieces.chunks(batch_size).enumerate() {
+            let texts: Vec<String> = batch.iter().map(|p| p.content.clone()).collect();
+            let embeddings = match self.embedder() {
+                Some(embedder) => {
+                    let vectors = embedder.embed(&texts).await?;
+                    check_embeddings(&vectors, texts.len(), embedder.dimension())?;
+                    vectors
+                }
+                None => vec![Vec::new(); texts.len()],
+            };
+            let chunks: Vec<DocumentChunk> = batch
+                .iter()
+                .zip(embeddings)
+                .enumerate()
+                .map(|(i, (piece, embedding))| {
+                    let index = (batch_no * batch_size + i) as u32;
+                    let tokens = estimate_tokens(&piece.content);
+                    token_count += tokens as u64;
+                    DocumentChunk {
+                        metadata: ChunkMetadata {
+                            chunk_id: ChunkMetadata::chunk_id_for(document.id, index),
+                            document_id: document.id,
+                            chunk_index: index,
+                            start_char: piece.start_char as u64,
+                            end_char: piece.end_char as u64,
+                            token_count: tokens,
+                        },
+                        content: piece.content.clone(),
+                        embedding,
+                    }
+                })
+                .collect();
+            if self.embedder().is_some() {
+                stores.vectors.upsert(&chunks).await?;
+            }
+            if let Some(lexical) = &stores.lexical {
+                lexical.index_chunks(&chunks).await?;
+            }
+        }
+        Ok((pieces.len() as u32, token_count))
+    }
+
+    async fn reparse(&self, document: &Document) -> Result<String, RagError> {
+        let raw = self.stores().documents.get(&raw_key(document.id)).await?;
+        let kind = parse::detect_kind(Some(&document.content_type), None, &raw)?;
+        let parsed = tokio::task::spawn_blocking(move || parse::parse(kind, &raw))
+            .await
+            .map_err(|e| StoreError::permanent(format!("parser task failed: {e}")))??;
+        Ok(parsed.text)
+    }
+
+    /// Best effort: logs and carries on, because it runs on paths that are
+    /// already handling another error.
+    pub(crate) async fn remove_index_entries(&self, id: Uuid) {
+        let stores = self.stores();
+        if let Err(e) = stores.vectors.delete_document(id).await {
+            tracing::error!(%id, error = %e, "could not remove vectors");
+        }
+        if let Some(lexical) = &stores.lexical
+            && let Err(e) = lexical.delete_document(id).await
+        {
+            tracing::error!(%id, error = %e, "could not remove lexical entries");
+        }
+    }
+
+    pub(crate) async fn remove_files(&self, id: Uuid) {
+        for key in [raw_key(id), text_key(id)] {
+            if let Err(e) = self.stores().documents.delete(&key).await {
+                tracing::error!(%id, error = %e, key, "could not remove file");
+            }
+        }
+    }
+}
+
+fn check_embeddings(
+    vectors: &[Vec<f32>],
+    expected: usize,
+    dimension: usize,
+) -> Result<(), EmbedError> {
+    if vectors.len() != expected {
+        return Err(EmbedError::permanent(format!(
+            "the embedder returned {} vectors for {expected} texts",
+            vectors.len()
+        )));
+    }
+    if let Some(bad) = vectors.iter().find(|v| v.len() != dimension) {
+        return Err(EmbedError::permanent(format!(
+            "the embedder returned a {}-dimensional vector, expected {dimension}",
+            bad.len()
+        )));
+    }
+    Ok(())
+}
+
+fn first_words(text: &str) -> String {
+    let mut title: String = text
+        .split_whitespace()
+        .take(8)
+        .collect::<Vec<_>>()
+        .join(" ");
+    if title.chars().count() > 80 {
+        title = title.chars().take(80).collect();
+    }
+    title
+}

@@ -1,0 +1,19 @@
+//! rag-local: the embedded default backends, for running rag-agent as one
+//! process with no cloud account — SQLite for metadata, conversations,
+//! chunks and FTS5 lexical search; an on-disk vector index; files on disk;
+//! and all-MiniLM-L6-v2 run in-process with candle.
+//!
+//! It depends on rag-core only; it must not depend on an AWS SDK, axum or
+//! the API crate. Adapters take paths and opened handles, never environment
+//! variables.
+
+pub mod files;
+pub mod minilm;
+pub mod model_files;
+pub mod sqlite;
+pub mod vectors;
+
+pub use files::FileDocumentStore;
+pub use minilm::MiniLmEmbedder;
+pub use sqlite::SqliteStore;
+pub use vectors::LocalVectorIndex;

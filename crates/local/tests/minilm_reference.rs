@@ -1,0 +1,70 @@
+//! The in-process MiniLM embedder against sentence-transformers' own output
+//! (tests/fixtures/minilm_reference.json, made by the script beside it).
+//!
+//! Needs the model: `rag-agent models fetch`, or RAG_AGENT_MODEL_DIR.
+
+use std::path::PathBuf;
+
+use rag_core::Embedder;
+use rag_local::{MiniLmEmbedder, model_files};
+
+fn model_dir() -> PathBuf {
+    let mut candidates = Vec::new();
+    if let Some(dir) = std::env::var_os("RAG_AGENT_MODEL_DIR") {
+        candidates.push(PathBuf::from(dir));
+    }
+    if let Some(cache) = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+    {
+        candidates.push(cache.join("rag-agent/models").join(model_files::MODEL_ID));
+    }
+    model_files::resolve(&candidates).unwrap_or_else(|| {
+        panic!("the MiniLM model is not available in {candidates:?}: run `rag-agent models fetch` or the README's test command")
+    })
+}
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    texts: Vec<String>,
+    embeddings: Vec<Vec<f32>>,
+}
+
+fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let na: f32 = a.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let nb: f32 = b.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (na * nb)
+}
+
+#[tokio::test]
+async fn matches_sentence_transformers() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/fixtures/minilm_reference.json"
+    );
+    let reference: Reference =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let embedder = MiniLmEmbedder::load(&model_dir()).unwrap();
+    assert_eq!(embedder.dimension(), 384);
+
+    let ours = embedder.embed(&reference.texts).await.unwrap();
+    for ((text, want), got) in reference.texts.iter().zip(&reference.embeddings).zip(&ours) {
+        assert_eq!(got.len(), 384);
+        let similarity = cosine(want, got);
+        assert!(similarity >= 0.999, "cosine {similarity} for {text:?}");
+        let norm: f32 = got.iter().map(|x| x * x).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+    }
+
+    // One at a time gives the same vectors as the batch: padding is masked.
+    for (text, batched) in reference.texts.iter().zip(&ours) {
+        let single = embedder
+            .embed(std::slice::from_ref(text))
+            .await
+            .unwrap()
+            .pop()
+            .unwrap();
+        assert!(cosine(&single, batched) > 0.9999, "{text:?}");
+    }
+}

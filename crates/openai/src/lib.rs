@@ -1,0 +1,354 @@
+//! rag-openai: a `ChatModel` for servers that speak the OpenAI chat
+//! completions API — Ollama, llama.cpp's server, vLLM — with streaming.
+//!
+//! It depends on rag-core only; it is handed a base URL, model name and key
+//! by the binary and reads no configuration itself.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use rag_core::ModelError;
+use rag_core::chat::{
+    ChatModel, ChatRequest, ChatResponse, ChatStreamEvent, ContentBlock, Message, Role, StopReason,
+};
+use rag_core::domain::TokenUsage;
+use serde_json::{Value, json};
+
+/// Where the server is and which model to ask.
+#[derive(Debug, Clone)]
+pub struct OpenAiConfig {
+    /// Up to and including `/v1`, e.g. `http://127.0.0.1:11434/v1`.
+    pub base_url: String,
+    pub model: String,
+    pub api_key: Option<String>,
+    pub timeout: Duration,
+}
+
+pub struct OpenAiChatModel {
+    client: reqwest::Client,
+    config: OpenAiConfig,
+    model_id: String,
+}
+
+impl OpenAiChatModel {
+    pub fn new(client: reqwest::Client, config: OpenAiConfig) -> Self {
+        let model_id = format!("openai:{}", config.model);
+        Self {
+            client,
+            config,
+            model_id,
+        }
+    }
+
+    fn body(&self, request: &ChatRequest, stream: bool) -> Value {
+        let mut messages = Vec::new();
+        if let Some(system) = &request.system {
+            messages.push(json!({"role": "system", "content": system}));
+        }
+        for message in &request.messages {
+            messages.extend(wire_messages(message));
+        }
+        let mut body = json!({
+            "model": self.config.model,
+            "messages": messages,
+            "stream": stream,
+        });
+        if let Some(max) = request.inference.max_tokens {
+            body["max_tokens"] = json!(max);
+        }
+        if let Some(t) = request.inference.temperature {
+            body["temperature"] = json!(t);
+        }
+        if stream {
+            body["stream_options"] = json!({"include_usage": true});
+        }
+        if !request.tools.is_empty() {
+            body["tools"] = Value::Array(
+                request
+                    .tools
+                    .iter()
+                    .map(|t| {
+                        json!({"type": "function", "function": {
+                            "name": t.name, "description": t.description, "parameters": t.input_schema,
+                        }})
+                    })
+                    .collect(),
+            );
+        }
+        body
+    }
+
+    async fn post(&self, body: &Value) -> Result<reqwest::Response, ModelError> {
+        let url = format!(
+            "{}/chat/completions",
+            self.config.base_url.trim_end_matches('/')
+        );
+        let mut builder = self
+            .client
+            .post(url)
+            .timeout(self.config.timeout)
+            .json(body);
+        if let Some(key) = &self.config.api_key {
+            builder = builder.bearer_auth(key);
+        }
+        let response = builder.send().await.map_err(|e| {
+            if e.is_timeout() || e.is_connect() {
+                ModelError::Transient(Box::new(e))
+            } else {
+                ModelError::permanent(e)
+            }
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        Err(error_from_response(response).await)
+    }
+}
+
+/// Converse messages to OpenAI messages: tool uses become `tool_calls`, and
+/// each tool result its own `tool` message.
+fn wire_messages(message: &Message) -> Vec<Value> {
+    let role = match message.role {
+        Role::User => "user",
+        Role::Assistant => "assistant",
+    };
+    let mut text = String::new();
+    let mut tool_calls = Vec::new();
+    let mut tool_results = Vec::new();
+    for block in &message.content {
+        match block {
+            ContentBlock::Text { text: t } => text.push_str(t),
+            ContentBlock::ToolUse {
+                tool_use_id,
+                name,
+                input,
+            } => tool_calls.push(json!({
+                "id": tool_use_id, "type": "function",
+                "function": {"name": name, "arguments": input.to_string()},
+            })),
+            ContentBlock::ToolResult {
+                tool_use_id,
+                content,
+                ..
+            } => tool_results.push(json!({
+                "role": "tool", "tool_call_id": tool_use_id, "content": content,
+            })),
+        }
+    }
+    let mut out = Vec::new();
+    if !text.is_empty() || !tool_calls.is_empty() {
+        let mut m = json!({"role": role, "content": text});
+        if !tool_calls.is_empty() {
+            m["tool_calls"] = Value::Array(tool_calls);
+        }
+        out.push(m);
+    }
+    out.extend(tool_results);
+    out
+}
+
+async fn error_from_response(response: reqwest::Response) -> ModelError {
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let body = response.text().await.unwrap_or_default();
+    let lowered = body.to_ascii_lowercase();
+    if status.as_u16() == 429 {
+        return ModelError::Throttled { retry_after };
+    }
+    if lowered.contains("context_length_exceeded")
+        || lowered.contains("maximum context length")
+        || lowered.contains("context window")
+    {
+        return ModelError::ContextTooLong;
+    }
+    let summary = format!(
+        "HTTP {status}: {}",
+        body.chars().take(300).collect::<String>()
+    );
+    if status.is_server_error() {
+        ModelError::Transient(summary.into())
+    } else if status.as_u16() == 400 || status.as_u16() == 422 {
+        ModelError::Invalid(summary)
+    } else {
+        ModelError::permanent(summary)
+    }
+}
+
+fn stop_reason(finish_reason: Option<&str>) -> StopReason {
+    match finish_reason {
+        Some("length") => StopReason::MaxTokens,
+        Some("tool_calls") | Some("function_call") => StopReason::ToolUse,
+        Some("content_filter") => StopReason::ContentFiltered,
+        _ => StopReason::EndTurn,
+    }
+}
+
+fn usage(value: &Value) -> TokenUsage {
+    TokenUsage::new(
+        value["prompt_tokens"].as_u64().unwrap_or(0) as u32,
+        value["completion_tokens"].as_u64().unwrap_or(0) as u32,
+    )
+}
+
+#[async_trait]
+impl ChatModel for OpenAiChatModel {
+    fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    fn supports_tools(&self) -> bool {
+        true
+    }
+
+    async fn converse(&self, request: ChatRequest) -> Result<ChatResponse, ModelError> {
+        let response = self.post(&self.body(&request, false)).await?;
+        let value: Value = response.json().await.map_err(ModelError::permanent)?;
+        let choice = &value["choices"][0];
+        let message = &choice["message"];
+        let mut content = Vec::new();
+        if let Some(text) = message["content"].as_str()
+            && !text.is_empty()
+        {
+            content.push(ContentBlock::Text {
+                text: text.to_string(),
+            });
+        }
+        for call in message["tool_calls"].as_array().into_iter().flatten() {
+            let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
+            content.push(ContentBlock::ToolUse {
+                tool_use_id: call["id"].as_str().unwrap_or_default().to_string(),
+                name: call["function"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                // Models do emit invalid JSON; the agent loop reports it back.
+                input: serde_json::from_str(arguments)
+                    .unwrap_or(Value::String(arguments.to_string())),
+            });
+        }
+        if choice.is_null() {
+            return Err(ModelError::permanent("the server's reply has no choices"));
+        }
+        Ok(ChatResponse {
+            message: Message {
+                role: Role::Assistant,
+                content,
+            },
+            stop_reason: stop_reason(choice["finish_reason"].as_str()),
+            usage: usage(&value["usage"]),
+        })
+    }
+
+    async fn converse_stream(
+        &self,
+        request: ChatRequest,
+    ) -> Result<BoxStream<'static, Result<ChatStreamEvent, ModelError>>, ModelError> {
+        let response = self.post(&self.body(&request, true)).await?;
+        let bytes = response.bytes_stream();
+        let events = futures::stream::unfold(
+            SseState {
+                bytes: Box::pin(bytes),
+                buffer: String::new(),
+                finish: None,
+                usage: TokenUsage::default(),
+                done: false,
+                queue: Vec::new(),
+            },
+            |mut state| async move {
+                loop {
+                    if let Some(event) = state.queue.pop() {
+                        return Some((event, state));
+                    }
+                    if state.done {
+                        return None;
+                    }
+                    if let Some(pos) = state.buffer.find('\n') {
+                        let line = state.buffer[..pos].trim_end_matches('\r').to_string();
+                        state.buffer.drain(..=pos);
+                        state.handle_line(&line);
+                        continue;
+                    }
+                    match state.bytes.next().await {
+                        Some(Ok(chunk)) => state.buffer.push_str(&String::from_utf8_lossy(&chunk)),
+                        Some(Err(e)) => {
+                            state.done = true;
+                            return Some((Err(ModelError::Transient(Box::new(e))), state));
+                        }
+                        None => {
+                            // A server that closes without [DONE] still ends the turn.
+                            state.finish_stream();
+                        }
+                    }
+                }
+            },
+        );
+        Ok(events.boxed())
+    }
+}
+
+struct SseState {
+    bytes: std::pin::Pin<Box<dyn futures::Stream<Item = reqwest::Result<bytes::Bytes>> + Send>>,
+    buffer: String,
+    finish: Option<String>,
+    usage: TokenUsage,
+    done: bool,
+    /// Events ready to hand out, last first.
+    queue: Vec<Result<ChatStreamEvent, ModelError>>,
+}
+
+impl SseState {
+    fn handle_line(&mut self, line: &str) {
+        let Some(data) = line.strip_prefix("data:") else {
+            return;
+        };
+        let data = data.trim();
+        if data == "[DONE]" {
+            self.finish_stream();
+            return;
+        }
+        let Ok(value) = serde_json::from_str::<Value>(data) else {
+            self.queue.insert(
+                0,
+                Err(ModelError::permanent(format!(
+                    "unreadable stream chunk: {data}"
+                ))),
+            );
+            self.done = true;
+            return;
+        };
+        if value["usage"].is_object() {
+            self.usage = usage(&value["usage"]);
+        }
+        if let Some(choice) = value["choices"].get(0) {
+            if let Some(text) = choice["delta"]["content"].as_str()
+                && !text.is_empty()
+            {
+                self.queue
+                    .insert(0, Ok(ChatStreamEvent::TextDelta(text.to_string())));
+            }
+            if let Some(reason) = choice["finish_reason"].as_str() {
+                self.finish = Some(reason.to_string());
+            }
+        }
+    }
+
+    fn finish_stream(&mut self) {
+        if !self.done {
+            self.done = true;
+            self.queue.insert(
+                0,
+                Ok(ChatStreamEvent::Stop {
+                    stop_reason: stop_reason(self.finish.as_deref()),
+                    usage: self.usage,
+                }),
+            );
+        }
+    }
+}

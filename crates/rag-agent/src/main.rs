@@ -1,0 +1,77 @@
+//! The `rag-agent` binary: reads configuration, builds the backends, wires
+//! them into the service and serves the router. It holds no domain logic.
+
+mod config;
+mod wiring;
+
+use std::io::Write;
+
+use anyhow::Context;
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use config::{Cli, Command, ModelsCommand};
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::Serve(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(serve(args))
+        }
+        Command::Models {
+            command: ModelsCommand::Fetch(args),
+        } => wiring::fetch_model(&args),
+    }
+}
+
+async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+    let state = wiring::build_state(&args).await?;
+    let service = state.service.clone();
+    let router = rag_api::app(state);
+    let listener = tokio::net::TcpListener::bind(&args.addr)
+        .await
+        .with_context(|| format!("binding {}", args.addr))?;
+    let addr = listener.local_addr()?;
+    // Scripts and tests read this line to learn the port when given :0.
+    println!("rag-agent listening on http://{addr}");
+    std::io::stdout().flush()?;
+    tracing::info!(%addr, data_dir = %args.data_dir().display(), "serving");
+    let resumed = service.recover().await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "resuming interrupted ingestions");
+    }
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

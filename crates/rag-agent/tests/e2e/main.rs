@@ -1,0 +1,11 @@
+//! End-to-end tests of the `rag-agent` binary over a real socket: the
+//! process is started, stopped and restarted like a user would.
+//!
+//! They need the MiniLM model (RAG_AGENT_MODEL_DIR or the user cache, as
+//! `rag-agent models fetch` leaves it); the README's test command fetches it.
+
+mod support;
+
+mod bad_input;
+mod recovery;
+mod rust_book;

@@ -1,0 +1,219 @@
+//! The Rust book, uploaded whole: indexing, answering, chat memory,
+//! deletion and restart, on one server and data directory.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+/// Numbered entries of the sidebar table of contents. A chunk that holds
+/// two of them has swallowed the sidebar.
+const TOC_MARKERS: &[&str] = &[
+    "1.1. Installation",
+    "1.2. Hello, World!",
+    "1.3. Hello, Cargo!",
+    "3.1. Variables and Mutability",
+    "4.1. What is Ownership?",
+    "9.2. Recoverable Errors with Result",
+];
+
+async fn ask(server: &Server, body: Value) -> Value {
+    let (status, answer) = post_json(&server.at("/query"), &body).await;
+    assert_eq!(status, 200, "{answer}");
+    answer
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn rust_book_end_to_end() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &[]);
+    let (_, health) = get_json(&server.at("/health")).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["embedding_model"]["dimension"], 384);
+
+    // 1. Upload every content page, eight at a time.
+    let pages = book_pages();
+    assert!(pages.len() >= 100, "only {} book pages found", pages.len());
+    let uploads: Vec<(u16, Value)> = futures::stream::iter(pages.iter())
+        .map(|page| upload(&server, page))
+        .buffered(8)
+        .collect()
+        .await;
+    let mut ids = HashSet::new();
+    for ((status, body), page) in uploads.iter().zip(&pages) {
+        assert!([200, 202].contains(status), "{page:?}: {status} {body}");
+        ids.insert(body["document"]["id"].as_str().unwrap().to_string());
+    }
+    wait_until_settled(&server, Duration::from_secs(1800)).await;
+    let (_, indexed) = get_json(&server.at("/documents?status=INDEXED&limit=1000")).await;
+    let indexed_ids: HashSet<String> = indexed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(indexed_ids, ids, "every uploaded page must be INDEXED");
+
+    let mut total_chunks = 0;
+    for id in &ids {
+        let (status, doc) = get_json(&server.at(&format!(
+            "/documents/{id}?include_chunks=true&include_content=true"
+        )))
+        .await;
+        assert_eq!(status, 200);
+        let content: Vec<char> = doc["content"].as_str().unwrap().chars().collect();
+        for chunk in doc["chunks"].as_array().unwrap() {
+            let text = chunk["content"].as_str().unwrap();
+            let markers = TOC_MARKERS.iter().filter(|m| text.contains(*m)).count();
+            assert!(
+                markers < 2,
+                "chunk of {} holds the sidebar: {text}",
+                doc["source"]
+            );
+            for furniture in [
+                "Keyboard shortcuts",
+                "Previous chapter",
+                "Toggle Table of Contents",
+            ] {
+                assert!(
+                    !text.contains(furniture),
+                    "{furniture:?} leaked into {}",
+                    doc["source"]
+                );
+            }
+            let (start, end) = (
+                chunk["start_char"].as_u64().unwrap() as usize,
+                chunk["end_char"].as_u64().unwrap() as usize,
+            );
+            assert_eq!(content[start..end].iter().collect::<String>(), text);
+            total_chunks += 1;
+        }
+    }
+    let (_, health) = get_json(&server.at("/health")).await;
+    assert_eq!(health["vector_count"], total_chunks);
+    assert!(total_chunks > 1000, "{total_chunks} chunks");
+
+    // 2. The question mark operator, in the default (hybrid) mode.
+    let answer = ask(
+        &server,
+        json!({"query": "What does the question mark operator do?"}),
+    )
+    .await;
+    let sources = answer["sources"].as_array().unwrap();
+    assert_eq!(
+        sources[0]["source"], "ch09-02-recoverable-errors-with-result.html",
+        "{answer:#}"
+    );
+    assert!(
+        answer["answer"].as_str().unwrap().contains("[1]"),
+        "{answer:#}"
+    );
+    assert_eq!(answer["model_id"], "extractive");
+    for mode in ["dense", "lexical", "hybrid"] {
+        let a = ask(
+            &server,
+            json!({"query": "What does the question mark operator do?", "mode": mode, "top_k": 3}),
+        )
+        .await;
+        assert_eq!(a["search_mode"], mode);
+        assert!(!a["sources"].as_array().unwrap().is_empty(), "{mode}");
+    }
+
+    // Chat keeps a conversation.
+    let (status, first) = post_json(
+        &server.at("/chat"),
+        &json!({"message": "How do I create a new Cargo project?"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{first}");
+    let conversation_id = first["conversation_id"].as_str().unwrap().to_string();
+    let (status, second) = post_json(
+        &server.at("/chat"),
+        &json!({"message": "How do I build it?", "conversation_id": conversation_id}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(second["conversation_id"], conversation_id.as_str());
+
+    // The stream: sources, deltas, done, in that order.
+    let response = client()
+        .post(server.at("/chat/stream"))
+        .json(&json!({"message": "What is a slice?", "conversation_id": conversation_id}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let body = response.text().await.unwrap();
+    let events: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("event: "))
+        .collect();
+    assert_eq!(events.first(), Some(&"sources"), "{body}");
+    assert_eq!(events.last(), Some(&"done"), "{body}");
+    assert!(events.contains(&"delta"), "{body}");
+
+    // 3. Delete ch09-02: gone from every search mode, its files and vectors too.
+    let ch09 = sources[0]["document_id"].as_str().unwrap().to_string();
+    let (_, doc) = get_json(&server.at(&format!("/documents/{ch09}"))).await;
+    let chunk_count = doc["chunk_count"].as_u64().unwrap();
+    let status = client()
+        .delete(server.at(&format!("/documents/{ch09}")))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 204);
+    let (status, error) = get_json(&server.at(&format!("/documents/{ch09}"))).await;
+    assert_eq!(
+        (status, error["error"]["code"].as_str()),
+        (404, Some("document_not_found"))
+    );
+    for mode in ["dense", "lexical", "hybrid"] {
+        let a = ask(&server, json!({"query": "What does the question mark operator do? Recoverable errors with Result", "mode": mode, "top_k": 50, "similarity_threshold": -1.0})).await;
+        assert!(
+            a["sources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|s| s["document_id"] != ch09.as_str()),
+            "deleted document still found in {mode} mode"
+        );
+    }
+    assert!(!server.data_dir.join("files/documents").join(&ch09).exists());
+    let (_, health) = get_json(&server.at("/health")).await;
+    assert_eq!(
+        health["vector_count"].as_u64().unwrap(),
+        total_chunks as u64 - chunk_count
+    );
+    let document_count = health["document_count"].clone();
+    let vector_count = health["vector_count"].clone();
+
+    // 4. Restart on the same data directory: everything is still there.
+    server.stop();
+    let server = Server::start(data.path(), &[]);
+    let (_, health) = get_json(&server.at("/health")).await;
+    assert_eq!(health["document_count"], document_count);
+    assert_eq!(health["vector_count"], vector_count);
+    let (status, conversation) =
+        get_json(&server.at(&format!("/conversations/{conversation_id}"))).await;
+    assert_eq!(status, 200);
+    let messages = conversation["messages"].as_array().unwrap();
+    assert_eq!(messages.len(), 6, "{conversation}");
+    assert_eq!(messages[0]["text"], "How do I create a new Cargo project?");
+    let answer = ask(
+        &server,
+        json!({"query": "How do I create a new Cargo project?", "mode": "dense"}),
+    )
+    .await;
+    assert!(!answer["sources"].as_array().unwrap().is_empty());
+    assert!(
+        answer["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["document_id"] != ch09.as_str())
+    );
+}
