@@ -152,8 +152,12 @@ impl TokenUsage {
             total_tokens: input_tokens.saturating_add(output_tokens),
         }
     }
+}
 
-    pub fn add(self, other: TokenUsage) -> TokenUsage {
+impl std::ops::Add for TokenUsage {
+    type Output = TokenUsage;
+
+    fn add(self, other: TokenUsage) -> TokenUsage {
         TokenUsage::new(
             self.input_tokens.saturating_add(other.input_tokens),
             self.output_tokens.saturating_add(other.output_tokens),

@@ -198,9 +198,13 @@ fn blocked_v4(ip: Ipv4Addr) -> Option<&'static str> {
         Some("link-local or cloud metadata address")
     } else if ip.is_private() || (a == 100 && (64..128).contains(&b)) {
         Some("private address")
-    } else if ip.is_unspecified() || a == 0 || ip.is_broadcast() || ip.is_multicast() || a >= 240 {
-        Some("reserved address")
-    } else if a == 192 && b == 0 && ip.octets()[2] == 0 {
+    } else if ip.is_unspecified()
+        || a == 0
+        || ip.is_broadcast()
+        || ip.is_multicast()
+        || a >= 240
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+    {
         Some("reserved address")
     } else {
         None
@@ -362,8 +366,7 @@ mod tests {
         let addrs: Vec<SocketAddr> = allowing
             .resolve("localhost".parse().unwrap())
             .await
-            .ok()
-            .expect("an allowlisted host resolves")
+            .unwrap_or_else(|e| panic!("an allowlisted host resolves: {e}"))
             .collect();
         assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
     }

@@ -525,9 +525,10 @@ impl RagService {
     ) -> Result<Vec<SourceReference>, RagError> {
         let mut documents: HashMap<Uuid, Option<Document>> = HashMap::new();
         for hit in hits {
-            if !documents.contains_key(&hit.document_id) {
-                let doc = self.stores.metadata.get(hit.document_id).await?;
-                documents.insert(hit.document_id, doc);
+            if let std::collections::hash_map::Entry::Vacant(slot) =
+                documents.entry(hit.document_id)
+            {
+                slot.insert(self.stores.metadata.get(hit.document_id).await?);
             }
         }
         Ok(hits
