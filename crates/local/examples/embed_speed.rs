@@ -1,20 +1,42 @@
-//! Quick embedding speed probe: `cargo run -p rag-local --example embed_speed -- MODEL_DIR`.
+//! Embedding throughput of the in-process MiniLM on a JSON array of texts,
+//! in batches of 32 like the ingestion pipeline. Threads follow
+//! RAYON_NUM_THREADS. Used by benches/embedded.py:
+//!
+//!     cargo build --release -p rag-local --example embed_speed
+//!     RAYON_NUM_THREADS=2 target/release/examples/embed_speed MODEL_DIR texts.json
+
 use std::time::Instant;
 
 fn main() {
-    let dir = std::env::args().nth(1).expect("model dir");
-    let embedder = rag_local::MiniLmEmbedder::load(std::path::Path::new(&dir)).unwrap();
-    let text =
-        "Ownership is a set of rules that govern how a Rust program manages memory. ".repeat(13);
-    let texts: Vec<String> = (0..32).map(|i| format!("{i} {text}")).collect();
-    embedder.embed_sync(&texts[..2]).unwrap();
+    let mut args = std::env::args().skip(1);
+    let dir = args
+        .next()
+        .expect("usage: embed_speed MODEL_DIR TEXTS.json");
+    let texts: Vec<String> = match args.next() {
+        Some(path) => serde_json::from_str(&std::fs::read_to_string(path).expect("read texts"))
+            .expect("a JSON array of strings"),
+        None => (0..64)
+            .map(|i| {
+                format!(
+                    "{i} {}",
+                    "Ownership is a set of rules that govern how a Rust program manages memory. "
+                        .repeat(13)
+                )
+            })
+            .collect(),
+    };
+    let embedder = rag_local::MiniLmEmbedder::load(std::path::Path::new(&dir)).expect("load model");
+    embedder
+        .embed_sync(&texts[..texts.len().min(4)])
+        .expect("warm up");
     let start = Instant::now();
-    embedder.embed_sync(&texts).unwrap();
+    for batch in texts.chunks(32) {
+        embedder.embed_sync(batch).expect("embed");
+    }
     let secs = start.elapsed().as_secs_f64();
     println!(
-        "{} texts of {} chars in {:.2}s = {:.1}/s",
+        "{{\"texts\": {}, \"seconds\": {:.3}, \"per_second\": {:.2}}}",
         texts.len(),
-        texts[0].len(),
         secs,
         texts.len() as f64 / secs
     );

@@ -1,0 +1,135 @@
+//! The router without a socket (`tower::ServiceExt::oneshot`), on the
+//! embedded stores in the lexical-only configuration a machine without the
+//! embedding model runs in.
+
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use rag_api::{AppState, app};
+use rag_core::answer::ExtractiveAnswerer;
+use rag_core::fetch::{FetchPolicy, UrlFetcher};
+use rag_core::{RagService, ServiceSettings, Stores};
+use rag_local::{FileDocumentStore, LocalVectorIndex, SqliteStore};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+fn state(dir: &std::path::Path) -> AppState {
+    let sqlite = SqliteStore::open_in_memory().unwrap();
+    let stores = Stores {
+        metadata: Arc::new(sqlite.clone()),
+        documents: Arc::new(FileDocumentStore::open(dir.join("files")).unwrap()),
+        vectors: Arc::new(LocalVectorIndex::open(&dir.join("vectors.log"), 384).unwrap()),
+        lexical: Some(Arc::new(sqlite.clone())),
+        conversations: Arc::new(sqlite),
+    };
+    let service = RagService::new(
+        stores,
+        None,
+        Arc::new(ExtractiveAnswerer),
+        UrlFetcher::new(FetchPolicy::default()).unwrap(),
+        ServiceSettings::default(),
+        vec!["no embedding model".to_string()],
+    );
+    AppState::new(service)
+}
+
+async fn call(state: &AppState, request: Request<Body>) -> (StatusCode, Value) {
+    let response = app(state.clone()).oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
+    (
+        status,
+        serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+    )
+}
+
+fn post(path: &str, body: Value) -> Request<Body> {
+    Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap()
+}
+
+#[tokio::test]
+async fn lexical_only_deployment_ingests_and_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+
+    let (status, health) = call(&state, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["status"], "degraded");
+    assert_eq!(health["search_modes"], json!(["lexical"]));
+    assert_eq!(health["default_search_mode"], "lexical");
+
+    let (status, created) = call(
+        &state,
+        post(
+            "/documents/ingest",
+            json!({"content": "# Borrowing\n\nA reference lets you refer to a value without taking ownership of it.\n\nMutable references are exclusive.", "content_type": "text/markdown", "wait": true, "metadata": {"team": "docs"}}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["document"]["status"], "INDEXED");
+    assert_eq!(created["document"]["title"], "Borrowing");
+    assert_eq!(created["document"]["extra_metadata"]["team"], "docs");
+
+    let (status, answer) = call(
+        &state,
+        post(
+            "/query",
+            json!({"query": "What does a reference let you do?"}),
+        ),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["search_mode"], "lexical");
+    assert_eq!(answer["sources"][0]["title"], "Borrowing");
+    assert!(
+        answer["answer"]
+            .as_str()
+            .unwrap()
+            .contains("without taking ownership of it. [1]"),
+        "{answer}"
+    );
+
+    let (status, error) = call(
+        &state,
+        post("/query", json!({"query": "x", "mode": "dense"})),
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(error["error"]["code"], "unavailable");
+}
+
+#[tokio::test]
+async fn rejections_use_the_error_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    let request = Request::post("/query")
+        .header("content-type", "application/json")
+        .body(Body::from("{not json"))
+        .unwrap();
+    let (status, body) = call(&state, request).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "malformed_json");
+
+    let (status, body) = call(
+        &state,
+        Request::get("/documents/123").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["code"], "invalid_parameter");
+
+    let (status, spec) = call(
+        &state,
+        Request::get("/openapi.json").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(spec["components"]["schemas"]["ErrorBody"].is_object());
+}
