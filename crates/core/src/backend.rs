@@ -47,7 +47,17 @@ pub trait VectorStore: Send + Sync {
     ) -> Result<Vec<VectorSearchResult>, StoreError>;
     /// Removes every vector of a document; returns how many there were.
     async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError>;
-    async fn count(&self) -> Result<usize, StoreError>;
+    /// How many vectors the store holds, when it can tell cheaply; `None`
+    /// for services that would need a full listing to count.
+    async fn count(&self) -> Result<Option<usize>, StoreError>;
+    /// Every stored chunk of a document in order, for stores that keep the
+    /// chunk text with the vector; `None` when this store does not.
+    async fn chunks_of(
+        &self,
+        _document_id: Uuid,
+    ) -> Result<Option<Vec<VectorSearchResult>>, StoreError> {
+        Ok(None)
+    }
     /// Identifies the backend in `/health`.
     fn backend_name(&self) -> &'static str;
 }

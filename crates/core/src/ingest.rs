@@ -3,14 +3,16 @@
 //! any step removes what was written and marks the document FAILED.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::Utc;
+use futures::StreamExt;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::backend::StatusUpdate;
-use crate::chunk::{ChunkingOptions, chunk_text};
+use crate::backend::{Embedder, StatusUpdate};
+use crate::chunk::{ChunkingOptions, TextChunk, chunk_text};
 use crate::domain::{ChunkMetadata, Document, DocumentChunk, DocumentStatus, estimate_tokens};
 use crate::error::{EmbedError, RagError, StoreError};
 use crate::parse::{self, ParsedDocument};
@@ -234,17 +236,19 @@ impl RagService {
             .map(|e| e.batch_size())
             .unwrap_or(256)
             .max(1);
+        // Embedding the next batch overlaps with storing the current one, so
+        // a remote embedder's calls stay busy across batch boundaries. Only
+        // two batches are ever in memory at once.
+        let embedder = self.embedder().cloned();
+        let jobs: Vec<_> = pieces
+            .chunks(batch_size)
+            .enumerate()
+            .map(|(batch_no, batch)| embed_batch(embedder.clone(), batch_no, batch))
+            .collect();
+        let mut embedded = futures::stream::iter(jobs).buffered(2);
         let mut token_count: u64 = 0;
-        for (batch_no, batch) in pieces.chunks(batch_size).enumerate() {
-            let texts: Vec<String> = batch.iter().map(|p| p.content.clone()).collect();
-            let embeddings = match self.embedder() {
-                Some(embedder) => {
-                    let vectors = embedder.embed(&texts).await?;
-                    check_embeddings(&vectors, texts.len(), embedder.dimension())?;
-                    vectors
-                }
-                None => vec![Vec::new(); texts.len()],
-            };
+        while let Some(next) = embedded.next().await {
+            let (batch_no, batch, embeddings) = next?;
             let chunks: Vec<DocumentChunk> = batch
                 .iter()
                 .zip(embeddings)
@@ -267,7 +271,9 @@ impl RagService {
                     }
                 })
                 .collect();
-            if self.embedder().is_some() {
+            // Batches are stored in index order, which keeps every
+            // document's chunk ids a prefix 0..n (see the S3 Vectors store).
+            if embedder.is_some() {
                 stores.vectors.upsert(&chunks).await?;
             }
             if let Some(lexical) = &stores.lexical {
@@ -307,6 +313,25 @@ impl RagService {
             }
         }
     }
+}
+
+/// Embeds one batch of chunk texts (or gives empty vectors without an
+/// embedding model), checking count and dimension.
+async fn embed_batch(
+    embedder: Option<Arc<dyn Embedder>>,
+    batch_no: usize,
+    batch: &[TextChunk],
+) -> Result<(usize, &[TextChunk], Vec<Vec<f32>>), RagError> {
+    let texts: Vec<String> = batch.iter().map(|p| p.content.clone()).collect();
+    let embeddings = match &embedder {
+        Some(embedder) => {
+            let vectors = embedder.embed(&texts).await?;
+            check_embeddings(&vectors, texts.len(), embedder.dimension())?;
+            vectors
+        }
+        None => vec![Vec::new(); texts.len()],
+    };
+    Ok((batch_no, batch, embeddings))
 }
 
 fn check_embeddings(

@@ -119,7 +119,8 @@ pub struct HealthReport {
     pub search_modes: Vec<SearchMode>,
     pub default_search_mode: SearchMode,
     pub document_count: u64,
-    pub vector_count: usize,
+    /// Absent for vector services that cannot count without a full listing.
+    pub vector_count: Option<usize>,
     pub warnings: Vec<String>,
 }
 
@@ -318,7 +319,7 @@ impl RagService {
         self.get_document(id, false).await?;
         match &self.stores.lexical {
             Some(lexical) => Ok(lexical.chunks_of(id).await?),
-            None => Ok(Vec::new()),
+            None => Ok(self.stores.vectors.chunks_of(id).await?.unwrap_or_default()),
         }
     }
 

@@ -63,7 +63,8 @@ pub fn spec_for<T: JsonSchema>(name: &str) -> ToolSpec {
     }
 }
 
-fn parse_input<T: DeserializeOwned>(input: serde_json::Value) -> Result<T, ToolError> {
+/// Deserialises a tool's input, reporting what is wrong to the model.
+pub fn parse_input<T: DeserializeOwned>(input: serde_json::Value) -> Result<T, ToolError> {
     serde_json::from_value(input).map_err(|e| ToolError::InvalidInput(e.to_string()))
 }
 
@@ -276,6 +277,13 @@ impl ToolRegistry {
                 Arc::new(FetchUrlTool(service.clone())),
             ],
         }
+    }
+
+    /// Adds a tool that exists only in some deployments, such as the
+    /// knowledge base search when a knowledge base is configured.
+    pub fn with(mut self, tool: Arc<dyn Tool>) -> Self {
+        self.tools.push(tool);
+        self
     }
 
     pub fn specs(&self) -> Vec<ToolSpec> {

@@ -472,13 +472,14 @@ impl VectorStore for LocalVectorIndex {
         Ok(rows.delete_document(self.dimension, document_id))
     }
 
-    async fn count(&self) -> Result<usize, StoreError> {
-        Ok(self
-            .rows
-            .read()
-            .map_err(|_| StoreError::permanent("index lock poisoned"))?
-            .entries
-            .len())
+    async fn count(&self) -> Result<Option<usize>, StoreError> {
+        Ok(Some(
+            self.rows
+                .read()
+                .map_err(|_| StoreError::permanent("index lock poisoned"))?
+                .entries
+                .len(),
+        ))
     }
 
     fn backend_name(&self) -> &'static str {
@@ -538,10 +539,10 @@ mod tests {
                 .collect();
             index.upsert(&chunks).await.unwrap();
             index.upsert(&chunks[..10]).await.unwrap();
-            assert_eq!(index.count().await.unwrap(), 200);
+            assert_eq!(index.count().await.unwrap(), Some(200));
         }
         let index = LocalVectorIndex::open(&path, 16).unwrap();
-        assert_eq!(index.count().await.unwrap(), 200);
+        assert_eq!(index.count().await.unwrap(), Some(200));
         let hits = index
             .search(&query, 5, &SearchFilter::default())
             .await
@@ -591,7 +592,7 @@ mod tests {
             assert_eq!(index.delete_document(a).await.unwrap(), 0);
         }
         let index = LocalVectorIndex::open(&path, 8).unwrap();
-        assert_eq!(index.count().await.unwrap(), 20);
+        assert_eq!(index.count().await.unwrap(), Some(20));
         for v in &vectors {
             let hits = index.search(v, 50, &SearchFilter::default()).await.unwrap();
             assert!(hits.iter().all(|h| h.document_id == b));
@@ -629,7 +630,7 @@ mod tests {
             .unwrap();
         {
             let index = LocalVectorIndex::open(&path, 4).unwrap();
-            assert_eq!(index.count().await.unwrap(), 1);
+            assert_eq!(index.count().await.unwrap(), Some(1));
             index
                 .upsert(&[chunk(doc, 2, vec![0.0, 0.0, 1.0, 0.0])])
                 .await
@@ -641,7 +642,7 @@ mod tests {
                 .count()
                 .await
                 .unwrap(),
-            2
+            Some(2)
         );
         assert!(matches!(
             LocalVectorIndex::open(&path, 8),

@@ -67,6 +67,30 @@ pub enum LlmProvider {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetadataBackend {
+    /// SQLite in the data directory (also holds the lexical index).
+    Sqlite,
+    /// One DynamoDB table (`DYNAMODB_TABLE_NAME`).
+    Dynamodb,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DocumentBackend {
+    /// Files under the data directory.
+    Local,
+    /// An S3 bucket (`S3_BUCKET_NAME`, `S3_DOCUMENTS_PREFIX`).
+    S3,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum VectorBackend {
+    /// The exact local index in the data directory.
+    Local,
+    /// An S3 Vectors index (`S3_VECTOR_BUCKET_NAME`, `S3_VECTOR_INDEX_NAME`).
+    S3vectors,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SearchModeArg {
     Hybrid,
     Dense,
@@ -108,9 +132,10 @@ pub struct ServeArgs {
     pub openai_model: String,
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<String>,
-    /// Default retrieval mode.
-    #[arg(long, env = "SEARCH_MODE", value_enum, default_value = "hybrid")]
-    pub search_mode: SearchModeArg,
+    /// Default retrieval mode [default: hybrid when there is a lexical
+    /// index (SQLite metadata), dense otherwise]
+    #[arg(long, env = "SEARCH_MODE", value_enum)]
+    pub search_mode: Option<SearchModeArg>,
     /// Default number of passages retrieved per question (1 to 100).
     #[arg(long, env = "VECTOR_TOP_K", default_value_t = 5)]
     pub top_k: usize,
@@ -134,6 +159,72 @@ pub struct ServeArgs {
     /// request says otherwise.
     #[arg(long, env = "RAG_AGENT_WAIT_FOR_INGEST", default_value_t = false)]
     pub wait_for_ingest: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+/// Where each component lives on AWS. Every backend is chosen on its own,
+/// so Bedrock can run with local stores and the other way round.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "AWS backends")]
+pub struct AwsArgs {
+    #[arg(long, env = "METADATA_BACKEND", value_enum, default_value = "sqlite")]
+    pub metadata_backend: MetadataBackend,
+    #[arg(long, env = "DOCUMENT_BACKEND", value_enum, default_value = "local")]
+    pub document_backend: DocumentBackend,
+    #[arg(long, env = "VECTOR_BACKEND", value_enum, default_value = "local")]
+    pub vector_backend: VectorBackend,
+    #[arg(long, env = "AWS_REGION", default_value = "us-east-1")]
+    pub region: String,
+    #[arg(long, env = "S3_BUCKET_NAME")]
+    pub s3_bucket: Option<String>,
+    #[arg(long, env = "S3_DOCUMENTS_PREFIX", default_value = "documents/")]
+    pub s3_documents_prefix: String,
+    /// The S3 Vectors bucket [default: S3_BUCKET_NAME]
+    #[arg(long, env = "S3_VECTOR_BUCKET_NAME")]
+    pub s3_vector_bucket: Option<String>,
+    #[arg(long, env = "S3_VECTOR_INDEX_NAME", default_value = "rag-agent-chunks")]
+    pub s3_vector_index: String,
+    #[arg(long, env = "DYNAMODB_TABLE_NAME")]
+    pub dynamodb_table: Option<String>,
+    #[arg(
+        long,
+        env = "BEDROCK_EMBEDDING_MODEL_ID",
+        default_value = "amazon.titan-embed-text-v2:0"
+    )]
+    pub bedrock_embedding_model: String,
+    #[arg(
+        long,
+        env = "BEDROCK_LLM_MODEL_ID",
+        default_value = "anthropic.claude-3-haiku-20240307-v1:0"
+    )]
+    pub bedrock_llm_model: String,
+    /// Offers the agent's knowledge_base_search tool when set (empty means
+    /// unset, as the SAM template passes it).
+    #[arg(long, env = "BEDROCK_KNOWLEDGE_BASE_ID")]
+    pub bedrock_knowledge_base_id: Option<String>,
+    /// Titan embeds one text per call: how many calls may be in flight.
+    #[arg(long, env = "BEDROCK_EMBEDDING_CONCURRENCY", default_value_t = 25)]
+    pub bedrock_embedding_concurrency: usize,
+    /// Attempts per Titan call when throttled or unavailable. At 30%
+    /// throttling, 10 attempts leave one call in about 170,000 failing.
+    #[arg(long, env = "BEDROCK_MAX_ATTEMPTS", default_value_t = 10)]
+    pub bedrock_max_attempts: u32,
+    /// Endpoint overrides for tests and local stacks.
+    #[arg(long, env = "AWS_ENDPOINT_URL_S3")]
+    pub s3_endpoint: Option<String>,
+    #[arg(long, env = "AWS_ENDPOINT_URL_S3VECTORS")]
+    pub s3vectors_endpoint: Option<String>,
+    #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    pub dynamodb_endpoint: Option<String>,
+    #[arg(long, env = "AWS_ENDPOINT_URL_BEDROCK_RUNTIME")]
+    pub bedrock_endpoint: Option<String>,
+    #[arg(long, env = "AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME")]
+    pub bedrock_agent_endpoint: Option<String>,
+    /// Create the S3 Vectors bucket and index when missing (the SAM
+    /// template creates them, so its functions turn this off).
+    #[arg(long, env = "S3_VECTOR_CREATE_INDEX", default_value_t = true, action = clap::ArgAction::Set)]
+    pub create_vector_index: bool,
 }
 
 impl ServeArgs {

@@ -1,6 +1,7 @@
 //! The `rag-agent` binary: reads configuration, builds the backends, wires
 //! them into the service and serves the router. It holds no domain logic.
 
+mod aws;
 mod config;
 mod wiring;
 
@@ -13,7 +14,13 @@ use tracing_subscriber::EnvFilter;
 use config::{Cli, Command, ModelsCommand};
 
 fn main() -> anyhow::Result<()> {
-    let cli = Cli::parse();
+    // Lambda starts `bootstrap` with no arguments: that means `serve`,
+    // configured from the environment.
+    let cli = if std::env::args_os().len() == 1 && on_lambda() {
+        Cli::parse_from(["rag-agent", "serve"])
+    } else {
+        Cli::parse()
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
@@ -35,6 +42,9 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     let state = wiring::build_state(&args).await?;
     let service = state.service.clone();
     let router = rag_api::app(state);
+    if on_lambda() {
+        return serve_lambda(router).await;
+    }
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
         .with_context(|| format!("binding {}", args.addr))?;
@@ -52,6 +62,29 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         .await
         .context("serving HTTP")?;
     Ok(())
+}
+
+/// Runs the router under the Lambda runtime. A function behind a Function
+/// URL with `InvokeMode: RESPONSE_STREAM` sets `RAG_AGENT_LAMBDA_STREAMING`
+/// so `/chat/stream` reaches the client event by event; behind API Gateway
+/// responses are buffered, as its proxy integration requires.
+async fn serve_lambda(router: axum::Router) -> anyhow::Result<()> {
+    let streaming = std::env::var("RAG_AGENT_LAMBDA_STREAMING")
+        .map(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"))
+        .unwrap_or(false);
+    let mode = if streaming {
+        rag_lambda::InvokeMode::Streaming
+    } else {
+        rag_lambda::InvokeMode::Buffered
+    };
+    rag_lambda::run(router, mode)
+        .await
+        .map_err(|e| anyhow::anyhow!("Lambda runtime: {e}"))
+}
+
+/// The Lambda environment sets this, `cargo lambda watch` included.
+fn on_lambda() -> bool {
+    std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some()
 }
 
 async fn shutdown_signal() {

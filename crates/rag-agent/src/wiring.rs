@@ -10,28 +10,61 @@ use rag_api::AppState;
 use rag_core::answer::ExtractiveAnswerer;
 use rag_core::chat::ChatModel;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
-use rag_core::{Embedder, RagService, SearchMode, ServiceSettings, Stores};
+use rag_core::tools::ToolRegistry;
+use rag_core::{
+    ConversationStore, DocumentStore, Embedder, LexicalIndex, MetadataStore, RagService,
+    SearchMode, ServiceSettings, Stores, VectorStore,
+};
 use rag_local::{FileDocumentStore, LocalVectorIndex, MiniLmEmbedder, SqliteStore, model_files};
 use rag_openai::{OpenAiChatModel, OpenAiConfig};
 
+use crate::aws;
 use crate::config::{
-    EmbeddingProvider, FetchArgs, LlmProvider, SearchModeArg, ServeArgs, default_model_dir,
+    DocumentBackend, EmbeddingProvider, FetchArgs, LlmProvider, MetadataBackend, SearchModeArg,
+    ServeArgs, VectorBackend, default_model_dir,
 };
 
 const MINILM_DIMENSION: usize = 384;
 
 pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
+    let aws_args = &args.aws;
+    let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
+    check_combination(args, on_lambda)?;
+    let knowledge_base = aws_args
+        .bedrock_knowledge_base_id
+        .as_deref()
+        .map(str::trim)
+        .filter(|id| !id.is_empty());
+    let uses_aws = knowledge_base.is_some()
+        || aws_args.metadata_backend == MetadataBackend::Dynamodb
+        || aws_args.document_backend == DocumentBackend::S3
+        || aws_args.vector_backend == VectorBackend::S3vectors
+        || args.embedding_provider == EmbeddingProvider::Bedrock
+        || args.llm_provider == LlmProvider::Bedrock;
+    let sdk = if uses_aws {
+        Some(aws::sdk_config(aws_args).await)
+    } else {
+        None
+    };
+    let uses_disk = aws_args.metadata_backend == MetadataBackend::Sqlite
+        || aws_args.document_backend == DocumentBackend::Local
+        || aws_args.vector_backend == VectorBackend::Local;
     let data_dir = args.data_dir();
-    std::fs::create_dir_all(&data_dir)
-        .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    if uses_disk {
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
+    }
     let mut warnings = Vec::new();
 
-    let embedder: Option<Arc<dyn Embedder>> = match args.embedding_provider {
-        EmbeddingProvider::Local => load_local_embedder(args, &mut warnings),
-        EmbeddingProvider::Bedrock | EmbeddingProvider::Openai => bail!(
-            "EMBEDDING_PROVIDER={:?} is not available in this build; use EMBEDDING_PROVIDER=local",
-            args.embedding_provider
-        ),
+    let embedder: Option<Arc<dyn Embedder>> = match (args.embedding_provider, &sdk) {
+        (EmbeddingProvider::Local, _) => load_local_embedder(args, &mut warnings),
+        (EmbeddingProvider::Bedrock, Some(sdk)) => {
+            Some(aws::embedder(sdk, aws_args, args.vector_dimension)?)
+        }
+        (EmbeddingProvider::Bedrock, None) => unreachable!("Bedrock always loads the SDK config"),
+        (EmbeddingProvider::Openai, _) => {
+            bail!("EMBEDDING_PROVIDER=openai is not available in this build; use local or bedrock")
+        }
     };
     let dimension = embedder
         .as_ref()
@@ -47,23 +80,50 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         );
     }
 
-    let sqlite =
-        SqliteStore::open(&data_dir.join("rag.sqlite3")).context("opening the database")?;
-    let vectors = LocalVectorIndex::open(&data_dir.join("vectors.log"), dimension)
-        .context("opening the vector index")?;
-    let files =
-        FileDocumentStore::open(data_dir.join("files")).context("opening the file store")?;
+    let sqlite = match aws_args.metadata_backend {
+        MetadataBackend::Sqlite => {
+            Some(SqliteStore::open(&data_dir.join("rag.sqlite3")).context("opening the database")?)
+        }
+        MetadataBackend::Dynamodb => None,
+    };
+    let (metadata, conversations): (Arc<dyn MetadataStore>, Arc<dyn ConversationStore>) =
+        match (&sqlite, &sdk) {
+            (Some(sqlite), _) => (Arc::new(sqlite.clone()), Arc::new(sqlite.clone())),
+            (None, Some(sdk)) => {
+                let store = Arc::new(aws::metadata_store(sdk, aws_args)?);
+                (store.clone(), store)
+            }
+            (None, None) => unreachable!("DynamoDB always loads the SDK config"),
+        };
+    let documents: Arc<dyn DocumentStore> = match (aws_args.document_backend, &sdk) {
+        (DocumentBackend::S3, Some(sdk)) => Arc::new(aws::document_store(sdk, aws_args)?),
+        _ => Arc::new(
+            FileDocumentStore::open(data_dir.join("files")).context("opening the file store")?,
+        ),
+    };
+    let vectors: Arc<dyn VectorStore> = match (aws_args.vector_backend, &sdk) {
+        (VectorBackend::S3vectors, Some(sdk)) => {
+            Arc::new(aws::vector_store(sdk, aws_args, dimension).await?)
+        }
+        _ => Arc::new(
+            LocalVectorIndex::open(&data_dir.join("vectors.log"), dimension)
+                .context("opening the vector index")?,
+        ),
+    };
+    let lexical: Option<Arc<dyn LexicalIndex>> = sqlite
+        .as_ref()
+        .map(|s| Arc::new(s.clone()) as Arc<dyn LexicalIndex>);
     let stores = Stores {
-        metadata: Arc::new(sqlite.clone()),
-        documents: Arc::new(files),
-        vectors: Arc::new(vectors),
-        lexical: Some(Arc::new(sqlite.clone())),
-        conversations: Arc::new(sqlite),
+        metadata,
+        documents,
+        vectors,
+        lexical,
+        conversations,
     };
 
-    let chat: Arc<dyn ChatModel> = match args.llm_provider {
-        LlmProvider::Extractive => Arc::new(ExtractiveAnswerer),
-        LlmProvider::Openai => Arc::new(OpenAiChatModel::new(
+    let chat: Arc<dyn ChatModel> = match (args.llm_provider, &sdk) {
+        (LlmProvider::Extractive, _) => Arc::new(ExtractiveAnswerer),
+        (LlmProvider::Openai, _) => Arc::new(OpenAiChatModel::new(
             reqwest_client()?,
             OpenAiConfig {
                 base_url: args.openai_base_url.clone(),
@@ -72,9 +132,8 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
                 timeout: Duration::from_secs(120),
             },
         )),
-        LlmProvider::Bedrock => {
-            bail!("LLM_PROVIDER=bedrock is not available in this build; use extractive or openai")
-        }
+        (LlmProvider::Bedrock, Some(sdk)) => Arc::new(aws::chat_model(sdk, aws_args)),
+        (LlmProvider::Bedrock, None) => unreachable!("Bedrock always loads the SDK config"),
     };
 
     let fetcher = UrlFetcher::new(FetchPolicy {
@@ -99,19 +158,70 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         top_k: args.top_k,
         similarity_threshold: args.similarity_threshold,
         search_mode: match args.search_mode {
-            SearchModeArg::Hybrid => SearchMode::Hybrid,
-            SearchModeArg::Dense => SearchMode::Dense,
-            SearchModeArg::Lexical => SearchMode::Lexical,
+            Some(SearchModeArg::Hybrid) => SearchMode::Hybrid,
+            Some(SearchModeArg::Dense) => SearchMode::Dense,
+            Some(SearchModeArg::Lexical) => SearchMode::Lexical,
+            None if aws_args.metadata_backend == MetadataBackend::Sqlite => SearchMode::Hybrid,
+            None => SearchMode::Dense,
         },
         max_document_bytes: args.max_body_bytes as u64,
         ingest_concurrency: args.ingest_concurrency.max(1),
         ..ServiceSettings::default()
     };
     let service = RagService::new(stores, embedder, chat, fetcher, settings, warnings);
-    let mut state = AppState::new(service);
+    let mut state = AppState::new(service.clone());
+    if let (Some(id), Some(sdk)) = (knowledge_base, &sdk) {
+        state.tools = ToolRegistry::standard(&service)
+            .with(Arc::new(aws::knowledge_base_tool(sdk, aws_args, id)));
+    }
     state.body_limit = args.max_body_bytes;
-    state.wait_for_ingest_by_default = args.wait_for_ingest;
+    // Lambda freezes the process between invocations, so background work
+    // would stall: ingestion answers once it has finished.
+    state.wait_for_ingest_by_default = args.wait_for_ingest || on_lambda;
     Ok(state)
+}
+
+/// Rejects combinations that cannot work, naming the variable to change.
+fn check_combination(args: &ServeArgs, on_lambda: bool) -> anyhow::Result<()> {
+    let aws = &args.aws;
+    if on_lambda {
+        let local = [
+            (
+                aws.metadata_backend == MetadataBackend::Sqlite,
+                "METADATA_BACKEND=sqlite",
+                "METADATA_BACKEND=dynamodb",
+            ),
+            (
+                aws.document_backend == DocumentBackend::Local,
+                "DOCUMENT_BACKEND=local",
+                "DOCUMENT_BACKEND=s3",
+            ),
+            (
+                aws.vector_backend == VectorBackend::Local,
+                "VECTOR_BACKEND=local",
+                "VECTOR_BACKEND=s3vectors",
+            ),
+        ];
+        for (is_local, setting, instead) in local {
+            if is_local {
+                bail!(
+                    "{setting} cannot run on AWS Lambda, whose disk is temporary and not shared between instances; set {instead}"
+                );
+            }
+        }
+    }
+    if aws.metadata_backend == MetadataBackend::Dynamodb
+        && matches!(
+            args.search_mode,
+            Some(SearchModeArg::Lexical | SearchModeArg::Hybrid)
+        )
+    {
+        bail!(
+            "SEARCH_MODE={:?} needs the lexical index, which only METADATA_BACKEND=sqlite provides; use SEARCH_MODE=dense",
+            args.search_mode.unwrap_or(SearchModeArg::Dense)
+        );
+    }
+    Ok(())
 }
 
 fn reqwest_client() -> anyhow::Result<reqwest::Client> {

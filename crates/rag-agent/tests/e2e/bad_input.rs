@@ -49,9 +49,25 @@ async fn page_server() -> u16 {
 }
 
 #[tokio::test]
-async fn bad_input_gets_json_errors_and_the_server_keeps_serving() {
+async fn bad_input_gets_json_errors_and_the_server_keeps_serving_embedded() {
+    bad_input_gets_json_errors_and_the_server_keeps_serving(Stack::embedded()).await;
+}
+
+/// Multi-threaded: the emulator serves from this runtime while the test
+/// blocks reading the server's first line.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_json_errors_and_the_server_keeps_serving_aws() {
+    let stack = Stack::aws().await;
+    bad_input_gets_json_errors_and_the_server_keeps_serving(stack).await;
+}
+
+async fn bad_input_gets_json_errors_and_the_server_keeps_serving(stack: Stack) {
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), &[("RAG_AGENT_FETCH_ALLOWLIST", "localhost")]);
+    let server = Server::start(
+        data.path(),
+        &stack,
+        &[("RAG_AGENT_FETCH_ALLOWLIST", "localhost")],
+    );
     let ingest = server.at("/documents/ingest");
 
     let (s, b) = raw_post(&ingest, "application/json", "{\"content\": ").await;
@@ -121,6 +137,22 @@ async fn bad_input_gets_json_errors_and_the_server_keeps_serving() {
     )
     .await;
     assert_error(s, &b, 422, "invalid_request");
+    // A mode this backend set lacks is refused rather than quietly changed;
+    // hybrid degrades to the one half that exists and says so.
+    if !stack.modes().contains(&"lexical") {
+        let (s, b) = post_json(
+            &server.at("/query"),
+            &json!({"query": "x", "mode": "lexical"}),
+        )
+        .await;
+        assert_error(s, &b, 503, "unavailable");
+        let (s, b) = post_json(
+            &server.at("/query"),
+            &json!({"query": "x", "mode": "hybrid"}),
+        )
+        .await;
+        assert_eq!((s, b["search_mode"].as_str()), (200, Some("dense")), "{b}");
+    }
 
     // Unknown and malformed ids, unknown routes and methods.
     let (s, b) = get_json(&server.at("/documents/7d0c4a8e-3c5b-4a57-9d4e-6a1f2b3c4d5e")).await;
@@ -233,6 +265,12 @@ async fn bad_input_gets_json_errors_and_the_server_keeps_serving() {
         .collect();
     assert!(
         names.contains(&"vector_search") && names.contains(&"get_document"),
+        "{names:?}"
+    );
+    // The knowledge base tool is offered only where one is configured.
+    assert_eq!(
+        names.contains(&"knowledge_base_search"),
+        stack.emulator().is_some(),
         "{names:?}"
     );
 }

@@ -7,5 +7,7 @@
 mod support;
 
 mod bad_input;
+mod lambda_runtime;
 mod recovery;
 mod rust_book;
+mod startup_config;

@@ -8,9 +8,18 @@ use serde_json::json;
 use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn interrupted_ingestion_resumes_after_restart() {
+async fn interrupted_ingestion_resumes_after_restart_embedded() {
+    interrupted_ingestion_resumes_after_restart(Stack::embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_ingestion_resumes_after_restart_aws() {
+    interrupted_ingestion_resumes_after_restart(Stack::aws().await).await;
+}
+
+async fn interrupted_ingestion_resumes_after_restart(stack: Stack) {
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), &[]);
+    let server = Server::start(data.path(), &stack, &[]);
     let pages: Vec<_> = book_pages()
         .into_iter()
         .filter(|p| {
@@ -31,7 +40,7 @@ async fn interrupted_ingestion_resumes_after_restart() {
     );
     server.stop();
 
-    let server = Server::start(data.path(), &[]);
+    let server = Server::start(data.path(), &stack, &[]);
     wait_until_settled(&server, Duration::from_secs(600)).await;
     let (_, indexed) = get_json(&server.at("/documents?status=INDEXED&limit=100")).await;
     let docs = indexed["items"].as_array().unwrap();
@@ -40,9 +49,8 @@ async fn interrupted_ingestion_resumes_after_restart() {
         .iter()
         .map(|d| d["chunk_count"].as_u64().unwrap())
         .sum();
-    let (_, health) = get_json(&server.at("/health")).await;
     assert_eq!(
-        health["vector_count"].as_u64().unwrap(),
+        stack.vector_count(&server).await,
         chunk_total,
         "vectors must match chunks exactly"
     );

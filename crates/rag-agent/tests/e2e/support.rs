@@ -5,7 +5,218 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use std::sync::Arc;
+
+use rag_aws_emulator::{Emulator, MotoServer};
 use serde_json::Value;
+
+/// Which backend set the binary runs on. The same tests run on both.
+pub enum Stack {
+    /// SQLite, the local vector index, files on disk, MiniLM in-process,
+    /// the extractive answerer.
+    Embedded,
+    /// DynamoDB and S3 on moto; S3 Vectors and Bedrock on the emulator.
+    Aws(Box<AwsStack>),
+}
+
+pub struct AwsStack {
+    pub moto: MotoServer,
+    /// Extra environment for the binary on this stack.
+    pub extra_env: Vec<(String, String)>,
+    pub emulator: Emulator,
+    pub bucket: String,
+    pub table: String,
+    pub vector_bucket: String,
+    pub index: String,
+}
+
+pub const BEDROCK_LLM: &str = "anthropic.claude-emulated-v1:0";
+
+fn aws_client_config(url: &str) -> (aws_sdk_s3::Client, aws_sdk_dynamodb::Client) {
+    let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests");
+    let s3 = aws_sdk_s3::Config::builder()
+        .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
+        .region(aws_sdk_s3::config::Region::new("us-east-1"))
+        .credentials_provider(creds.clone())
+        .endpoint_url(url)
+        .force_path_style(true)
+        .build();
+    let dynamodb = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(url)
+        .build();
+    (
+        aws_sdk_s3::Client::from_conf(s3),
+        aws_sdk_dynamodb::Client::from_conf(dynamodb),
+    )
+}
+
+impl Stack {
+    pub fn embedded() -> Stack {
+        Stack::Embedded
+    }
+
+    /// Starts moto and the emulator (whose Titan embeddings come from the
+    /// same MiniLM model, zero-padded, so rankings match the embedded run)
+    /// and creates the bucket and table the template would create.
+    pub async fn aws() -> Stack {
+        Stack::aws_with(&[]).await
+    }
+
+    /// The AWS stack with extra environment for the binary.
+    pub async fn aws_with(extra_env: &[(&str, &str)]) -> Stack {
+        let moto = MotoServer::start();
+        let model_dir = rag_local::model_files::resolve(&model_candidates())
+            .expect("the MiniLM model; run `rag-agent models fetch`");
+        let embedder: Arc<dyn rag_core::Embedder> =
+            Arc::new(rag_local::MiniLmEmbedder::load(&model_dir).expect("load MiniLM"));
+        let emulator = Emulator::start_with(Some(embedder)).await.unwrap();
+        let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_string();
+        let stack = AwsStack {
+            moto,
+            extra_env: extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            emulator,
+            bucket: format!("docs-{suffix}"),
+            table: format!("rag-{suffix}"),
+            vector_bucket: format!("vectors-{suffix}"),
+            index: "chunks".to_string(),
+        };
+        let (s3, dynamodb) = aws_client_config(&stack.moto.url);
+        s3.create_bucket()
+            .bucket(&stack.bucket)
+            .send()
+            .await
+            .unwrap();
+        rag_aws::DynamoDbStore::new(dynamodb, &stack.table)
+            .create_table()
+            .await
+            .expect("create the table");
+        Stack::Aws(Box::new(stack))
+    }
+
+    pub fn env(&self) -> Vec<(String, String)> {
+        let Stack::Aws(aws) = self else {
+            return Vec::new();
+        };
+        [
+            ("METADATA_BACKEND", "dynamodb"),
+            ("DOCUMENT_BACKEND", "s3"),
+            ("VECTOR_BACKEND", "s3vectors"),
+            ("EMBEDDING_PROVIDER", "bedrock"),
+            ("LLM_PROVIDER", "bedrock"),
+            ("BEDROCK_LLM_MODEL_ID", BEDROCK_LLM),
+            ("AWS_REGION", "us-east-1"),
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+            ("AWS_EC2_METADATA_DISABLED", "true"),
+            ("S3_BUCKET_NAME", &aws.bucket),
+            ("S3_VECTOR_BUCKET_NAME", &aws.vector_bucket),
+            ("S3_VECTOR_INDEX_NAME", &aws.index),
+            ("DYNAMODB_TABLE_NAME", &aws.table),
+            ("AWS_ENDPOINT_URL_S3", &aws.moto.url),
+            ("AWS_ENDPOINT_URL_DYNAMODB", &aws.moto.url),
+            ("AWS_ENDPOINT_URL_S3VECTORS", &aws.emulator.url),
+            ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &aws.emulator.url),
+            ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", &aws.emulator.url),
+            ("BEDROCK_KNOWLEDGE_BASE_ID", "KB1"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .chain(aws.extra_env.iter().cloned())
+        .collect()
+    }
+
+    pub fn emulator(&self) -> Option<&Emulator> {
+        match self {
+            Stack::Aws(aws) => Some(&aws.emulator),
+            Stack::Embedded => None,
+        }
+    }
+
+    /// The search modes this backend set offers: DynamoDB has no lexical
+    /// index, so the AWS set is dense only.
+    pub fn modes(&self) -> &'static [&'static str] {
+        match self {
+            Stack::Embedded => &["dense", "lexical", "hybrid"],
+            Stack::Aws(_) => &["dense"],
+        }
+    }
+
+    pub fn default_mode(&self) -> &'static str {
+        match self {
+            Stack::Embedded => "hybrid",
+            Stack::Aws(_) => "dense",
+        }
+    }
+
+    pub fn model_id(&self) -> &'static str {
+        match self {
+            Stack::Embedded => "extractive",
+            Stack::Aws(_) => BEDROCK_LLM,
+        }
+    }
+
+    pub fn dimension(&self) -> u64 {
+        match self {
+            Stack::Embedded => 384,
+            Stack::Aws(_) => 1024,
+        }
+    }
+
+    /// Vectors stored: from `/health` on the local index, from the
+    /// emulator for S3 Vectors (which has no count API).
+    pub async fn vector_count(&self, server: &Server) -> u64 {
+        match self {
+            Stack::Embedded => {
+                let (_, health) = get_json(&server.at("/health")).await;
+                health["vector_count"].as_u64().expect("local vector count")
+            }
+            Stack::Aws(aws) => aws.emulator.vector_count(&aws.vector_bucket, &aws.index) as u64,
+        }
+    }
+
+    /// Whether any stored file of the document remains.
+    pub async fn has_files(&self, server: &Server, document_id: &str) -> bool {
+        match self {
+            Stack::Embedded => server
+                .data_dir
+                .join("files/documents")
+                .join(document_id)
+                .exists(),
+            Stack::Aws(aws) => {
+                let (s3, _) = aws_client_config(&aws.moto.url);
+                let listed = s3
+                    .list_objects_v2()
+                    .bucket(&aws.bucket)
+                    .prefix(format!("documents/documents/{document_id}/"))
+                    .send()
+                    .await
+                    .unwrap();
+                listed.key_count().unwrap_or(0) > 0
+            }
+        }
+    }
+}
+
+fn model_candidates() -> Vec<PathBuf> {
+    let mut candidates = Vec::new();
+    if let Ok(dir) = std::env::var("RAG_AGENT_MODEL_DIR") {
+        candidates.push(PathBuf::from(dir));
+    }
+    if let Some(cache) = dirs::cache_dir() {
+        candidates.push(
+            cache
+                .join("rag-agent/models")
+                .join(rag_local::model_files::MODEL_ID),
+        );
+    }
+    candidates
+}
 
 pub struct Server {
     pub url: String,
@@ -14,8 +225,8 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `rag-agent serve` on a free 127.0.0.1 port.
-    pub fn start(data_dir: &Path, extra_env: &[(&str, &str)]) -> Server {
+    /// Starts `rag-agent serve` on a free 127.0.0.1 port on `stack`.
+    pub fn start(data_dir: &Path, stack: &Stack, extra_env: &[(&str, &str)]) -> Server {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rag-agent"));
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--offline", "--data-dir"])
@@ -24,6 +235,9 @@ impl Server {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        for (k, v) in stack.env() {
+            command.env(k, v);
+        }
         for (k, v) in extra_env {
             command.env(k, v);
         }

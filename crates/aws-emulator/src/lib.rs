@@ -1,0 +1,192 @@
+//! An in-process emulator of the AWS APIs that moto lacks, speaking their
+//! real wire formats so the real AWS SDK clients can be tested against it:
+//! S3 Vectors (buckets, indexes, vectors and `QueryVectors`) and the Bedrock
+//! runtime (`InvokeModel` for Titan embeddings, `Converse`,
+//! `ConverseStream`) and Knowledge Bases `Retrieve`. Test support only: it never ships in the Lambda.
+//!
+//! Must not depend on the AWS SDK (tests drive it with the SDK, the emulator
+//! itself only speaks HTTP) nor on any backend crate.
+
+mod bedrock;
+pub mod filter;
+pub mod moto;
+mod s3vectors;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::response::Response;
+use axum::routing::post;
+use serde_json::{Value, json};
+
+pub use bedrock::{BedrockStats, Fault, Faults, Reply, ReplyBlock, hashed_bag_of_words};
+pub use moto::MotoServer;
+
+/// Shared state behind the emulator's routes.
+pub struct EmulatorState {
+    vectors: s3vectors::VectorState,
+    bedrock: bedrock::BedrockState,
+}
+
+/// A running emulator on a free 127.0.0.1 port; stops when dropped.
+pub struct Emulator {
+    /// Base URL to hand to the SDK clients as their endpoint.
+    pub url: String,
+    pub addr: SocketAddr,
+    state: Arc<EmulatorState>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Emulator {
+    /// Starts with hashed bag-of-words embeddings.
+    pub async fn start() -> std::io::Result<Emulator> {
+        Emulator::start_with(None).await
+    }
+
+    /// Starts; Titan embeddings come from `embedder` (zero-padded to the
+    /// requested dimension) when given, so rankings are meaningful.
+    pub async fn start_with(
+        embedder: Option<Arc<dyn rag_core::Embedder>>,
+    ) -> std::io::Result<Emulator> {
+        let state = Arc::new(EmulatorState {
+            vectors: s3vectors::VectorState::default(),
+            bedrock: bedrock::BedrockState {
+                embedder,
+                ..Default::default()
+            },
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let app = router(state.clone());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Emulator {
+            url: format!("http://{addr}"),
+            addr,
+            state,
+            shutdown: Some(tx),
+        })
+    }
+
+    /// Queues a model reply; replies are used in order, then the default.
+    pub fn push_reply(&self, reply: Reply) {
+        self.state.bedrock.replies.lock().unwrap().push_back(reply);
+    }
+
+    /// Queues a fault for the next Bedrock call of any kind.
+    pub fn push_fault(&self, fault: Fault) {
+        self.state
+            .bedrock
+            .queued_faults
+            .lock()
+            .unwrap()
+            .push_back(fault);
+    }
+
+    /// Queues a fault raised inside the next `ConverseStream` response.
+    pub fn push_stream_fault(&self, fault: Fault) {
+        self.state
+            .bedrock
+            .stream_faults
+            .lock()
+            .unwrap()
+            .push_back(fault);
+    }
+
+    /// Adds a passage to a knowledge base that `Retrieve` searches.
+    pub fn add_knowledge_base_passage(&self, knowledge_base_id: &str, uri: &str, text: &str) {
+        self.state
+            .bedrock
+            .knowledge_bases
+            .lock()
+            .unwrap()
+            .entry(knowledge_base_id.to_string())
+            .or_default()
+            .push((uri.to_string(), text.to_string()));
+    }
+
+    pub fn set_faults(&self, faults: Faults) {
+        *self.state.bedrock.faults.lock().unwrap() = faults;
+    }
+
+    pub fn bedrock_stats(&self) -> BedrockStats {
+        self.state.bedrock.stats.lock().unwrap().clone()
+    }
+
+    /// Every Converse and ConverseStream request body received, in order.
+    pub fn converse_requests(&self) -> Vec<Value> {
+        self.state.bedrock.converse_requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn router(state: Arc<EmulatorState>) -> Router {
+    Router::new()
+        .route("/model/{model_id}/invoke", post(bedrock::invoke_model))
+        .route("/model/{model_id}/converse", post(bedrock::converse))
+        .route(
+            "/model/{model_id}/converse-stream",
+            post(bedrock::converse_stream),
+        )
+        .route("/knowledgebases/{id}/retrieve", post(bedrock::retrieve))
+        .route("/{operation}", post(s3vectors::handle))
+        .with_state(state)
+}
+
+/// An AWS error as restJson services send it: the type in
+/// `x-amzn-errortype`, the message in the body.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct AwsError {
+    status: u16,
+    code: &'static str,
+    message: String,
+}
+
+impl AwsError {
+    pub(crate) fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        AwsError {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn validation(message: impl Into<String>) -> Self {
+        AwsError::new(400, "ValidationException", message)
+    }
+
+    pub(crate) fn not_found(message: impl Into<String>) -> Self {
+        AwsError::new(404, "NotFoundException", message)
+    }
+
+    pub(crate) fn into_response(self) -> Response {
+        let mut response = json_response(self.status, &json!({"message": self.message}));
+        if let Ok(value) = self.code.parse() {
+            response.headers_mut().insert("x-amzn-errortype", value);
+        }
+        response
+    }
+}
+
+pub(crate) fn json_response(status: u16, body: &Value) -> Response {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))
+        .unwrap_or_default()
+}

@@ -1,0 +1,579 @@
+//! Document metadata and conversations in one DynamoDB table.
+//!
+//! Items (`PK` / `SK`):
+//! - `DOC#<id>` / `METADATA`: the document, with `GSI1PK = STATUS#<status>`
+//!   and `GSI1SK = <created_at>#<id>` so GSI1 lists by status, newest first
+//!   (the id suffix makes equal timestamps sort and page deterministically).
+//! - `HASH#<sha256>` / `DOC#<id>`: finds documents by content for
+//!   duplicate detection without a scan.
+//! - `STATS` / `DOCUMENTS`: the document count, kept in the same
+//!   transactions that insert and delete documents.
+//! - `CONV#<id>` / `MESSAGE#<timestamp>#<seq>`: one conversation turn.
+
+mod attr;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::types::{
+    AttributeValue, Delete, Put, ReturnValue, Select, TransactWriteItem, Update,
+};
+use chrono::{SecondsFormat, Utc};
+use rag_core::{
+    ConversationStore, Document, DocumentStatus, ListQuery, MetadataStore, Page, StatusUpdate,
+    StoreError, StoredMessage,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::sdk_error::{Classified, classify};
+use attr::{Item, item_to_object, object_to_item, s, to_attr};
+
+pub const GSI1: &str = "GSI1";
+const KEY_ATTRIBUTES: &[&str] = &["PK", "SK", "GSI1PK", "GSI1SK"];
+/// BatchWriteItem takes at most 25 items.
+const WRITE_BATCH: usize = 25;
+
+pub struct DynamoDbStore {
+    client: Client,
+    table: String,
+}
+
+fn doc_pk(id: Uuid) -> String {
+    format!("DOC#{id}")
+}
+
+fn gsi1sk(document: &Document) -> String {
+    format!("{}#{}", timestamp(&document.created_at), document.id)
+}
+
+/// Fixed-width UTC timestamps sort as strings in time order.
+fn timestamp(t: &chrono::DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+fn is_condition_failure(c: &Classified) -> bool {
+    matches!(
+        c.code.as_deref(),
+        Some("ConditionalCheckFailedException" | "TransactionCanceledException")
+    ) && c.message.contains("ConditionalCheckFailed")
+        || c.code.as_deref() == Some("ConditionalCheckFailedException")
+}
+
+impl DynamoDbStore {
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        DynamoDbStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Creates the table with GSI1 (on demand, keys as above) when it does
+    /// not exist, for local stacks and tests; deployments get it from
+    /// template.yaml, which declares the same schema.
+    pub async fn create_table(&self) -> Result<(), StoreError> {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, GlobalSecondaryIndex, KeySchemaElement, KeyType,
+            Projection, ProjectionType, ScalarAttributeType,
+        };
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(StoreError::permanent)
+        };
+        let key = |name: &str, kind: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(kind)
+                .build()
+                .map_err(StoreError::permanent)
+        };
+        let gsi = GlobalSecondaryIndex::builder()
+            .index_name(GSI1)
+            .key_schema(key("GSI1PK", KeyType::Hash)?)
+            .key_schema(key("GSI1SK", KeyType::Range)?)
+            .projection(
+                Projection::builder()
+                    .projection_type(ProjectionType::All)
+                    .build(),
+            )
+            .build()
+            .map_err(StoreError::permanent)?;
+        let result = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attribute("PK")?)
+            .attribute_definitions(attribute("SK")?)
+            .attribute_definitions(attribute("GSI1PK")?)
+            .attribute_definitions(attribute("GSI1SK")?)
+            .key_schema(key("PK", KeyType::Hash)?)
+            .key_schema(key("SK", KeyType::Range)?)
+            .global_secondary_indexes(gsi)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let c = classify(e);
+                if c.code.as_deref() == Some("ResourceInUseException") {
+                    Ok(())
+                } else {
+                    Err(self.err(c))
+                }
+            }
+        }
+    }
+
+    fn err(&self, c: Classified) -> StoreError {
+        c.into_store_error(|| format!("table {}", self.table))
+    }
+
+    fn document_item(&self, document: &Document) -> Result<Item, StoreError> {
+        let mut value = serde_json::to_value(document).map_err(StoreError::permanent)?;
+        if let Value::Object(map) = &mut value {
+            // Content is never stored in metadata: it lives in the document store.
+            map.remove("content");
+        }
+        let mut item = object_to_item(&value);
+        item.insert("PK".into(), s(doc_pk(document.id)));
+        item.insert("SK".into(), s("METADATA"));
+        item.insert(
+            "GSI1PK".into(),
+            s(format!("STATUS#{}", document.status.as_str())),
+        );
+        item.insert("GSI1SK".into(), s(gsi1sk(document)));
+        Ok(item)
+    }
+
+    fn document_from_item(item: &Item) -> Result<Document, StoreError> {
+        let mut value = item_to_object(item);
+        if let Value::Object(map) = &mut value {
+            for key in KEY_ATTRIBUTES {
+                map.remove(*key);
+            }
+        }
+        serde_json::from_value(value)
+            .map_err(|e| StoreError::permanent(format!("malformed document item: {e}")))
+    }
+
+    fn counter_update(&self, delta: i64) -> Result<TransactWriteItem, StoreError> {
+        Ok(TransactWriteItem::builder()
+            .update(
+                Update::builder()
+                    .table_name(&self.table)
+                    .key("PK", s("STATS"))
+                    .key("SK", s("DOCUMENTS"))
+                    .update_expression("ADD document_count :delta")
+                    .expression_attribute_values(":delta", AttributeValue::N(delta.to_string()))
+                    .build()
+                    .map_err(StoreError::permanent)?,
+            )
+            .build())
+    }
+
+    /// Up to `limit` documents of one status partition of GSI1, newest
+    /// first, strictly older than `before` when given. A Query page stops at
+    /// 1 MB, so pages are followed until `limit` is reached or the
+    /// partition ends.
+    async fn query_status(
+        &self,
+        status: DocumentStatus,
+        before: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Document>, StoreError> {
+        let mut documents = Vec::new();
+        let mut start_key = None;
+        loop {
+            let mut request = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .index_name(GSI1)
+                .scan_index_forward(false)
+                .limit((limit - documents.len()) as i32)
+                .set_exclusive_start_key(start_key.take())
+                .expression_attribute_values(":pk", s(format!("STATUS#{}", status.as_str())));
+            request = match before {
+                Some(cursor) => request
+                    .key_condition_expression("GSI1PK = :pk AND GSI1SK < :before")
+                    .expression_attribute_values(":before", s(cursor)),
+                None => request.key_condition_expression("GSI1PK = :pk"),
+            };
+            let output = request.send().await.map_err(|e| self.err(classify(e)))?;
+            for item in output.items() {
+                documents.push(Self::document_from_item(item)?);
+            }
+            match output.last_evaluated_key() {
+                Some(key) if documents.len() < limit => start_key = Some(key.clone()),
+                _ => return Ok(documents),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl MetadataStore for DynamoDbStore {
+    async fn insert(&self, document: &Document) -> Result<(), StoreError> {
+        let put_doc = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(self.document_item(document)?))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .map_err(StoreError::permanent)?;
+        let mut hash_item = Item::new();
+        hash_item.insert("PK".into(), s(format!("HASH#{}", document.content_hash)));
+        hash_item.insert("SK".into(), s(doc_pk(document.id)));
+        hash_item.insert("document_id".into(), s(document.id.to_string()));
+        let put_hash = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(hash_item))
+            .build()
+            .map_err(StoreError::permanent)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put_doc).build())
+            .transact_items(TransactWriteItem::builder().put(put_hash).build())
+            .transact_items(self.counter_update(1)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let c = classify(e);
+                if is_condition_failure(&c) {
+                    Err(StoreError::Conflict(format!(
+                        "document {} already exists",
+                        document.id
+                    )))
+                } else {
+                    Err(self.err(c))
+                }
+            }
+        }
+    }
+
+    async fn get(&self, id: Uuid) -> Result<Option<Document>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s(doc_pk(id)))
+            .key("SK", s("METADATA"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| self.err(classify(e)))?;
+        output.item().map(Self::document_from_item).transpose()
+    }
+
+    async fn transition(
+        &self,
+        id: Uuid,
+        from: DocumentStatus,
+        to: DocumentStatus,
+        update: StatusUpdate,
+    ) -> Result<Document, StoreError> {
+        let mut sets = vec![
+            "#status = :to",
+            "GSI1PK = :gsi1pk",
+            "updated_at = :now",
+            "#error = :error",
+        ];
+        let mut request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(doc_pk(id)))
+            .key("SK", s("METADATA"))
+            .condition_expression("#status = :from")
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_names("#error", "error")
+            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":to", s(to.as_str()))
+            .expression_attribute_values(":gsi1pk", s(format!("STATUS#{}", to.as_str())))
+            .expression_attribute_values(":now", s(timestamp(&Utc::now())))
+            .expression_attribute_values(":error", to_attr(&json!(update.error)))
+            .return_values(ReturnValue::AllNew);
+        if let Some(chunks) = update.chunk_count {
+            sets.push("chunk_count = :chunks");
+            request = request
+                .expression_attribute_values(":chunks", AttributeValue::N(chunks.to_string()));
+        }
+        if let Some(tokens) = update.token_count {
+            sets.push("token_count = :tokens");
+            request = request
+                .expression_attribute_values(":tokens", AttributeValue::N(tokens.to_string()));
+        }
+        if let Some(indexed_at) = update.indexed_at {
+            sets.push("indexed_at = :indexed_at");
+            request = request.expression_attribute_values(":indexed_at", s(timestamp(&indexed_at)));
+        }
+        let result = request
+            .update_expression(format!("SET {}", sets.join(", ")))
+            .send()
+            .await;
+        match result {
+            Ok(output) => match output.attributes() {
+                Some(item) => Self::document_from_item(item),
+                None => Err(StoreError::permanent("UpdateItem returned no attributes")),
+            },
+            Err(e) => {
+                let c = classify(e);
+                if !is_condition_failure(&c) {
+                    return Err(self.err(c));
+                }
+                match self.get(id).await? {
+                    None => Err(StoreError::NotFound {
+                        what: format!("document {id}"),
+                    }),
+                    Some(doc) => Err(StoreError::Conflict(format!(
+                        "document {id} is {}, not {}",
+                        doc.status.as_str(),
+                        from.as_str()
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// Newest first. Each status is its own GSI1 partition; a listing over
+    /// all statuses reads one page from each and merges them, and the cursor
+    /// is the last item's `GSI1SK`, so pages never skip or repeat.
+    async fn list(&self, query: &ListQuery) -> Result<Page<Document>, StoreError> {
+        let statuses: Vec<DocumentStatus> = match query.status {
+            Some(status) => vec![status],
+            None => DocumentStatus::ALL.to_vec(),
+        };
+        let limit = query.limit.max(1);
+        let pages = futures::future::try_join_all(
+            statuses
+                .iter()
+                .map(|status| self.query_status(*status, query.cursor.as_deref(), limit + 1)),
+        )
+        .await?;
+        let mut items: Vec<Document> = pages.into_iter().flatten().collect();
+        items.sort_by_key(|d| std::cmp::Reverse(gsi1sk(d)));
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(gsi1sk)
+        } else {
+            None
+        };
+        Ok(Page { items, next_cursor })
+    }
+
+    async fn delete(&self, id: Uuid) -> Result<bool, StoreError> {
+        let Some(document) = self.get(id).await? else {
+            return Ok(false);
+        };
+        let delete_doc = Delete::builder()
+            .table_name(&self.table)
+            .key("PK", s(doc_pk(id)))
+            .key("SK", s("METADATA"))
+            .condition_expression("attribute_exists(PK)")
+            .build()
+            .map_err(StoreError::permanent)?;
+        let delete_hash = Delete::builder()
+            .table_name(&self.table)
+            .key("PK", s(format!("HASH#{}", document.content_hash)))
+            .key("SK", s(doc_pk(id)))
+            .build()
+            .map_err(StoreError::permanent)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().delete(delete_doc).build())
+            .transact_items(TransactWriteItem::builder().delete(delete_hash).build())
+            .transact_items(self.counter_update(-1)?)
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            // Deleted concurrently by another request.
+            Err(e) => {
+                let c = classify(e);
+                if is_condition_failure(&c) {
+                    Ok(false)
+                } else {
+                    Err(self.err(c))
+                }
+            }
+        }
+    }
+
+    async fn find_by_hash(&self, content_hash: &str) -> Result<Option<Document>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk")
+            .expression_attribute_values(":pk", s(format!("HASH#{content_hash}")))
+            .send()
+            .await
+            .map_err(|e| self.err(classify(e)))?;
+        for item in output.items() {
+            let Some(id) = item
+                .get("document_id")
+                .and_then(|a| a.as_s().ok())
+                .and_then(|s| s.parse::<Uuid>().ok())
+            else {
+                continue;
+            };
+            if let Some(document) = self.get(id).await?
+                && document.status != DocumentStatus::Failed
+            {
+                return Ok(Some(document));
+            }
+        }
+        Ok(None)
+    }
+
+    async fn count(&self) -> Result<u64, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("PK", s("STATS"))
+            .key("SK", s("DOCUMENTS"))
+            .send()
+            .await
+            .map_err(|e| self.err(classify(e)))?;
+        Ok(output
+            .item()
+            .and_then(|i| i.get("document_count"))
+            .and_then(|a| a.as_n().ok())
+            .and_then(|n| n.parse::<i64>().ok())
+            .unwrap_or(0)
+            .max(0) as u64)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "dynamodb"
+    }
+}
+
+#[async_trait]
+impl ConversationStore for DynamoDbStore {
+    async fn append(
+        &self,
+        conversation_id: Uuid,
+        messages: &[StoredMessage],
+    ) -> Result<(), StoreError> {
+        let pk = format!("CONV#{conversation_id}");
+        let items: Vec<Item> = messages
+            .iter()
+            .enumerate()
+            .map(|(seq, stored)| {
+                let mut item = Item::new();
+                item.insert("PK".into(), s(pk.clone()));
+                // The sequence number keeps messages written in the same
+                // microsecond distinct and in order.
+                item.insert(
+                    "SK".into(),
+                    s(format!(
+                        "MESSAGE#{}#{seq:04}",
+                        timestamp(&stored.created_at)
+                    )),
+                );
+                item.insert("created_at".into(), s(timestamp(&stored.created_at)));
+                item.insert(
+                    "message".into(),
+                    to_attr(&serde_json::to_value(&stored.message).unwrap_or(Value::Null)),
+                );
+                item
+            })
+            .collect();
+        for batch in items.chunks(WRITE_BATCH) {
+            let mut pending: Vec<aws_sdk_dynamodb::types::WriteRequest> = batch
+                .iter()
+                .map(|item| {
+                    aws_sdk_dynamodb::types::PutRequest::builder()
+                        .set_item(Some(item.clone()))
+                        .build()
+                        .map(|put| {
+                            aws_sdk_dynamodb::types::WriteRequest::builder()
+                                .put_request(put)
+                                .build()
+                        })
+                        .map_err(StoreError::permanent)
+                })
+                .collect::<Result<_, _>>()?;
+            // BatchWriteItem may hand back unprocessed items under load.
+            for attempt in 0..8u32 {
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.table, pending)
+                    .send()
+                    .await
+                    .map_err(|e| self.err(classify(e)))?;
+                pending = output
+                    .unprocessed_items()
+                    .and_then(|u| u.get(&self.table))
+                    .cloned()
+                    .unwrap_or_default();
+                if pending.is_empty() {
+                    break;
+                }
+                if attempt == 7 {
+                    return Err(StoreError::Transient(
+                        "DynamoDB left conversation messages unprocessed".into(),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn history(
+        &self,
+        conversation_id: Uuid,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let output = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+            .expression_attribute_values(":pk", s(format!("CONV#{conversation_id}")))
+            .expression_attribute_values(":prefix", s("MESSAGE#"))
+            .scan_index_forward(false)
+            .limit(limit as i32)
+            .select(Select::AllAttributes)
+            .send()
+            .await
+            .map_err(|e| self.err(classify(e)))?;
+        let mut messages = output
+            .items()
+            .iter()
+            .map(|item| {
+                let message = item
+                    .get("message")
+                    .map(attr::to_json)
+                    .ok_or_else(|| StoreError::permanent("conversation item without message"))?;
+                let created_at = item
+                    .get("created_at")
+                    .and_then(|a| a.as_s().ok())
+                    .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc))
+                    .unwrap_or_else(Utc::now);
+                Ok(StoredMessage {
+                    message: serde_json::from_value(message).map_err(|e| {
+                        StoreError::permanent(format!("malformed conversation message: {e}"))
+                    })?,
+                    created_at,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        messages.reverse();
+        Ok(messages)
+    }
+}

@@ -1,0 +1,130 @@
+//! The agent's `knowledge_base_search` tool over Bedrock Knowledge Bases
+//! (`Retrieve` in bedrock-agent-runtime). Offered only when a knowledge
+//! base id is configured.
+
+use async_trait::async_trait;
+use aws_sdk_bedrockagentruntime::Client;
+use aws_sdk_bedrockagentruntime::types::{
+    KnowledgeBaseQuery, KnowledgeBaseRetrievalConfiguration, KnowledgeBaseVectorSearchConfiguration,
+};
+use rag_core::chat::ToolSpec;
+use rag_core::tools::{Tool, ToolError, parse_input, spec_for};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::retry::RetryPolicy;
+use crate::sdk_error::classify;
+
+/// Knowledge bases return at most 100 results per call.
+const MAX_RESULTS: usize = 100;
+
+/// Search the organisation's Amazon Bedrock knowledge base for passages
+/// relevant to a query. Returns the best passages with their source
+/// locations and relevance scores.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct KnowledgeBaseSearchInput {
+    /// What to search for, in natural language.
+    pub query: String,
+    /// How many passages to return (1 to 100).
+    #[serde(default = "default_top_k")]
+    pub top_k: usize,
+}
+
+fn default_top_k() -> usize {
+    5
+}
+
+pub struct KnowledgeBaseSearchTool {
+    client: Client,
+    knowledge_base_id: String,
+    retry: RetryPolicy,
+}
+
+impl KnowledgeBaseSearchTool {
+    pub fn new(client: Client, knowledge_base_id: impl Into<String>, retry: RetryPolicy) -> Self {
+        KnowledgeBaseSearchTool {
+            client,
+            knowledge_base_id: knowledge_base_id.into(),
+            retry,
+        }
+    }
+}
+
+#[async_trait]
+impl Tool for KnowledgeBaseSearchTool {
+    fn spec(&self) -> ToolSpec {
+        spec_for::<KnowledgeBaseSearchInput>("knowledge_base_search")
+    }
+
+    async fn call(&self, input: serde_json::Value) -> Result<String, ToolError> {
+        let input: KnowledgeBaseSearchInput = parse_input(input)?;
+        if input.query.trim().is_empty() {
+            return Err(ToolError::InvalidInput("query must not be empty".into()));
+        }
+        if input.top_k == 0 || input.top_k > MAX_RESULTS {
+            return Err(ToolError::InvalidInput(format!(
+                "top_k must be between 1 and {MAX_RESULTS}"
+            )));
+        }
+        let query = KnowledgeBaseQuery::builder().text(&input.query).build();
+        let configuration = KnowledgeBaseRetrievalConfiguration::builder()
+            .vector_search_configuration(
+                KnowledgeBaseVectorSearchConfiguration::builder()
+                    .number_of_results(input.top_k as i32)
+                    .build(),
+            )
+            .build();
+        let output = self
+            .retry
+            .run(
+                || {
+                    self.client
+                        .retrieve()
+                        .knowledge_base_id(&self.knowledge_base_id)
+                        .retrieval_query(query.clone())
+                        .retrieval_configuration(configuration.clone())
+                        .send()
+                },
+                |e| {
+                    let code = aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e);
+                    matches!(
+                        code,
+                        Some(
+                            "ThrottlingException"
+                                | "InternalServerException"
+                                | "BadGatewayException"
+                        )
+                    )
+                    .then_some(None)
+                },
+            )
+            .await
+            .map_err(|e| {
+                let c = classify(e);
+                tracing::warn!(code = ?c.code, cause = %c.cause, "knowledge base retrieve failed");
+                ToolError::Failed(format!("the knowledge base search failed: {}", c.message))
+            })?;
+        let results: Vec<serde_json::Value> = output
+            .retrieval_results()
+            .iter()
+            .map(|r| {
+                let source = r
+                    .location()
+                    .and_then(|l| {
+                        l.s3_location()
+                            .and_then(|s| s.uri())
+                            .or_else(|| l.web_location().and_then(|w| w.url()))
+                    })
+                    .unwrap_or_default();
+                json!({
+                    "content": r.content().map(|c| c.text()).unwrap_or_default(),
+                    "source": source,
+                    "score": r.score(),
+                })
+            })
+            .collect();
+        Ok(serde_json::to_string(&results).unwrap_or_default())
+    }
+}

@@ -1,0 +1,26 @@
+//! AWS backends behind the core crate's traits: Bedrock (Titan embeddings,
+//! Converse and ConverseStream), S3 for raw documents, S3 Vectors for
+//! embeddings, DynamoDB for document metadata and conversations, and the
+//! knowledge base search tool over Bedrock Retrieve.
+//!
+//! Adapters are handed ready-built SDK clients and their resource names;
+//! they never read environment variables or build configuration. Must not
+//! depend on axum, lambda or any other backend crate.
+
+mod bedrock_chat;
+mod bedrock_embed;
+mod document;
+mod dynamodb;
+mod knowledge_base;
+mod retry;
+mod s3;
+mod s3vectors;
+mod sdk_error;
+
+pub use bedrock_chat::BedrockChatModel;
+pub use bedrock_embed::{TitanEmbedder, TitanModel};
+pub use dynamodb::DynamoDbStore;
+pub use knowledge_base::{KnowledgeBaseSearchInput, KnowledgeBaseSearchTool};
+pub use retry::RetryPolicy;
+pub use s3::S3DocumentStore;
+pub use s3vectors::{S3VectorStore, similarity_from_distance};

@@ -1,0 +1,396 @@
+//! Chunk embeddings in an S3 Vectors index. The chunk text and offsets ride
+//! along as metadata (text non-filterable), so a search needs no second
+//! lookup. S3 Vectors returns a distance; `similarity_from_distance` is the
+//! one place it becomes the similarity the rest of the service expects.
+
+use async_trait::async_trait;
+use aws_sdk_s3vectors::Client;
+use aws_sdk_s3vectors::types::{
+    DataType, DistanceMetric, MetadataConfiguration, PutInputVector, VectorData,
+};
+use futures::stream::{self, StreamExt, TryStreamExt};
+use rag_core::{
+    ChunkMetadata, DocumentChunk, SearchFilter, StoreError, VectorSearchResult, VectorStore,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::document::{to_document, to_value};
+use crate::sdk_error::classify;
+
+/// Service limits per call.
+const PUT_BATCH: usize = 500;
+const DELETE_BATCH: usize = 500;
+const GET_BATCH: usize = 100;
+const MAX_TOP_K: usize = 100;
+
+/// Metadata keys stored but not filterable: the text is large and the
+/// filterable part of a vector's metadata is capped at 2 KB.
+const NON_FILTERABLE_KEYS: &[&str] = &["text"];
+
+/// Converts an S3 Vectors cosine distance (`1 - cos`) into the cosine
+/// similarity the rest of the service ranks and thresholds by.
+pub fn similarity_from_distance(distance: f32) -> f32 {
+    1.0 - distance
+}
+
+pub struct S3VectorStore {
+    client: Client,
+    bucket: String,
+    index: String,
+    dimension: usize,
+}
+
+impl S3VectorStore {
+    pub fn new(
+        client: Client,
+        bucket: impl Into<String>,
+        index: impl Into<String>,
+        dimension: usize,
+    ) -> Self {
+        S3VectorStore {
+            client,
+            bucket: bucket.into(),
+            index: index.into(),
+            dimension,
+        }
+    }
+
+    fn err(&self, e: crate::sdk_error::Classified) -> StoreError {
+        e.into_store_error(|| format!("vector index {}/{}", self.bucket, self.index))
+    }
+
+    /// Checks that the index exists with this dimension and the cosine
+    /// metric (writing into another would corrupt every search), creating
+    /// the vector bucket and the index when missing if `create` allows.
+    pub async fn ensure_index(&self, create: bool) -> Result<(), StoreError> {
+        match self
+            .client
+            .get_index()
+            .vector_bucket_name(&self.bucket)
+            .index_name(&self.index)
+            .send()
+            .await
+        {
+            Ok(output) => {
+                let Some(index) = output.index() else {
+                    return Err(StoreError::permanent("GetIndex returned no index"));
+                };
+                if index.dimension() as usize != self.dimension {
+                    return Err(StoreError::Invalid(format!(
+                        "the S3 Vectors index {} has dimension {} but VECTOR_DIMENSION is {}",
+                        self.index,
+                        index.dimension(),
+                        self.dimension
+                    )));
+                }
+                if *index.distance_metric() != DistanceMetric::Cosine {
+                    return Err(StoreError::Invalid(format!(
+                        "the S3 Vectors index {} uses {} distance; rag-agent needs cosine",
+                        self.index,
+                        index.distance_metric().as_str()
+                    )));
+                }
+                return Ok(());
+            }
+            Err(e) => match self.err(classify(e)) {
+                StoreError::NotFound { .. } if create => {}
+                StoreError::NotFound { .. } => {
+                    return Err(StoreError::Invalid(format!(
+                        "the S3 Vectors index {}/{} does not exist and creating it is turned off",
+                        self.bucket, self.index
+                    )));
+                }
+                other => return Err(other),
+            },
+        }
+        if let Err(e) = self
+            .client
+            .create_vector_bucket()
+            .vector_bucket_name(&self.bucket)
+            .send()
+            .await
+        {
+            let c = classify(e);
+            // Another instance may have created it first.
+            if c.code.as_deref() != Some("ConflictException") {
+                return Err(self.err(c));
+            }
+        }
+        let metadata = MetadataConfiguration::builder()
+            .set_non_filterable_metadata_keys(Some(
+                NON_FILTERABLE_KEYS.iter().map(|k| k.to_string()).collect(),
+            ))
+            .build()
+            .map_err(StoreError::permanent)?;
+        if let Err(e) = self
+            .client
+            .create_index()
+            .vector_bucket_name(&self.bucket)
+            .index_name(&self.index)
+            .data_type(DataType::Float32)
+            .dimension(self.dimension as i32)
+            .distance_metric(DistanceMetric::Cosine)
+            .metadata_configuration(metadata)
+            .send()
+            .await
+        {
+            let c = classify(e);
+            if c.code.as_deref() != Some("ConflictException") {
+                return Err(self.err(c));
+            }
+        }
+        Ok(())
+    }
+
+    /// The keys of a document's vectors that exist. Chunk keys are
+    /// `<document id>#<index>` and ingestion writes them in index order,
+    /// so they form a prefix of 0, 1, 2, ...: probing in pages until one
+    /// comes back empty finds them all without a scan of the index.
+    async fn existing_keys(
+        &self,
+        document_id: Uuid,
+    ) -> Result<Vec<(String, Option<Value>)>, StoreError> {
+        let mut found = Vec::new();
+        let mut start = 0u32;
+        loop {
+            let keys: Vec<String> = (start..start + GET_BATCH as u32)
+                .map(|i| ChunkMetadata::chunk_id_for(document_id, i))
+                .collect();
+            let output = self
+                .client
+                .get_vectors()
+                .vector_bucket_name(&self.bucket)
+                .index_name(&self.index)
+                .set_keys(Some(keys))
+                .return_metadata(true)
+                .return_data(false)
+                .send()
+                .await
+                .map_err(|e| self.err(classify(e)))?;
+            let page = output.vectors();
+            if page.is_empty() {
+                break;
+            }
+            found.extend(
+                page.iter()
+                    .map(|v| (v.key().to_string(), v.metadata().map(to_value))),
+            );
+            start += GET_BATCH as u32;
+        }
+        Ok(found)
+    }
+
+    /// Every chunk of a document, in order, from the vectors' metadata.
+    pub async fn chunks_of(
+        &self,
+        document_id: Uuid,
+    ) -> Result<Vec<VectorSearchResult>, StoreError> {
+        let mut chunks: Vec<VectorSearchResult> = self
+            .existing_keys(document_id)
+            .await?
+            .into_iter()
+            .filter_map(|(key, metadata)| from_metadata(&key, metadata.as_ref()?, 1.0))
+            .collect();
+        chunks.sort_by_key(|c| c.metadata.chunk_index);
+        Ok(chunks)
+    }
+}
+
+fn to_metadata(chunk: &DocumentChunk) -> Value {
+    let m = &chunk.metadata;
+    json!({
+        "document_id": m.document_id.to_string(),
+        "chunk_index": m.chunk_index,
+        "start_char": m.start_char,
+        "end_char": m.end_char,
+        "token_count": m.token_count,
+        "text": chunk.content,
+    })
+}
+
+fn from_metadata(key: &str, metadata: &Value, score: f32) -> Option<VectorSearchResult> {
+    let document_id: Uuid = metadata.get("document_id")?.as_str()?.parse().ok()?;
+    let number = |field: &str| {
+        metadata
+            .get(field)
+            .and_then(Value::as_f64)
+            .map(|f| f as u64)
+    };
+    Some(VectorSearchResult {
+        document_id,
+        chunk_id: key.to_string(),
+        score,
+        content: metadata.get("text")?.as_str()?.to_string(),
+        metadata: ChunkMetadata {
+            chunk_id: key.to_string(),
+            document_id,
+            chunk_index: number("chunk_index")? as u32,
+            start_char: number("start_char")?,
+            end_char: number("end_char")?,
+            token_count: number("token_count").unwrap_or(0) as u32,
+        },
+    })
+}
+
+/// The S3 Vectors filter for a search filter: one document is `$eq`,
+/// several are `$in`.
+fn filter_document(filter: &SearchFilter) -> Option<Value> {
+    let ids: Vec<String> = filter.document_ids.iter().map(Uuid::to_string).collect();
+    match ids.len() {
+        0 => None,
+        1 => Some(json!({"document_id": {"$eq": ids[0]}})),
+        _ => Some(json!({"document_id": {"$in": ids}})),
+    }
+}
+
+#[async_trait]
+impl VectorStore for S3VectorStore {
+    async fn upsert(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError> {
+        for chunk in chunks {
+            if chunk.embedding.len() != self.dimension {
+                return Err(StoreError::Invalid(format!(
+                    "chunk {} has {} dimensions, the index {}",
+                    chunk.metadata.chunk_id,
+                    chunk.embedding.len(),
+                    self.dimension
+                )));
+            }
+        }
+        for batch in chunks.chunks(PUT_BATCH) {
+            let vectors = batch
+                .iter()
+                .map(|chunk| {
+                    PutInputVector::builder()
+                        .key(&chunk.metadata.chunk_id)
+                        .data(VectorData::Float32(chunk.embedding.clone()))
+                        .metadata(to_document(&to_metadata(chunk)))
+                        .build()
+                        .map_err(StoreError::permanent)
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            self.client
+                .put_vectors()
+                .vector_bucket_name(&self.bucket)
+                .index_name(&self.index)
+                .set_vectors(Some(vectors))
+                .send()
+                .await
+                .map_err(|e| self.err(classify(e)))?;
+        }
+        Ok(())
+    }
+
+    async fn search(
+        &self,
+        query: &[f32],
+        top_k: usize,
+        filter: &SearchFilter,
+    ) -> Result<Vec<VectorSearchResult>, StoreError> {
+        if query.len() != self.dimension {
+            return Err(StoreError::Invalid(format!(
+                "the query has {} dimensions, the index {}",
+                query.len(),
+                self.dimension
+            )));
+        }
+        let output = self
+            .client
+            .query_vectors()
+            .vector_bucket_name(&self.bucket)
+            .index_name(&self.index)
+            .top_k(top_k.clamp(1, MAX_TOP_K) as i32)
+            .query_vector(VectorData::Float32(query.to_vec()))
+            .set_filter(filter_document(filter).as_ref().map(to_document))
+            .return_metadata(true)
+            .return_distance(true)
+            .send()
+            .await
+            .map_err(|e| self.err(classify(e)))?;
+        let mut hits: Vec<VectorSearchResult> = output
+            .vectors()
+            .iter()
+            .filter_map(|v| {
+                let score = similarity_from_distance(v.distance()?);
+                from_metadata(v.key(), &to_value(v.metadata()?), score)
+            })
+            .collect();
+        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok(hits)
+    }
+
+    async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError> {
+        let keys: Vec<String> = self
+            .existing_keys(document_id)
+            .await?
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        let count = keys.len();
+        let batches: Vec<Vec<String>> = keys.chunks(DELETE_BATCH).map(<[String]>::to_vec).collect();
+        stream::iter(batches)
+            .map(|batch| async move {
+                self.client
+                    .delete_vectors()
+                    .vector_bucket_name(&self.bucket)
+                    .index_name(&self.index)
+                    .set_keys(Some(batch))
+                    .send()
+                    .await
+                    .map_err(|e| self.err(classify(e)))
+            })
+            .buffer_unordered(4)
+            .try_collect::<Vec<_>>()
+            .await?;
+        Ok(count)
+    }
+
+    /// S3 Vectors has no count; listing a whole index on every health check
+    /// would cost one call per thousand vectors.
+    async fn count(&self) -> Result<Option<usize>, StoreError> {
+        Ok(None)
+    }
+
+    async fn chunks_of(
+        &self,
+        document_id: Uuid,
+    ) -> Result<Option<Vec<VectorSearchResult>>, StoreError> {
+        S3VectorStore::chunks_of(self, document_id).await.map(Some)
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "s3vectors"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn distance_becomes_similarity() {
+        assert_eq!(similarity_from_distance(0.0), 1.0);
+        assert_eq!(similarity_from_distance(1.0), 0.0);
+        assert_eq!(similarity_from_distance(2.0), -1.0);
+        assert!(similarity_from_distance(0.1) > similarity_from_distance(0.2));
+    }
+
+    #[test]
+    fn filters_by_one_or_several_documents() {
+        let a = Uuid::new_v4();
+        let b = Uuid::new_v4();
+        assert_eq!(filter_document(&SearchFilter::default()), None);
+        assert_eq!(
+            filter_document(&SearchFilter {
+                document_ids: vec![a]
+            }),
+            Some(json!({"document_id": {"$eq": a.to_string()}}))
+        );
+        assert_eq!(
+            filter_document(&SearchFilter {
+                document_ids: vec![a, b]
+            }),
+            Some(json!({"document_id": {"$in": [a.to_string(), b.to_string()]}}))
+        );
+    }
+}

@@ -1,0 +1,569 @@
+//! The S3 Vectors query path and the Bedrock adapters against the in-repo
+//! emulator, over the real wire formats, driven by the real SDK clients.
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_s3vectors::types::{DataType, DistanceMetric, PutInputVector, VectorData};
+use futures::StreamExt;
+use rag_aws::{BedrockChatModel, RetryPolicy, S3VectorStore, TitanEmbedder};
+use rag_aws_emulator::{Emulator, Fault, Faults, Reply, ReplyBlock, hashed_bag_of_words};
+use rag_core::chat::{
+    ChatModel, ChatRequest, ChatStreamEvent, ContentBlock, InferenceConfig, Message, StopReason,
+    ToolSpec,
+};
+use rag_core::{EmbedError, Embedder, ModelError, SearchFilter, VectorStore};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+fn fast_retry(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        base_delay: Duration::from_millis(2),
+        max_delay: Duration::from_millis(20),
+    }
+}
+
+/// A small deterministic generator, so failures reproduce.
+struct Lcg(u64);
+impl Lcg {
+    fn next(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    }
+}
+
+/// Which metadata a filter should keep, written out by hand.
+type Predicate = Box<dyn Fn(&Value) -> bool>;
+
+fn brute_force(
+    vectors: &[(String, Vec<f32>, Value)],
+    query: &[f32],
+    metric: &str,
+    k: usize,
+    keep: impl Fn(&Value) -> bool,
+) -> Vec<(String, f32)> {
+    let mut scored: Vec<(String, f32)> = vectors
+        .iter()
+        .filter(|(_, _, m)| keep(m))
+        .map(|(key, v, _)| {
+            let d = if metric == "cosine" {
+                let dot: f32 = v.iter().zip(query).map(|(a, b)| a * b).sum();
+                let na = v.iter().map(|a| a * a).sum::<f32>().sqrt();
+                let nb = query.iter().map(|a| a * a).sum::<f32>().sqrt();
+                1.0 - dot / (na * nb)
+            } else {
+                v.iter()
+                    .zip(query)
+                    .map(|(a, b)| (a - b) * (a - b))
+                    .sum::<f32>()
+                    .sqrt()
+            };
+            (key.clone(), d)
+        })
+        .collect();
+    scored.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+    scored.truncate(k);
+    scored
+}
+
+#[tokio::test]
+async fn query_vectors_matches_brute_force_on_random_data() {
+    let emulator = Emulator::start().await.unwrap();
+    let client = common::s3vectors(&emulator.url);
+    client
+        .create_vector_bucket()
+        .vector_bucket_name("b")
+        .send()
+        .await
+        .unwrap();
+    let mut rng = Lcg(7);
+    let dim = 24;
+    let vectors: Vec<(String, Vec<f32>, Value)> = (0..1200)
+        .map(|i| {
+            let v: Vec<f32> = (0..dim).map(|_| rng.next()).collect();
+            (
+                format!("k{i:04}"),
+                v,
+                json!({"group": i % 5, "name": format!("n{}", i % 7)}),
+            )
+        })
+        .collect();
+    for metric in ["cosine", "euclidean"] {
+        let index = format!("idx-{metric}");
+        client
+            .create_index()
+            .vector_bucket_name("b")
+            .index_name(&index)
+            .data_type(DataType::Float32)
+            .dimension(dim as i32)
+            .distance_metric(DistanceMetric::from(metric))
+            .send()
+            .await
+            .unwrap();
+        for batch in vectors.chunks(500) {
+            let items = batch
+                .iter()
+                .map(|(key, v, m)| {
+                    PutInputVector::builder()
+                        .key(key)
+                        .data(VectorData::Float32(v.clone()))
+                        .metadata(json_to_document(m))
+                        .build()
+                        .unwrap()
+                })
+                .collect();
+            client
+                .put_vectors()
+                .vector_bucket_name("b")
+                .index_name(&index)
+                .set_vectors(Some(items))
+                .send()
+                .await
+                .unwrap();
+        }
+        let filters: Vec<(Option<Value>, Predicate)> = vec![
+            (None, Box::new(|_| true)),
+            (
+                Some(json!({"group": {"$in": [1, 3]}})),
+                Box::new(|m: &Value| [1, 3].contains(&m["group"].as_i64().unwrap())),
+            ),
+            (
+                Some(
+                    json!({"$or": [{"name": "n2"}, {"$and": [{"group": {"$gte": 3}}, {"name": {"$ne": "n0"}}]}]}),
+                ),
+                Box::new(|m: &Value| {
+                    m["name"] == "n2" || (m["group"].as_i64().unwrap() >= 3 && m["name"] != "n0")
+                }),
+            ),
+        ];
+        for q in 0..15 {
+            let query: Vec<f32> = (0..dim).map(|_| rng.next()).collect();
+            let (filter, keep) = &filters[q % filters.len()];
+            let output = client
+                .query_vectors()
+                .vector_bucket_name("b")
+                .index_name(&index)
+                .top_k(10)
+                .query_vector(VectorData::Float32(query.clone()))
+                .set_filter(filter.as_ref().map(json_to_document))
+                .return_distance(true)
+                .return_metadata(true)
+                .send()
+                .await
+                .unwrap();
+            let got: Vec<(String, f32)> = output
+                .vectors()
+                .iter()
+                .map(|v| (v.key().to_string(), v.distance().unwrap()))
+                .collect();
+            let expected = brute_force(&vectors, &query, metric, 10, keep);
+            assert_eq!(got.len(), expected.len());
+            for ((gk, gd), (ek, ed)) in got.iter().zip(&expected) {
+                assert_eq!(gk, ek, "{metric} query {q}");
+                assert!((gd - ed).abs() < 1e-4, "{metric} {gd} vs {ed}");
+            }
+            assert!(output.vectors()[0].metadata().is_some());
+        }
+    }
+    // The service's limits hold.
+    let err = client
+        .query_vectors()
+        .vector_bucket_name("b")
+        .index_name("idx-cosine")
+        .top_k(101)
+        .query_vector(VectorData::Float32(vec![0.0; dim]))
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(
+        aws_smithy_types::error::metadata::ProvideErrorMetadata::code(&err),
+        Some("ValidationException")
+    );
+}
+
+fn json_to_document(value: &Value) -> aws_smithy_types::Document {
+    use aws_smithy_types::{Document, Number};
+    match value {
+        Value::Null => Document::Null,
+        Value::Bool(b) => Document::Bool(*b),
+        Value::Number(n) => match n.as_u64() {
+            Some(u) => Document::Number(Number::PosInt(u)),
+            None => Document::Number(Number::Float(n.as_f64().unwrap())),
+        },
+        Value::String(s) => Document::String(s.clone()),
+        Value::Array(a) => Document::Array(a.iter().map(json_to_document).collect()),
+        Value::Object(o) => Document::Object(
+            o.iter()
+                .map(|(k, v)| (k.clone(), json_to_document(v)))
+                .collect(),
+        ),
+    }
+}
+
+#[tokio::test]
+async fn vector_store_ranks_by_similarity_and_filters_by_document() {
+    let emulator = Emulator::start().await.unwrap();
+    let store = S3VectorStore::new(common::s3vectors(&emulator.url), "b", "chunks", 3);
+    store.ensure_index(true).await.unwrap();
+    let a = Uuid::new_v4();
+    let b = Uuid::new_v4();
+    store
+        .upsert(&[
+            common::chunk(a, 0, "east", vec![1.0, 0.0, 0.0]),
+            common::chunk(a, 1, "north-east", vec![1.0, 1.0, 0.0]),
+            common::chunk(b, 0, "north", vec![0.0, 1.0, 0.0]),
+        ])
+        .await
+        .unwrap();
+    let hits = store
+        .search(&[1.0, 0.1, 0.0], 3, &SearchFilter::default())
+        .await
+        .unwrap();
+    let texts: Vec<_> = hits.iter().map(|h| h.content.as_str()).collect();
+    assert_eq!(texts, ["east", "north-east", "north"]);
+    assert!(hits[0].score > 0.99 && hits[0].score <= 1.0 + 1e-6);
+    assert!(hits.windows(2).all(|w| w[0].score >= w[1].score));
+    assert_eq!(hits[1].metadata.chunk_index, 1);
+
+    let only_b = store
+        .search(
+            &[1.0, 0.0, 0.0],
+            3,
+            &SearchFilter {
+                document_ids: vec![b],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(only_b.len(), 1);
+    assert_eq!(only_b[0].document_id, b);
+    let both = store
+        .search(
+            &[1.0, 0.0, 0.0],
+            3,
+            &SearchFilter {
+                document_ids: vec![a, b],
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(both.len(), 3);
+    assert!(
+        store
+            .search(&[1.0, 0.0], 3, &SearchFilter::default())
+            .await
+            .is_err()
+    );
+    assert_eq!(emulator.vector_count("b", "chunks"), 3);
+    assert_eq!(store.delete_document(a).await.unwrap(), 2);
+    assert_eq!(emulator.vector_count("b", "chunks"), 1);
+}
+
+#[tokio::test]
+async fn titan_embeddings_keep_order_and_survive_a_throttling_storm() {
+    let emulator = Emulator::start().await.unwrap();
+    let client = common::bedrock_no_sdk_retry(&emulator.url);
+    assert!(matches!(
+        TitanEmbedder::new(
+            client.clone(),
+            "amazon.titan-embed-text-v2:0",
+            384,
+            4,
+            fast_retry(3)
+        ),
+        Err(EmbedError::Invalid(_))
+    ));
+    assert!(
+        TitanEmbedder::new(
+            client.clone(),
+            "cohere.embed-english-v3",
+            1024,
+            4,
+            fast_retry(3)
+        )
+        .is_err()
+    );
+
+    let embedder = TitanEmbedder::new(
+        client.clone(),
+        "amazon.titan-embed-text-v2:0",
+        256,
+        25,
+        fast_retry(12),
+    )
+    .unwrap();
+    let texts: Vec<String> = (0..300)
+        .map(|i| format!("text number {i} about topic {}", i % 11))
+        .collect();
+    emulator.set_faults(Faults {
+        throttle_percent: 30,
+        seed: 42,
+        ..Faults::default()
+    });
+    let vectors = embedder.embed(&texts).await.unwrap();
+    let stats = emulator.bedrock_stats();
+    assert_eq!(vectors.len(), 300);
+    assert_eq!(stats.embedded_texts, 300, "every text embedded once");
+    assert!(stats.faults_injected > 50, "{stats:?}");
+    for (text, vector) in texts.iter().zip(&vectors) {
+        let mut expected = hashed_bag_of_words(text, 256);
+        let norm = expected.iter().map(|x| x * x).sum::<f32>().sqrt();
+        expected.iter_mut().for_each(|x| *x /= norm);
+        assert_eq!(vector, &expected, "results are in input order");
+    }
+
+    // With retries exhausted, throttling surfaces as its own error.
+    emulator.set_faults(Faults {
+        throttle_percent: 100,
+        ..Faults::default()
+    });
+    let once = TitanEmbedder::new(
+        client.clone(),
+        "amazon.titan-embed-text-v2:0",
+        256,
+        2,
+        fast_retry(2),
+    )
+    .unwrap();
+    assert!(matches!(
+        once.embed(&["x".to_string()]).await,
+        Err(EmbedError::Throttled { .. })
+    ));
+    emulator.set_faults(Faults::default());
+    let v1 =
+        TitanEmbedder::new(client, "amazon.titan-embed-text-v1", 1536, 2, fast_retry(2)).unwrap();
+    assert_eq!(
+        v1.embed(&["hello world".to_string()]).await.unwrap()[0].len(),
+        1536
+    );
+}
+
+fn request_with_tool() -> ChatRequest {
+    ChatRequest {
+        system: Some("be brief".into()),
+        messages: vec![Message::user_text("what is in the docs?")],
+        tools: vec![ToolSpec {
+            name: "list_documents".into(),
+            description: "Lists documents".into(),
+            input_schema: json!({"type": "object", "properties": {"limit": {"type": "integer"}}}),
+        }],
+        inference: InferenceConfig {
+            max_tokens: Some(300),
+            temperature: Some(0.1),
+        },
+        grounding: None,
+    }
+}
+
+#[tokio::test]
+async fn converse_maps_requests_replies_and_errors() {
+    let emulator = Emulator::start().await.unwrap();
+    let model = BedrockChatModel::new(
+        common::bedrock_no_sdk_retry(&emulator.url),
+        "anthropic.claude-test",
+        fast_retry(6),
+    );
+
+    emulator.push_reply(Reply::tool_use("t1", "list_documents", json!({"limit": 5})));
+    let response = model.converse(request_with_tool()).await.unwrap();
+    assert_eq!(response.stop_reason, StopReason::ToolUse);
+    assert_eq!(
+        response.message.content,
+        vec![ContentBlock::ToolUse {
+            tool_use_id: "t1".into(),
+            name: "list_documents".into(),
+            input: json!({"limit": 5}),
+        }]
+    );
+    assert!(response.usage.input_tokens > 0 && response.usage.output_tokens > 0);
+    let sent = emulator.converse_requests().pop().unwrap();
+    assert_eq!(sent["system"], json!([{"text": "be brief"}]));
+    assert_eq!(sent["inferenceConfig"]["maxTokens"], 300);
+    assert_eq!(
+        sent["toolConfig"]["tools"][0]["toolSpec"]["name"],
+        "list_documents"
+    );
+    assert_eq!(
+        sent["toolConfig"]["tools"][0]["toolSpec"]["inputSchema"]["json"]["properties"]["limit"]["type"],
+        "integer"
+    );
+
+    // Tool results go back in Converse's shape.
+    let mut follow_up = request_with_tool();
+    follow_up.messages.push(response.message.clone());
+    follow_up.messages.push(Message {
+        role: rag_core::chat::Role::User,
+        content: vec![ContentBlock::ToolResult {
+            tool_use_id: "t1".into(),
+            status: rag_core::chat::ToolResultStatus::Success,
+            content: "3 documents".into(),
+        }],
+    });
+    emulator.push_fault(Fault::Throttle);
+    emulator.push_fault(Fault::ServiceUnavailable);
+    emulator.push_reply(Reply::text("There are 3 documents."));
+    let answer = model.converse(follow_up).await.unwrap();
+    assert_eq!(answer.message.text(), "There are 3 documents.");
+    assert_eq!(answer.stop_reason, StopReason::EndTurn);
+    let sent = emulator.converse_requests().pop().unwrap();
+    assert_eq!(
+        sent["messages"][2]["content"][0]["toolResult"]["toolUseId"],
+        "t1"
+    );
+    assert_eq!(
+        sent["messages"][2]["content"][0]["toolResult"]["status"],
+        "success"
+    );
+    assert_eq!(
+        sent["messages"][1]["content"][0]["toolUse"]["input"],
+        json!({"limit": 5})
+    );
+
+    emulator.push_fault(Fault::InputTooLong);
+    assert!(matches!(
+        model.converse(request_with_tool()).await,
+        Err(ModelError::ContextTooLong)
+    ));
+    let impatient = BedrockChatModel::new(
+        common::bedrock_no_sdk_retry(&emulator.url),
+        "m",
+        fast_retry(2),
+    );
+    emulator.push_fault(Fault::Throttle);
+    emulator.push_fault(Fault::Throttle);
+    assert!(matches!(
+        impatient.converse(request_with_tool()).await,
+        Err(ModelError::Throttled { .. })
+    ));
+    // A conversation that does not alternate is the caller's error.
+    let mut bad = request_with_tool();
+    bad.messages.push(Message::user_text("again"));
+    assert!(matches!(
+        model.converse(bad).await,
+        Err(ModelError::Invalid(_))
+    ));
+}
+
+#[tokio::test]
+async fn converse_stream_delivers_deltas_tool_uses_and_mid_stream_errors() {
+    let emulator = Emulator::start().await.unwrap();
+    let model = BedrockChatModel::new(
+        common::bedrock_no_sdk_retry(&emulator.url),
+        "m",
+        fast_retry(4),
+    );
+    emulator.push_reply(Reply {
+        blocks: vec![
+            ReplyBlock::Text("Let me look that up. ".into()),
+            ReplyBlock::ToolUse {
+                id: "t9".into(),
+                name: "vector_search".into(),
+                input: json!({"query": "ownership rules", "top_k": 3}),
+            },
+        ],
+        stop_reason: "tool_use".into(),
+        delta_delay: Duration::from_millis(5),
+    });
+    emulator.push_fault(Fault::Throttle);
+    let stream = model.converse_stream(request_with_tool()).await.unwrap();
+    let events: Vec<ChatStreamEvent> = stream.map(|e| e.unwrap()).collect().await;
+    let text: String = events
+        .iter()
+        .filter_map(|e| match e {
+            ChatStreamEvent::TextDelta(t) => Some(t.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(text, "Let me look that up. ");
+    assert!(
+        events
+            .iter()
+            .filter(|e| matches!(e, ChatStreamEvent::TextDelta(_)))
+            .count()
+            > 1
+    );
+    assert!(events.contains(&ChatStreamEvent::ToolUse {
+        tool_use_id: "t9".into(),
+        name: "vector_search".into(),
+        input: json!({"query": "ownership rules", "top_k": 3}),
+    }));
+    match events.last().unwrap() {
+        ChatStreamEvent::Stop { stop_reason, usage } => {
+            assert_eq!(*stop_reason, StopReason::ToolUse);
+            assert!(usage.total_tokens > 0);
+        }
+        other => panic!("last event {other:?}"),
+    }
+
+    emulator.push_reply(Reply::text("one two three four five"));
+    emulator.push_stream_fault(Fault::Throttle);
+    let mut stream = model.converse_stream(request_with_tool()).await.unwrap();
+    let mut saw_text = false;
+    let mut error = None;
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(ChatStreamEvent::TextDelta(_)) => saw_text = true,
+            Ok(_) => {}
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+    }
+    assert!(saw_text);
+    assert!(
+        matches!(error, Some(ModelError::Throttled { .. })),
+        "{error:?}"
+    );
+}
+
+#[tokio::test]
+async fn knowledge_base_search_tool_retrieves_ranked_passages() {
+    use rag_core::tools::{Tool, ToolError};
+    let emulator = Emulator::start().await.unwrap();
+    emulator.add_knowledge_base_passage(
+        "KB1",
+        "s3://kb/ownership.md",
+        "Ownership rules: each value has one owner.",
+    );
+    emulator.add_knowledge_base_passage(
+        "KB1",
+        "s3://kb/traits.md",
+        "Traits define shared behaviour.",
+    );
+    let client = common::bedrock_agent(&emulator.url);
+    let tool = rag_aws::KnowledgeBaseSearchTool::new(client.clone(), "KB1", fast_retry(4));
+    let spec = tool.spec();
+    assert_eq!(spec.name, "knowledge_base_search");
+    assert!(spec.description.contains("knowledge base"));
+    assert_eq!(spec.input_schema["required"], json!(["query"]));
+
+    emulator.push_fault(Fault::Throttle);
+    let out = tool
+        .call(json!({"query": "who owns a value", "top_k": 2}))
+        .await
+        .unwrap();
+    let passages: Vec<Value> = serde_json::from_str(&out).unwrap();
+    assert_eq!(passages.len(), 2);
+    assert_eq!(passages[0]["source"], "s3://kb/ownership.md");
+    assert!(passages[0]["score"].as_f64().unwrap() > passages[1]["score"].as_f64().unwrap());
+
+    assert!(matches!(
+        tool.call(json!({"query": "x", "top_k": 0})).await,
+        Err(ToolError::InvalidInput(_))
+    ));
+    assert!(matches!(
+        tool.call(json!({"nope": 1})).await,
+        Err(ToolError::InvalidInput(_))
+    ));
+    let missing = rag_aws::KnowledgeBaseSearchTool::new(client, "NOPE", fast_retry(2));
+    match missing.call(json!({"query": "x"})).await {
+        Err(ToolError::Failed(message)) => assert!(message.contains("not found"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}

@@ -1,0 +1,275 @@
+//! The S3, DynamoDB and S3 Vectors adapters against moto over the real wire
+//! protocols, driven by the real SDK clients.
+
+mod common;
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{Duration, Utc};
+use rag_aws::{DynamoDbStore, S3DocumentStore, S3VectorStore};
+use rag_aws_emulator::MotoServer;
+use rag_core::chat::Message;
+use rag_core::{
+    ConversationStore, DocumentStatus, DocumentStore, ListQuery, MetadataStore, StatusUpdate,
+    StoreError, StoredMessage, VectorStore,
+};
+use uuid::Uuid;
+
+use common::{chunk, document};
+
+#[tokio::test]
+async fn s3_documents_round_trip_with_content_type_and_encryption() {
+    let moto = MotoServer::start();
+    let client = common::s3(&moto.url);
+    client.create_bucket().bucket("docs").send().await.unwrap();
+    let store = S3DocumentStore::new(client.clone(), "docs", "/raw/");
+
+    store
+        .put("a/original", Bytes::from_static(b"hello"), "text/markdown")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("a/original").await.unwrap(),
+        Bytes::from_static(b"hello")
+    );
+    assert!(store.exists("a/original").await.unwrap());
+
+    let head = client
+        .head_object()
+        .bucket("docs")
+        .key("raw/a/original")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(head.content_type(), Some("text/markdown"));
+    assert_eq!(
+        head.server_side_encryption().map(|s| s.as_str()),
+        Some("AES256")
+    );
+
+    store.delete("a/original").await.unwrap();
+    store.delete("a/original").await.unwrap();
+    assert!(!store.exists("a/original").await.unwrap());
+    assert!(matches!(
+        store.get("a/original").await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn dynamodb_documents_transitions_listing_and_conversations() {
+    let moto = MotoServer::start();
+    let client = common::dynamodb(&moto.url);
+    let store = Arc::new(DynamoDbStore::new(client, "rag"));
+    store.create_table().await.unwrap();
+    // A second call finds the table there and leaves it alone.
+    store.create_table().await.unwrap();
+
+    // Insert seven documents across statuses, one second apart.
+    let start = Utc::now() - Duration::hours(1);
+    let statuses = [
+        DocumentStatus::Pending,
+        DocumentStatus::Indexed,
+        DocumentStatus::Failed,
+        DocumentStatus::Indexed,
+        DocumentStatus::Processing,
+        DocumentStatus::Indexed,
+        DocumentStatus::Pending,
+    ];
+    let mut docs = Vec::new();
+    for (i, status) in statuses.iter().enumerate() {
+        let doc = document(
+            &format!("doc{i}"),
+            start + Duration::seconds(i as i64),
+            *status,
+        );
+        store.insert(&doc).await.unwrap();
+        docs.push(doc);
+    }
+    assert!(matches!(
+        store.insert(&docs[0]).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.count().await.unwrap(), 7);
+    let got = store.get(docs[3].id).await.unwrap().unwrap();
+    assert_eq!(got, docs[3]);
+    assert_eq!(store.get(Uuid::new_v4()).await.unwrap(), None);
+
+    // Pages of three over all statuses: newest first, no gaps, no repeats.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list(&ListQuery {
+                status: None,
+                limit: 3,
+                cursor: cursor.clone(),
+            })
+            .await
+            .unwrap();
+        seen.extend(page.items.iter().map(|d| d.title.clone()));
+        match page.next_cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(
+        seen,
+        ["doc6", "doc5", "doc4", "doc3", "doc2", "doc1", "doc0"]
+    );
+    let indexed = store
+        .list(&ListQuery {
+            status: Some(DocumentStatus::Indexed),
+            limit: 10,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    let titles: Vec<_> = indexed.items.iter().map(|d| d.title.as_str()).collect();
+    assert_eq!(titles, ["doc5", "doc3", "doc1"]);
+
+    // The status change is conditional: a second writer that still
+    // believes the document is pending loses. (Sequential, because moto,
+    // unlike DynamoDB, does not make condition checks atomic across threads.)
+    let id = docs[0].id;
+    let claimed = store
+        .transition(
+            id,
+            DocumentStatus::Pending,
+            DocumentStatus::Processing,
+            StatusUpdate::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(claimed.status, DocumentStatus::Processing);
+    assert!(matches!(
+        store
+            .transition(
+                id,
+                DocumentStatus::Pending,
+                DocumentStatus::Processing,
+                StatusUpdate::default()
+            )
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    let indexed_at = Utc::now();
+    let done = store
+        .transition(
+            id,
+            DocumentStatus::Processing,
+            DocumentStatus::Indexed,
+            StatusUpdate {
+                chunk_count: Some(12),
+                token_count: Some(3400),
+                error: None,
+                indexed_at: Some(indexed_at),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(done.status, DocumentStatus::Indexed);
+    assert_eq!(done.chunk_count, 12);
+    assert_eq!(done.token_count, 3400);
+    assert!(done.indexed_at.is_some());
+    let listed = store
+        .list(&ListQuery {
+            status: Some(DocumentStatus::Indexed),
+            limit: 10,
+            cursor: None,
+        })
+        .await
+        .unwrap();
+    assert!(
+        listed.items.iter().any(|d| d.id == id),
+        "GSI1 follows the status"
+    );
+    assert!(matches!(
+        store
+            .transition(
+                Uuid::new_v4(),
+                DocumentStatus::Pending,
+                DocumentStatus::Processing,
+                StatusUpdate::default()
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+
+    // Duplicates are found by content, failed ones are not.
+    assert_eq!(
+        store.find_by_hash("hash-doc3").await.unwrap().map(|d| d.id),
+        Some(docs[3].id)
+    );
+    assert_eq!(store.find_by_hash("hash-doc2").await.unwrap(), None);
+    assert_eq!(store.find_by_hash("nothing").await.unwrap(), None);
+
+    assert!(store.delete(docs[3].id).await.unwrap());
+    assert!(!store.delete(docs[3].id).await.unwrap());
+    assert_eq!(store.count().await.unwrap(), 6);
+    assert_eq!(store.find_by_hash("hash-doc3").await.unwrap(), None);
+
+    // Conversations keep order, and a limit keeps the latest messages.
+    let conversation = Uuid::new_v4();
+    let now = Utc::now();
+    let turns: Vec<StoredMessage> = (0..30)
+        .map(|i| StoredMessage {
+            message: if i % 2 == 0 {
+                Message::user_text(format!("q{i}"))
+            } else {
+                Message::assistant_text(format!("a{i}"))
+            },
+            created_at: now,
+        })
+        .collect();
+    store.append(conversation, &turns).await.unwrap();
+    let history = store.history(conversation, 4).await.unwrap();
+    let texts: Vec<String> = history.iter().map(|m| m.message.text()).collect();
+    assert_eq!(texts, ["q26", "a27", "q28", "a29"]);
+    assert_eq!(store.history(conversation, 100).await.unwrap().len(), 30);
+    assert!(store.history(Uuid::new_v4(), 10).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn s3_vectors_index_creation_writes_and_deletes() {
+    let moto = MotoServer::start();
+    let client = common::s3vectors(&moto.url);
+    let store = S3VectorStore::new(client.clone(), "vectors", "chunks", 4);
+    assert!(matches!(
+        store.ensure_index(false).await,
+        Err(StoreError::Invalid(_))
+    ));
+    store.ensure_index(true).await.unwrap();
+    // Idempotent, and a store of another dimension is refused.
+    store.ensure_index(true).await.unwrap();
+    let wrong = S3VectorStore::new(client.clone(), "vectors", "chunks", 8);
+    assert!(matches!(
+        wrong.ensure_index(true).await,
+        Err(StoreError::Invalid(_))
+    ));
+
+    let doc = Uuid::new_v4();
+    let other = Uuid::new_v4();
+    // More than one PutVectors batch and more than one GetVectors page.
+    let chunks: Vec<_> = (0..650)
+        .map(|i| chunk(doc, i, &format!("chunk {i}"), vec![1.0, i as f32, 0.5, 0.0]))
+        .collect();
+    store.upsert(&chunks).await.unwrap();
+    store
+        .upsert(&[chunk(other, 0, "other", vec![0.0, 1.0, 0.0, 0.0])])
+        .await
+        .unwrap();
+    // Upserting again overwrites rather than duplicates.
+    store.upsert(&chunks[..10]).await.unwrap();
+
+    let listed = store.chunks_of(doc).await.unwrap();
+    assert_eq!(listed.len(), 650);
+    assert_eq!(listed[649].content, "chunk 649");
+    assert_eq!(listed[649].metadata.start_char, 6490);
+
+    assert_eq!(store.delete_document(doc).await.unwrap(), 650);
+    assert!(store.chunks_of(doc).await.unwrap().is_empty());
+    assert_eq!(store.chunks_of(other).await.unwrap().len(), 1);
+    assert_eq!(store.delete_document(doc).await.unwrap(), 0);
+}

@@ -1,0 +1,106 @@
+//! rag-lambda: serves the HTTP router under the AWS Lambda runtime, behind
+//! API Gateway (buffered) or a Function URL (response streaming).
+//!
+//! It knows the router only as an axum `Router`: no service logic, no
+//! backend and no AWS SDK.
+
+use axum::Router;
+use lambda_http::request::RequestContext;
+use lambda_http::{Request, RequestExt};
+use tower::ServiceBuilder;
+use tower::util::MapRequest;
+
+/// How responses leave the function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InvokeMode {
+    /// API Gateway proxy integrations: the whole response at once.
+    Buffered,
+    /// A Function URL with `InvokeMode: RESPONSE_STREAM`: bytes reach the
+    /// client as they are written, which `/chat/stream` needs.
+    Streaming,
+}
+
+/// API Gateway puts a named stage in front of the path (`/Prod/health`),
+/// and lambda_http keeps it; the routes know nothing of stages, so it is
+/// removed here. `$default` stages add no prefix.
+pub fn strip_stage(mut request: Request) -> Request {
+    let stage = match request.request_context_ref() {
+        Some(RequestContext::ApiGatewayV1(context)) => context.stage.clone(),
+        Some(RequestContext::ApiGatewayV2(context)) => context.stage.clone(),
+        _ => None,
+    };
+    let Some(stage) = stage.filter(|s| !s.is_empty() && s != "$default") else {
+        return request;
+    };
+    let prefix = format!("/{stage}");
+    let uri = request.uri();
+    let Some(rest) = uri.path().strip_prefix(&prefix) else {
+        return request;
+    };
+    if !(rest.is_empty() || rest.starts_with('/')) {
+        // `/Production` under a stage called `Prod` is a real path.
+        return request;
+    }
+    let path = if rest.is_empty() { "/" } else { rest };
+    let path_and_query = match uri.query() {
+        Some(query) => format!("{path}?{query}"),
+        None => path.to_string(),
+    };
+    let mut parts = uri.clone().into_parts();
+    match path_and_query.parse() {
+        Ok(pq) => parts.path_and_query = Some(pq),
+        Err(_) => return request,
+    }
+    if let Ok(new_uri) = http::Uri::from_parts(parts) {
+        *request.uri_mut() = new_uri;
+    }
+    request
+}
+
+/// The router as the Lambda adapter calls it.
+pub fn handler(router: Router) -> MapRequest<Router, fn(Request) -> Request> {
+    ServiceBuilder::new()
+        .map_request(strip_stage as fn(Request) -> Request)
+        .service(router)
+}
+
+/// Runs the Lambda runtime loop until the function is shut down.
+pub async fn run(router: Router, mode: InvokeMode) -> Result<(), lambda_http::Error> {
+    tracing::info!(?mode, "serving under the Lambda runtime");
+    match mode {
+        InvokeMode::Buffered => lambda_http::run(handler(router)).await,
+        InvokeMode::Streaming => lambda_http::run_with_streaming_response(handler(router)).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lambda_http::aws_lambda_events::apigw::ApiGatewayProxyRequestContext;
+
+    fn request(path: &str, stage: &str) -> Request {
+        let mut context = ApiGatewayProxyRequestContext::default();
+        context.stage = Some(stage.to_string());
+        http::Request::builder()
+            .uri(path)
+            .body(lambda_http::Body::Empty)
+            .unwrap()
+            .with_request_context(RequestContext::ApiGatewayV1(context))
+    }
+
+    #[test]
+    fn removes_only_a_whole_stage_segment() {
+        let cases = [
+            ("/Prod/health", "Prod", "/health"),
+            ("/Prod", "Prod", "/"),
+            ("/Prod/documents?limit=5", "Prod", "/documents?limit=5"),
+            ("/Production/health", "Prod", "/Production/health"),
+            ("/health", "$default", "/health"),
+            ("/health", "Prod", "/health"),
+        ];
+        for (path, stage, expected) in cases {
+            let stripped = strip_stage(request(path, stage));
+            assert_eq!(stripped.uri().to_string(), expected, "{path} under {stage}");
+        }
+    }
+}

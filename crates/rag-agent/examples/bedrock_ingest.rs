@@ -1,0 +1,109 @@
+//! Ingest throughput against the Bedrock emulator with a fixed latency per
+//! Titan call, at several embedding concurrencies, next to the ideal
+//! (chunks / concurrency x latency). Metadata, files and the vector index are
+//! local so that only the embedding calls cost time.
+//!
+//!   cargo run --release -p rag-agent --example bedrock_ingest -- [CHUNKS] [LATENCY_MS] [CONCURRENCY...]
+//!
+//! Defaults: 1000 chunks, 100 ms, concurrency 1 and 25 (the default).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rag_aws::{RetryPolicy, TitanEmbedder};
+use rag_aws_emulator::{Emulator, Faults};
+use rag_core::answer::ExtractiveAnswerer;
+use rag_core::fetch::{FetchPolicy, UrlFetcher};
+use rag_core::{IngestInput, RagService, ServiceSettings, Stores};
+use rag_local::{FileDocumentStore, LocalVectorIndex, SqliteStore};
+
+/// Text that the 1000/200 splitter cuts into about `chunks` chunks: each
+/// paragraph is about 800 characters, the step between chunk starts.
+fn corpus(chunks: usize) -> String {
+    (0..chunks)
+        .map(|i| {
+            let sentence = format!("Paragraph {i} explains one more idea about ownership, borrowing and lifetimes in some detail. ");
+            sentence.repeat(800 / sentence.len() + 1)[..790].to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let chunks: usize = args.first().and_then(|a| a.parse().ok()).unwrap_or(1000);
+    let latency_ms: u64 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(100);
+    let mut concurrencies: Vec<usize> =
+        args.iter().skip(2).filter_map(|a| a.parse().ok()).collect();
+    if concurrencies.is_empty() {
+        concurrencies = vec![1, 25];
+    }
+    let emulator = Emulator::start().await.expect("start the emulator");
+    emulator.set_faults(Faults {
+        latency: Duration::from_millis(latency_ms),
+        ..Faults::default()
+    });
+    let text = corpus(chunks);
+    println!("| concurrency | chunks | seconds | ideal seconds | ideal / measured |");
+    println!("|---:|---:|---:|---:|---:|");
+    for concurrency in concurrencies {
+        let dir = tempfile::tempdir().unwrap();
+        let sqlite = SqliteStore::open_in_memory().unwrap();
+        let client = aws_sdk_bedrockruntime::Client::from_conf(
+            aws_sdk_bedrockruntime::Config::builder()
+                .behavior_version(aws_sdk_bedrockruntime::config::BehaviorVersion::latest())
+                .region(aws_sdk_bedrockruntime::config::Region::new("us-east-1"))
+                .credentials_provider(aws_sdk_bedrockruntime::config::Credentials::new(
+                    "bench", "bench", None, None, "bench",
+                ))
+                .endpoint_url(&emulator.url)
+                .build(),
+        );
+        let embedder = TitanEmbedder::new(
+            client,
+            "amazon.titan-embed-text-v2:0",
+            256,
+            concurrency,
+            RetryPolicy::default(),
+        )
+        .unwrap();
+        let stores = Stores {
+            metadata: Arc::new(sqlite.clone()),
+            documents: Arc::new(FileDocumentStore::open(dir.path().join("files")).unwrap()),
+            vectors: Arc::new(
+                LocalVectorIndex::open(&dir.path().join("vectors.log"), 256).unwrap(),
+            ),
+            lexical: Some(Arc::new(sqlite.clone())),
+            conversations: Arc::new(sqlite),
+        };
+        let service = RagService::new(
+            stores,
+            Some(Arc::new(embedder)),
+            Arc::new(ExtractiveAnswerer),
+            UrlFetcher::new(FetchPolicy::default()).unwrap(),
+            ServiceSettings::default(),
+            Vec::new(),
+        );
+        let started = Instant::now();
+        let outcome = service
+            .ingest(
+                IngestInput {
+                    bytes: text.clone().into(),
+                    declared_content_type: Some("text/plain".into()),
+                    title: Some("bench".into()),
+                    ..IngestInput::default()
+                },
+                true,
+            )
+            .await
+            .expect("ingest");
+        let seconds = started.elapsed().as_secs_f64();
+        let n = outcome.document().chunk_count as usize;
+        let ideal = n.div_ceil(concurrency) as f64 * latency_ms as f64 / 1000.0;
+        println!(
+            "| {concurrency} | {n} | {seconds:.2} | {ideal:.2} | {:.1}% |",
+            100.0 * ideal / seconds
+        );
+    }
+}

@@ -1,0 +1,161 @@
+//! Builds the AWS SDK clients and the AWS backends the configuration asks
+//! for. Adapters receive ready-built clients; endpoint overrides (tests,
+//! local stacks) are applied here and nowhere else.
+
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use rag_aws::{
+    BedrockChatModel, DynamoDbStore, RetryPolicy, S3DocumentStore, S3VectorStore, TitanEmbedder,
+    TitanModel,
+};
+use rag_core::Embedder;
+
+use crate::config::AwsArgs;
+
+pub async fn sdk_config(args: &AwsArgs) -> SdkConfig {
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(Region::new(args.region.clone()))
+        .load()
+        .await
+}
+
+fn bedrock_client(sdk: &SdkConfig, args: &AwsArgs) -> aws_sdk_bedrockruntime::Client {
+    // The adapters retry throttling themselves with a longer jittered
+    // schedule; SDK retries on top would multiply the attempts.
+    let mut builder = aws_sdk_bedrockruntime::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some(url) = &args.bedrock_endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_bedrockruntime::Client::from_conf(builder.build())
+}
+
+fn retry_policy(args: &AwsArgs) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: args.bedrock_max_attempts.max(1),
+        ..RetryPolicy::default()
+    }
+}
+
+pub fn embedder(
+    sdk: &SdkConfig,
+    args: &AwsArgs,
+    dimension: Option<usize>,
+) -> anyhow::Result<Arc<dyn Embedder>> {
+    let model = TitanModel::from_model_id(&args.bedrock_embedding_model).with_context(|| {
+        format!(
+            "BEDROCK_EMBEDDING_MODEL_ID={} is not a Titan text embedding model (amazon.titan-embed-text-v2:0 or amazon.titan-embed-text-v1)",
+            args.bedrock_embedding_model
+        )
+    })?;
+    let dimension = dimension.unwrap_or(model.default_dimension());
+    if !model.dimensions().contains(&dimension) {
+        bail!(
+            "VECTOR_DIMENSION={dimension} but {} produces {:?} dimensions",
+            args.bedrock_embedding_model,
+            model.dimensions()
+        );
+    }
+    let embedder = TitanEmbedder::new(
+        bedrock_client(sdk, args),
+        &args.bedrock_embedding_model,
+        dimension,
+        args.bedrock_embedding_concurrency,
+        retry_policy(args),
+    )?;
+    Ok(Arc::new(embedder))
+}
+
+pub fn chat_model(sdk: &SdkConfig, args: &AwsArgs) -> BedrockChatModel {
+    BedrockChatModel::new(
+        bedrock_client(sdk, args),
+        &args.bedrock_llm_model,
+        RetryPolicy {
+            max_attempts: 6,
+            ..retry_policy(args)
+        },
+    )
+}
+
+/// The `knowledge_base_search` tool over `BEDROCK_KNOWLEDGE_BASE_ID`.
+pub fn knowledge_base_tool(
+    sdk: &SdkConfig,
+    args: &AwsArgs,
+    knowledge_base_id: &str,
+) -> rag_aws::KnowledgeBaseSearchTool {
+    let mut builder = aws_sdk_bedrockagentruntime::config::Builder::from(sdk);
+    if let Some(url) = &args.bedrock_agent_endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    rag_aws::KnowledgeBaseSearchTool::new(
+        aws_sdk_bedrockagentruntime::Client::from_conf(builder.build()),
+        knowledge_base_id,
+        retry_policy(args),
+    )
+}
+
+pub fn document_store(sdk: &SdkConfig, args: &AwsArgs) -> anyhow::Result<S3DocumentStore> {
+    let bucket = args
+        .s3_bucket
+        .clone()
+        .context("DOCUMENT_BACKEND=s3 needs S3_BUCKET_NAME")?;
+    let mut builder = aws_sdk_s3::config::Builder::from(sdk);
+    if let Some(url) = &args.s3_endpoint {
+        // Local S3 endpoints do not resolve bucket subdomains.
+        builder = builder.endpoint_url(url).force_path_style(true);
+    }
+    Ok(S3DocumentStore::new(
+        aws_sdk_s3::Client::from_conf(builder.build()),
+        bucket,
+        &args.s3_documents_prefix,
+    ))
+}
+
+pub async fn vector_store(
+    sdk: &SdkConfig,
+    args: &AwsArgs,
+    dimension: usize,
+) -> anyhow::Result<S3VectorStore> {
+    let bucket = args
+        .s3_vector_bucket
+        .clone()
+        .or_else(|| args.s3_bucket.clone())
+        .context("VECTOR_BACKEND=s3vectors needs S3_VECTOR_BUCKET_NAME (or S3_BUCKET_NAME)")?;
+    let mut builder = aws_sdk_s3vectors::config::Builder::from(sdk);
+    if let Some(url) = &args.s3vectors_endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    let store = S3VectorStore::new(
+        aws_sdk_s3vectors::Client::from_conf(builder.build()),
+        &bucket,
+        &args.s3_vector_index,
+        dimension,
+    );
+    store
+        .ensure_index(args.create_vector_index)
+        .await
+        .with_context(|| {
+            format!(
+                "checking the S3 Vectors index {bucket}/{} (S3_VECTOR_BUCKET_NAME, S3_VECTOR_INDEX_NAME, VECTOR_DIMENSION, S3_VECTOR_CREATE_INDEX)",
+                args.s3_vector_index
+            )
+        })?;
+    Ok(store)
+}
+
+pub fn metadata_store(sdk: &SdkConfig, args: &AwsArgs) -> anyhow::Result<DynamoDbStore> {
+    let table = args
+        .dynamodb_table
+        .clone()
+        .context("METADATA_BACKEND=dynamodb needs DYNAMODB_TABLE_NAME")?;
+    let mut builder = aws_sdk_dynamodb::config::Builder::from(sdk);
+    if let Some(url) = &args.dynamodb_endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    Ok(DynamoDbStore::new(
+        aws_sdk_dynamodb::Client::from_conf(builder.build()),
+        table,
+    ))
+}

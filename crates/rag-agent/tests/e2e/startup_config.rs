@@ -1,0 +1,87 @@
+//! Backend combinations that cannot work stop start-up with a message that
+//! names the variable to change, before anything listens.
+
+use std::process::{Command, Stdio};
+
+fn start_and_fail(env: &[(&str, &str)]) -> String {
+    let data = tempfile::tempdir().unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rag-agent"));
+    command
+        .args(["serve", "--addr", "127.0.0.1:0", "--offline", "--data-dir"])
+        .arg(data.path())
+        .env("RUST_LOG", "error")
+        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().expect("run rag-agent");
+    assert!(
+        !output.status.success(),
+        "started with {env:?}: {}",
+        String::from_utf8_lossy(&output.stdout)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Environment for one start, and the phrases its error must contain.
+type Env<'a> = &'a [(&'a str, &'a str)];
+type Expected<'a> = &'a [&'a str];
+
+#[test]
+fn impossible_combinations_name_the_variable() {
+    let cases: &[(Env, Expected)] = &[
+        (
+            &[("METADATA_BACKEND", "dynamodb")],
+            &["DYNAMODB_TABLE_NAME"],
+        ),
+        (&[("DOCUMENT_BACKEND", "s3")], &["S3_BUCKET_NAME"]),
+        (
+            &[("VECTOR_BACKEND", "s3vectors")],
+            &["S3_VECTOR_BUCKET_NAME"],
+        ),
+        (
+            &[
+                ("METADATA_BACKEND", "dynamodb"),
+                ("DYNAMODB_TABLE_NAME", "t"),
+                ("SEARCH_MODE", "lexical"),
+            ],
+            &["SEARCH_MODE", "METADATA_BACKEND=sqlite"],
+        ),
+        (
+            &[
+                ("EMBEDDING_PROVIDER", "bedrock"),
+                ("VECTOR_DIMENSION", "384"),
+            ],
+            &["VECTOR_DIMENSION=384", "amazon.titan-embed-text-v2:0"],
+        ),
+        (
+            &[
+                ("EMBEDDING_PROVIDER", "bedrock"),
+                ("BEDROCK_EMBEDDING_MODEL_ID", "cohere.embed-english-v3"),
+            ],
+            &["BEDROCK_EMBEDDING_MODEL_ID"],
+        ),
+        (
+            &[
+                ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+                ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+            ],
+            &[
+                "METADATA_BACKEND=sqlite cannot run on AWS Lambda",
+                "METADATA_BACKEND=dynamodb",
+            ],
+        ),
+    ];
+    for (env, expected) in cases {
+        let stderr = start_and_fail(env);
+        for needle in *expected {
+            assert!(
+                stderr.contains(needle),
+                "{env:?}: {needle:?} not in {stderr}"
+            );
+        }
+    }
+}
