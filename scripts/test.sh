@@ -12,6 +12,9 @@ cd "$(dirname "$0")/.."
 
 if [ "${CI:-}" = "true" ]; then
   export CARGO_TERM_COLOR=never
+  # A one-shot build gains nothing from incremental state, which costs
+  # a gigabyte of disk.
+  export CARGO_INCREMENTAL=0
 fi
 
 need() {
@@ -54,7 +57,9 @@ echo "== infrastructure lint"
 "$VENV/bin/hadolint" Dockerfile
 
 echo "== build"
+df -h . | tail -1
 cargo build --workspace --all-targets --locked
+du -sh "${CARGO_TARGET_DIR:-target}" 2>/dev/null || true
 
 echo "== embedding model"
 target/debug/rag-agent models fetch
