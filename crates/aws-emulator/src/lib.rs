@@ -2,7 +2,9 @@
 //! real wire formats so the real AWS SDK clients can be tested against it:
 //! S3 Vectors (buckets, indexes, vectors and `QueryVectors`) and the Bedrock
 //! runtime (`InvokeModel` for Titan embeddings, `Converse`,
-//! `ConverseStream`) and Knowledge Bases `Retrieve`. Test support only: it never ships in the Lambda.
+//! `ConverseStream`) and Knowledge Bases `Retrieve`; beside it, a scripted
+//! OpenAI-compatible chat server. Test support only: it never ships in the
+//! Lambda.
 //!
 //! Must not depend on the AWS SDK (tests drive it with the SDK, the emulator
 //! itself only speaks HTTP) nor on any backend crate.
@@ -10,6 +12,7 @@
 mod bedrock;
 pub mod filter;
 pub mod moto;
+pub mod openai;
 mod s3vectors;
 
 use std::net::SocketAddr;
@@ -23,6 +26,7 @@ use serde_json::{Value, json};
 
 pub use bedrock::{BedrockStats, Fault, Faults, Reply, ReplyBlock, hashed_bag_of_words};
 pub use moto::MotoServer;
+pub use openai::OpenAiServer;
 
 /// Shared state behind the emulator's routes.
 pub struct EmulatorState {
@@ -36,7 +40,40 @@ pub struct Emulator {
     pub url: String,
     pub addr: SocketAddr,
     state: Arc<EmulatorState>,
+    _served: Served,
+}
+
+/// A router served on a free 127.0.0.1 port until this is dropped.
+pub(crate) struct Served {
+    pub(crate) addr: SocketAddr,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Served {
+    pub(crate) async fn start(app: Router) -> std::io::Result<Served> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async {
+                    let _ = rx.await;
+                })
+                .await;
+        });
+        Ok(Served {
+            addr,
+            shutdown: Some(tx),
+        })
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
 }
 
 impl Emulator {
@@ -57,26 +94,15 @@ impl Emulator {
                 ..Default::default()
             },
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let app = router(state.clone());
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(async {
-                    let _ = rx.await;
-                })
-                .await;
-        });
+        let served = Served::start(router(state.clone())).await?;
         Ok(Emulator {
-            url: format!("http://{addr}"),
-            addr,
+            url: format!("http://{}", served.addr),
+            addr: served.addr,
             state,
-            shutdown: Some(tx),
+            _served: served,
         })
     }
 
-    /// Queues a model reply; replies are used in order, then the default.
     pub fn push_reply(&self, reply: Reply) {
         self.state.bedrock.replies.lock().unwrap().push_back(reply);
     }
@@ -124,14 +150,6 @@ impl Emulator {
     /// Every Converse and ConverseStream request body received, in order.
     pub fn converse_requests(&self) -> Vec<Value> {
         self.state.bedrock.converse_requests.lock().unwrap().clone()
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
     }
 }
 

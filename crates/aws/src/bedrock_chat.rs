@@ -16,8 +16,8 @@ use rag_core::chat::{
 use rag_core::error::{ErrorClass, ModelError};
 
 use crate::document::{to_document, to_value};
-use crate::retry::RetryPolicy;
 use crate::sdk_error::{Classified, RawStatus, classify};
+use rag_core::retry::RetryPolicy;
 
 pub struct BedrockChatModel {
     client: Client,

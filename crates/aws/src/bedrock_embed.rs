@@ -13,8 +13,8 @@ use rag_core::{EmbedError, Embedder};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::retry::RetryPolicy;
 use crate::sdk_error::classify;
+use rag_core::retry::RetryPolicy;
 
 /// Titan v2 takes at most 50,000 characters (about 8,192 tokens); longer
 /// text is cut here rather than failing the whole batch.

@@ -538,21 +538,32 @@ impl ConversationStore for DynamoDbStore {
         if limit == 0 {
             return Ok(Vec::new());
         }
-        let output = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-            .expression_attribute_values(":pk", s(format!("CONV#{conversation_id}")))
-            .expression_attribute_values(":prefix", s("MESSAGE#"))
-            .scan_index_forward(false)
-            .limit(limit as i32)
-            .select(Select::AllAttributes)
-            .send()
-            .await
-            .map_err(|e| self.err(classify(e)))?;
-        let mut messages = output
-            .items()
+        // Newest first, page by page: a page stops at 1 MB, which a window
+        // of long tool results can exceed.
+        let mut items = Vec::new();
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
+                .expression_attribute_values(":pk", s(format!("CONV#{conversation_id}")))
+                .expression_attribute_values(":prefix", s("MESSAGE#"))
+                .scan_index_forward(false)
+                .limit((limit - items.len()) as i32)
+                .set_exclusive_start_key(start_key)
+                .select(Select::AllAttributes)
+                .send()
+                .await
+                .map_err(|e| self.err(classify(e)))?;
+            items.extend(output.items().iter().cloned());
+            start_key = output.last_evaluated_key().cloned();
+            if items.len() >= limit || start_key.is_none() {
+                break;
+            }
+        }
+        let mut messages = items
             .iter()
             .map(|item| {
                 let message = item

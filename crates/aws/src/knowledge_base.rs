@@ -8,13 +8,13 @@ use aws_sdk_bedrockagentruntime::types::{
     KnowledgeBaseQuery, KnowledgeBaseRetrievalConfiguration, KnowledgeBaseVectorSearchConfiguration,
 };
 use rag_core::chat::ToolSpec;
-use rag_core::tools::{Tool, ToolError, parse_input, spec_for};
+use rag_core::tools::{Tool, ToolError, ToolOutput, parse_input, spec_for};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::retry::RetryPolicy;
 use crate::sdk_error::classify;
+use rag_core::retry::RetryPolicy;
 
 /// Knowledge bases return at most 100 results per call.
 const MAX_RESULTS: usize = 100;
@@ -58,7 +58,7 @@ impl Tool for KnowledgeBaseSearchTool {
         spec_for::<KnowledgeBaseSearchInput>("knowledge_base_search")
     }
 
-    async fn call(&self, input: serde_json::Value) -> Result<String, ToolError> {
+    async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
         let input: KnowledgeBaseSearchInput = parse_input(input)?;
         if input.query.trim().is_empty() {
             return Err(ToolError::InvalidInput("query must not be empty".into()));
@@ -125,6 +125,8 @@ impl Tool for KnowledgeBaseSearchTool {
                 })
             })
             .collect();
-        Ok(serde_json::to_string(&results).unwrap_or_default())
+        Ok(ToolOutput::Text(
+            serde_json::to_string(&results).unwrap_or_default(),
+        ))
     }
 }

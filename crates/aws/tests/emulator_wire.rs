@@ -548,6 +548,9 @@ async fn knowledge_base_search_tool_retrieves_ranked_passages() {
         .call(json!({"query": "who owns a value", "top_k": 2}))
         .await
         .unwrap();
+    let rag_core::tools::ToolOutput::Text(out) = out else {
+        panic!("knowledge base results are text: {out:?}")
+    };
     let passages: Vec<Value> = serde_json::from_str(&out).unwrap();
     assert_eq!(passages.len(), 2);
     assert_eq!(passages[0]["source"], "s3://kb/ownership.md");

@@ -9,7 +9,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 /// Where a document is in its life. Upper case on the wire, as in the design.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema, schemars::JsonSchema,
+)]
 #[serde(rename_all = "UPPERCASE")]
 pub enum DocumentStatus {
     Pending,
@@ -125,6 +127,8 @@ pub struct VectorSearchResult {
 /// to the n-th entry of `sources`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct SourceReference {
+    /// The number the answer cites this passage by, as in `[2]`.
+    pub citation: usize,
     pub document_id: Uuid,
     pub chunk_id: String,
     pub title: String,

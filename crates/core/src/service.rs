@@ -14,12 +14,15 @@ use tokio_stream::wrappers::ReceiverStream;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::agent::{ChatOutcome, ChatReply};
 use crate::answer::build_rag_request;
 use crate::backend::{
     ConversationStore, DocumentStore, Embedder, LexicalIndex, ListQuery, MetadataStore,
     StoredMessage, VectorStore,
 };
-use crate::chat::{ChatModel, ChatStreamEvent, InferenceConfig, Message, Passage, StopReason};
+use crate::chat::{
+    ChatModel, ChatStreamEvent, InferenceConfig, Message, Passage, StopReason, ToolResultStatus,
+};
 use crate::chunk::ChunkingOptions;
 use crate::domain::{
     Document, DocumentStatus, Page, QueryResponse, SearchFilter, SearchMode, SourceReference,
@@ -29,6 +32,8 @@ use crate::error::{ModelError, RagError, StoreError};
 use crate::fetch::UrlFetcher;
 use crate::ingest::{IngestInput, IngestOutcome, text_key};
 use crate::retrieve::{MAX_TOP_K, Retriever, SearchRequest};
+use crate::retry::RetryPolicy;
+use crate::retrying_model::RetryingChatModel;
 
 /// The backends one deployment runs on.
 #[derive(Clone)]
@@ -83,8 +88,10 @@ pub struct QueryInput {
     pub mode: Option<SearchMode>,
 }
 
-/// What `chat_stream` emits, in order: `Sources`, then `Delta`s, then one
-/// `Done` or `Error`.
+/// What a streamed chat turn emits. Retrieve-then-answer: `Sources`, then
+/// `Delta`s, then one `Done` or `Error`. The agent: `Delta`s, `ToolUse`s and
+/// `ToolResult`s as they happen, then `Sources` (what the answer cites) and
+/// one `Done`, or an `Error`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum ChatEvent {
@@ -94,10 +101,26 @@ pub enum ChatEvent {
     Delta {
         text: String,
     },
+    ToolUse {
+        id: String,
+        name: String,
+        #[schema(value_type = Object)]
+        input: serde_json::Value,
+    },
+    ToolResult {
+        id: String,
+        name: String,
+        #[schema(value_type = String)]
+        status: ToolResultStatus,
+        /// A one-line account of the result, or the error.
+        summary: String,
+    },
     Done {
         conversation_id: Uuid,
         model_id: String,
         stop_reason: StopReason,
+        outcome: ChatOutcome,
+        cycles: u32,
         token_usage: TokenUsage,
         latency_ms: u64,
     },
@@ -150,6 +173,10 @@ impl RagService {
         settings: ServiceSettings,
         warnings: Vec<String>,
     ) -> Arc<Self> {
+        // Every path that calls the model (answers, summaries, the agent)
+        // retries throttling the same way.
+        let chat: Arc<dyn ChatModel> =
+            Arc::new(RetryingChatModel::new(chat, RetryPolicy::default()));
         let retriever = Retriever::new(
             embedder.clone(),
             stores.vectors.clone(),
@@ -351,6 +378,10 @@ impl RagService {
 
     /// Retrieves, then answers with the configured model.
     pub async fn query(&self, input: QueryInput) -> Result<QueryResponse, RagError> {
+        Ok(self.answer(input).await?.0)
+    }
+
+    async fn answer(&self, input: QueryInput) -> Result<(QueryResponse, StopReason), RagError> {
         let started = Instant::now();
         let prepared = self.prepare(&input).await?;
         let response = self.chat.converse(prepared.request).await?;
@@ -359,7 +390,7 @@ impl RagService {
             self.remember(conversation_id, &input.query, &answer)
                 .await?;
         }
-        Ok(QueryResponse {
+        let reply = QueryResponse {
             query: input.query,
             answer,
             sources: prepared.sources,
@@ -368,13 +399,16 @@ impl RagService {
             latency_ms: started.elapsed().as_millis() as u64,
             token_usage: response.usage,
             conversation_id: input.conversation_id,
-        })
+        };
+        Ok((reply, response.stop_reason))
     }
 
-    /// One conversational turn: like `query`, always with memory.
-    pub async fn chat(&self, mut input: QueryInput) -> Result<QueryResponse, RagError> {
+    /// One retrieve-then-answer conversational turn, always with memory:
+    /// `/chat` for models without tool calling.
+    pub async fn chat(&self, mut input: QueryInput) -> Result<ChatReply, RagError> {
         input.conversation_id = Some(input.conversation_id.unwrap_or_else(Uuid::new_v4));
-        self.query(input).await
+        let (response, stop_reason) = self.answer(input).await?;
+        Ok(ChatReply::from_query(response, stop_reason))
     }
 
     /// A conversational turn as a stream of events. Retrieval happens before
@@ -406,6 +440,8 @@ impl RagService {
                             conversation_id,
                             model_id: service.chat.model_id().to_string(),
                             stop_reason,
+                            outcome: ChatOutcome::from_stop(stop_reason),
+                            cycles: 1,
                             token_usage: usage,
                             latency_ms: started.elapsed().as_millis() as u64,
                         },
@@ -520,7 +556,8 @@ impl RagService {
         })
     }
 
-    async fn source_references(
+    /// Each hit with its document's title and source, as answers cite it.
+    pub async fn source_references(
         &self,
         hits: &[VectorSearchResult],
     ) -> Result<Vec<SourceReference>, RagError> {
@@ -534,9 +571,11 @@ impl RagService {
         }
         Ok(hits
             .iter()
-            .map(|hit| {
+            .enumerate()
+            .map(|(i, hit)| {
                 let doc = documents.get(&hit.document_id).and_then(Option::as_ref);
                 SourceReference {
+                    citation: i + 1,
                     document_id: hit.document_id,
                     chunk_id: hit.chunk_id.clone(),
                     title: doc.map(|d| d.title.clone()).unwrap_or_default(),
@@ -655,7 +694,7 @@ fn snippet(content: &str) -> String {
     s
 }
 
-fn stream_error(error: &RagError) -> ChatEvent {
+pub(crate) fn stream_error(error: &RagError) -> ChatEvent {
     tracing::error!(%error, "chat stream failed");
     ChatEvent::Error {
         code: "stream_failed".to_string(),

@@ -12,6 +12,7 @@ use futures::stream::BoxStream;
 use rag_core::ModelError;
 use rag_core::chat::{
     ChatModel, ChatRequest, ChatResponse, ChatStreamEvent, ContentBlock, Message, Role, StopReason,
+    ToolResultStatus,
 };
 use rag_core::domain::TokenUsage;
 use serde_json::{Value, json};
@@ -128,13 +129,21 @@ fn wire_messages(message: &Message) -> Vec<Value> {
                 "id": tool_use_id, "type": "function",
                 "function": {"name": name, "arguments": input.to_string()},
             })),
+            // The chat completions API has no error status for tool
+            // results, so a failure says so in its text.
             ContentBlock::ToolResult {
                 tool_use_id,
                 content,
-                ..
-            } => tool_results.push(json!({
-                "role": "tool", "tool_call_id": tool_use_id, "content": content,
-            })),
+                status,
+            } => {
+                let content = match status {
+                    ToolResultStatus::Success => content.clone(),
+                    ToolResultStatus::Error => format!("Error: {content}"),
+                };
+                tool_results.push(json!({
+                    "role": "tool", "tool_call_id": tool_use_id, "content": content,
+                }));
+            }
         }
     }
     let mut out = Vec::new();
@@ -181,6 +190,16 @@ async fn error_from_response(response: reqwest::Response) -> ModelError {
     }
 }
 
+/// A tool call's arguments. Models do emit invalid JSON; it is kept as a
+/// string so the agent loop can tell the model what was wrong. No arguments
+/// at all means an empty object.
+fn tool_input(arguments: &str) -> Value {
+    if arguments.trim().is_empty() {
+        return json!({});
+    }
+    serde_json::from_str(arguments).unwrap_or(Value::String(arguments.to_string()))
+}
+
 fn stop_reason(finish_reason: Option<&str>) -> StopReason {
     match finish_reason {
         Some("length") => StopReason::MaxTokens,
@@ -221,16 +240,13 @@ impl ChatModel for OpenAiChatModel {
             });
         }
         for call in message["tool_calls"].as_array().into_iter().flatten() {
-            let arguments = call["function"]["arguments"].as_str().unwrap_or("{}");
             content.push(ContentBlock::ToolUse {
                 tool_use_id: call["id"].as_str().unwrap_or_default().to_string(),
                 name: call["function"]["name"]
                     .as_str()
                     .unwrap_or_default()
                     .to_string(),
-                // Models do emit invalid JSON; the agent loop reports it back.
-                input: serde_json::from_str(arguments)
-                    .unwrap_or(Value::String(arguments.to_string())),
+                input: tool_input(call["function"]["arguments"].as_str().unwrap_or("{}")),
             });
         }
         if choice.is_null() {
@@ -260,6 +276,7 @@ impl ChatModel for OpenAiChatModel {
                 usage: TokenUsage::default(),
                 done: false,
                 queue: Vec::new(),
+                tool_calls: std::collections::BTreeMap::new(),
             },
             |mut state| async move {
                 loop {
@@ -301,6 +318,16 @@ struct SseState {
     done: bool,
     /// Events ready to hand out, last first.
     queue: Vec<Result<ChatStreamEvent, ModelError>>,
+    /// Tool calls being assembled from deltas, by their `index`: the id and
+    /// name come in the first delta, the arguments in pieces.
+    tool_calls: std::collections::BTreeMap<u64, PartialToolCall>,
+}
+
+#[derive(Default)]
+struct PartialToolCall {
+    id: String,
+    name: String,
+    arguments: String,
 }
 
 impl SseState {
@@ -333,6 +360,23 @@ impl SseState {
                 self.queue
                     .insert(0, Ok(ChatStreamEvent::TextDelta(text.to_string())));
             }
+            for call in choice["delta"]["tool_calls"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let index = call["index"].as_u64().unwrap_or(0);
+                let partial = self.tool_calls.entry(index).or_default();
+                if let Some(id) = call["id"].as_str() {
+                    partial.id = id.to_string();
+                }
+                if let Some(name) = call["function"]["name"].as_str() {
+                    partial.name.push_str(name);
+                }
+                if let Some(arguments) = call["function"]["arguments"].as_str() {
+                    partial.arguments.push_str(arguments);
+                }
+            }
             if let Some(reason) = choice["finish_reason"].as_str() {
                 self.finish = Some(reason.to_string());
             }
@@ -342,6 +386,16 @@ impl SseState {
     fn finish_stream(&mut self) {
         if !self.done {
             self.done = true;
+            for (_, call) in std::mem::take(&mut self.tool_calls) {
+                self.queue.insert(
+                    0,
+                    Ok(ChatStreamEvent::ToolUse {
+                        tool_use_id: call.id,
+                        name: call.name,
+                        input: tool_input(&call.arguments),
+                    }),
+                );
+            }
             self.queue.insert(
                 0,
                 Ok(ChatStreamEvent::Stop {

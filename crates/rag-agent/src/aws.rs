@@ -72,8 +72,10 @@ pub fn chat_model(sdk: &SdkConfig, args: &AwsArgs) -> BedrockChatModel {
     BedrockChatModel::new(
         bedrock_client(sdk, args),
         &args.bedrock_llm_model,
+        // One attempt here: the service wraps every chat model in the
+        // same retrying layer, and two layers would multiply attempts.
         RetryPolicy {
-            max_attempts: 6,
+            max_attempts: 1,
             ..retry_policy(args)
         },
     )

@@ -160,7 +160,47 @@ pub struct ServeArgs {
     #[arg(long, env = "RAG_AGENT_WAIT_FOR_INGEST", default_value_t = false)]
     pub wait_for_ingest: bool,
     #[command(flatten)]
+    pub agent: AgentArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum WebSearchProviderArg {
+    /// A SearXNG instance's JSON API (`WEB_SEARCH_URL`).
+    Searxng,
+    /// The Brave Search API (`WEB_SEARCH_API_KEY`).
+    Brave,
+}
+
+/// The tool-calling agent behind `/chat` (Bedrock and OpenAI-compatible
+/// models; the extractive default retrieves, then answers).
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Agent")]
+pub struct AgentArgs {
+    /// Model calls per chat turn unless a request sets `max_cycles` (1 to 32).
+    #[arg(long, env = "AGENT_MAX_CYCLES", default_value_t = 8)]
+    pub agent_max_cycles: u32,
+    /// Stored messages of a conversation sent back to the model.
+    #[arg(long, env = "AGENT_MEMORY_MESSAGES", default_value_t = 40)]
+    pub agent_memory_messages: usize,
+    /// Characters of one tool result the model reads; longer ones are cut
+    /// head and tail.
+    #[arg(long, env = "AGENT_MAX_TOOL_RESULT_CHARS", default_value_t = 12_000)]
+    pub agent_max_tool_result_chars: usize,
+    /// Seconds one tool call may take.
+    #[arg(long, env = "AGENT_TOOL_TIMEOUT_SECS", default_value_t = 60)]
+    pub agent_tool_timeout_secs: u64,
+    /// Offers the `web_search` tool through this provider; unset, the tool
+    /// is not offered.
+    #[arg(long, env = "WEB_SEARCH_PROVIDER", value_enum)]
+    pub web_search_provider: Option<WebSearchProviderArg>,
+    /// The provider's base URL (required for SearXNG; Brave defaults to
+    /// https://api.search.brave.com).
+    #[arg(long, env = "WEB_SEARCH_URL")]
+    pub web_search_url: Option<String>,
+    #[arg(long, env = "WEB_SEARCH_API_KEY", hide_env_values = true)]
+    pub web_search_api_key: Option<String>,
 }
 
 /// Where each component lives on AWS. Every backend is chosen on its own,

@@ -7,10 +7,12 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rag_api::AppState;
+use rag_core::AgentSettings;
+use rag_core::agent::MAX_CYCLES_LIMIT;
 use rag_core::answer::ExtractiveAnswerer;
 use rag_core::chat::ChatModel;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
-use rag_core::tools::ToolRegistry;
+use rag_core::tools::{ToolRegistry, WebSearchProvider, WebSearchTool};
 use rag_core::{
     ConversationStore, DocumentStore, Embedder, LexicalIndex, MetadataStore, RagService,
     SearchMode, ServiceSettings, Stores, VectorStore,
@@ -20,8 +22,8 @@ use rag_openai::{OpenAiChatModel, OpenAiConfig};
 
 use crate::aws;
 use crate::config::{
-    DocumentBackend, EmbeddingProvider, FetchArgs, LlmProvider, MetadataBackend, SearchModeArg,
-    ServeArgs, VectorBackend, default_model_dir,
+    AgentArgs, DocumentBackend, EmbeddingProvider, FetchArgs, LlmProvider, MetadataBackend,
+    SearchModeArg, ServeArgs, VectorBackend, WebSearchProviderArg, default_model_dir,
 };
 
 const MINILM_DIMENSION: usize = 384;
@@ -169,16 +171,54 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         ..ServiceSettings::default()
     };
     let service = RagService::new(stores, embedder, chat, fetcher, settings, warnings);
-    let mut state = AppState::new(service.clone());
+    let mut tools = ToolRegistry::standard(&service);
     if let (Some(id), Some(sdk)) = (knowledge_base, &sdk) {
-        state.tools = ToolRegistry::standard(&service)
-            .with(Arc::new(aws::knowledge_base_tool(sdk, aws_args, id)));
+        tools = tools.with(Arc::new(aws::knowledge_base_tool(sdk, aws_args, id)));
     }
+    if let Some(provider) = web_search_provider(&args.agent)? {
+        tools = tools.with(Arc::new(
+            WebSearchTool::new(provider, Duration::from_secs(15))
+                .context("building the web search client")?,
+        ));
+    }
+    let agent = &args.agent;
+    if agent.agent_max_cycles == 0 || agent.agent_max_cycles > MAX_CYCLES_LIMIT {
+        bail!("AGENT_MAX_CYCLES must be between 1 and {MAX_CYCLES_LIMIT}");
+    }
+    let mut state = AppState::new(service.clone()).with_agent(
+        tools,
+        AgentSettings {
+            max_cycles: agent.agent_max_cycles,
+            memory_messages: agent.agent_memory_messages.max(2),
+            max_tool_result_chars: agent.agent_max_tool_result_chars.max(1000),
+            tool_timeout: Duration::from_secs(agent.agent_tool_timeout_secs.max(1)),
+            ..AgentSettings::default()
+        },
+    );
     state.body_limit = args.max_body_bytes;
     // Lambda freezes the process between invocations, so background work
     // would stall: ingestion answers once it has finished.
     state.wait_for_ingest_by_default = args.wait_for_ingest || on_lambda;
     Ok(state)
+}
+
+/// The web search provider the environment names, checked for what it needs.
+fn web_search_provider(args: &AgentArgs) -> anyhow::Result<Option<WebSearchProvider>> {
+    let url = args.web_search_url.clone().filter(|u| !u.trim().is_empty());
+    let key = args
+        .web_search_api_key
+        .clone()
+        .filter(|k| !k.trim().is_empty());
+    Ok(match args.web_search_provider {
+        None => None,
+        Some(WebSearchProviderArg::Searxng) => Some(WebSearchProvider::Searxng {
+            base_url: url.context("WEB_SEARCH_PROVIDER=searxng needs WEB_SEARCH_URL")?,
+        }),
+        Some(WebSearchProviderArg::Brave) => Some(WebSearchProvider::Brave {
+            base_url: url.unwrap_or_else(|| WebSearchProvider::BRAVE_URL.to_string()),
+            api_key: key.context("WEB_SEARCH_PROVIDER=brave needs WEB_SEARCH_API_KEY")?,
+        }),
+    })
 }
 
 /// Rejects combinations that cannot work, naming the variable to change.

@@ -1,14 +1,16 @@
 //! `/query`, `/chat`, `/chat/stream` and conversation history.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use rag_core::chat::Role;
-use rag_core::{ChatEvent, QueryInput, QueryResponse, SearchMode};
+use rag_core::StoredMessage;
+use rag_core::chat::{ContentBlock, Role, ToolResultStatus};
+use rag_core::{Agent, AgentRequest, ChatEvent, ChatReply, QueryInput, QueryResponse, SearchMode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -41,21 +43,62 @@ pub struct ChatRequestBody {
     pub message: String,
     /// Omit to start a new conversation; the reply says which id it got.
     pub conversation_id: Option<Uuid>,
+    /// Model calls this turn may make (1 to 32; default `AGENT_MAX_CYCLES`).
+    /// Agent only.
+    pub max_cycles: Option<u32>,
+    /// Retrieve-then-answer only (models without tool calling): the agent
+    /// chooses its own searches.
     pub top_k: Option<usize>,
+    /// Retrieve-then-answer only.
     pub mode: Option<SearchMode>,
+    /// Retrieve-then-answer only.
     #[serde(default)]
     pub document_ids: Vec<Uuid>,
 }
 
+/// Which way a chat turn runs.
+enum Turn {
+    Agent(Arc<Agent>, AgentRequest),
+    Retrieve(QueryInput),
+}
+
 impl ChatRequestBody {
-    fn into_input(self) -> QueryInput {
-        QueryInput {
-            query: self.message,
-            top_k: self.top_k,
-            similarity_threshold: None,
-            document_ids: self.document_ids,
-            conversation_id: self.conversation_id,
-            mode: self.mode,
+    fn into_turn(self, agent: Option<&Arc<Agent>>) -> Result<Turn, ApiError> {
+        match agent {
+            Some(agent) => {
+                if self.top_k.is_some() || self.mode.is_some() || !self.document_ids.is_empty() {
+                    return Err(ApiError::InvalidParameter(
+                        "top_k, mode and document_ids apply to retrieve-then-answer; \
+                         this deployment's agent chooses its own searches"
+                            .into(),
+                    ));
+                }
+                Ok(Turn::Agent(
+                    agent.clone(),
+                    AgentRequest {
+                        message: self.message,
+                        conversation_id: self.conversation_id,
+                        max_cycles: self.max_cycles,
+                    },
+                ))
+            }
+            None => {
+                if self.max_cycles.is_some() {
+                    return Err(ApiError::InvalidParameter(
+                        "max_cycles applies to the agent, and this deployment's model \
+                         cannot call tools"
+                            .into(),
+                    ));
+                }
+                Ok(Turn::Retrieve(QueryInput {
+                    query: self.message,
+                    top_k: self.top_k,
+                    similarity_threshold: None,
+                    document_ids: self.document_ids,
+                    conversation_id: self.conversation_id,
+                    mode: self.mode,
+                }))
+            }
         }
     }
 }
@@ -82,18 +125,26 @@ pub async fn query(
     Ok(Json(response))
 }
 
-/// One conversational turn; the conversation is stored under `conversation_id`.
+/// One conversational turn; the conversation is stored under
+/// `conversation_id`. With a tool-calling model the agent answers, calling
+/// tools as it decides; otherwise the service retrieves, then answers.
 #[utoipa::path(post, path = "/chat", tag = "answers", request_body = ChatRequestBody,
-    responses((status = 200, body = QueryResponse), (status = 400, body = ErrorBody)))]
+    responses((status = 200, body = ChatReply), (status = 400, body = ErrorBody)))]
 pub async fn chat(
     State(state): State<AppState>,
     AppJson(body): AppJson<ChatRequestBody>,
-) -> Result<Json<QueryResponse>, ApiError> {
-    Ok(Json(state.service.chat(body.into_input()).await?))
+) -> Result<Json<ChatReply>, ApiError> {
+    let reply = match body.into_turn(state.agent.as_ref())? {
+        Turn::Agent(agent, request) => agent.chat(request).await?,
+        Turn::Retrieve(input) => state.service.chat(input).await?,
+    };
+    Ok(Json(reply))
 }
 
-/// A conversational turn as Server-Sent Events: `sources`, then `delta`s,
-/// then `done` (or `error`).
+/// A conversational turn as Server-Sent Events. The agent sends `delta`,
+/// `tool_use` and `tool_result` events as they happen, then `sources` and
+/// `done`; retrieve-then-answer sends `sources`, `delta`s, `done`. Failures
+/// after the stream has started arrive as an `error` event.
 #[utoipa::path(post, path = "/chat/stream", tag = "answers", request_body = ChatRequestBody,
     responses((status = 200, description = "text/event-stream of ChatEvent", body = ChatEvent),
               (status = 400, body = ErrorBody)))]
@@ -101,7 +152,10 @@ pub async fn chat_stream(
     State(state): State<AppState>,
     AppJson(body): AppJson<ChatRequestBody>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let events = state.service.chat_stream(body.into_input()).await?;
+    let events = match body.into_turn(state.agent.as_ref())? {
+        Turn::Agent(agent, request) => agent.chat_stream(request)?,
+        Turn::Retrieve(input) => state.service.chat_stream(input).await?,
+    };
     let stream = events.map(|event| Ok(to_sse(&event)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
@@ -129,7 +183,65 @@ fn default_history_limit() -> usize {
 pub struct ConversationMessage {
     pub role: Role,
     pub text: String,
+    /// Tools the assistant called in this message.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_uses: Vec<ToolUseView>,
+    /// Results handed back to the model in this message.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tool_results: Vec<ToolResultView>,
     pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolUseView {
+    pub id: String,
+    pub name: String,
+    #[schema(value_type = Object)]
+    pub input: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ToolResultView {
+    pub id: String,
+    #[schema(value_type = String)]
+    pub status: ToolResultStatus,
+    pub content: String,
+}
+
+impl From<StoredMessage> for ConversationMessage {
+    fn from(stored: StoredMessage) -> Self {
+        let mut view = ConversationMessage {
+            role: stored.message.role,
+            text: stored.message.text(),
+            tool_uses: Vec::new(),
+            tool_results: Vec::new(),
+            created_at: stored.created_at,
+        };
+        for block in stored.message.content {
+            match block {
+                ContentBlock::Text { .. } => {}
+                ContentBlock::ToolUse {
+                    tool_use_id,
+                    name,
+                    input,
+                } => view.tool_uses.push(ToolUseView {
+                    id: tool_use_id,
+                    name,
+                    input,
+                }),
+                ContentBlock::ToolResult {
+                    tool_use_id,
+                    status,
+                    content,
+                } => view.tool_results.push(ToolResultView {
+                    id: tool_use_id,
+                    status,
+                    content,
+                }),
+            }
+        }
+        view
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -158,11 +270,7 @@ pub async fn conversation(
         .conversation(id, params.limit)
         .await?
         .into_iter()
-        .map(|stored| ConversationMessage {
-            role: stored.message.role,
-            text: stored.message.text(),
-            created_at: stored.created_at,
-        })
+        .map(ConversationMessage::from)
         .collect();
     Ok(Json(Conversation {
         conversation_id: id,

@@ -6,6 +6,7 @@
 
 mod support;
 
+mod agent;
 mod bad_input;
 mod lambda_runtime;
 mod recovery;

@@ -1,6 +1,7 @@
-//! Exponential backoff with full jitter for throttled and unavailable calls.
-//! The SDK retries too, but only a few times; a throttling storm during a
-//! bulk ingest needs a longer, jittered schedule so that nothing is lost.
+//! Exponential backoff with full jitter for throttled and unavailable calls:
+//! Bedrock embeddings and chat, model servers, knowledge base searches. A
+//! throttling storm during a bulk ingest or an agent run needs a longer,
+//! jittered schedule than an SDK's few retries so that nothing is lost.
 
 use std::future::Future;
 use std::time::Duration;

@@ -1,0 +1,56 @@
+//! `fetch_url`: read a public page, under the same address protections,
+//! size limit and timeout as URL ingestion.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::Deserialize;
+
+use super::{Tool, ToolError, ToolOutput, parse_input, spec_for};
+use crate::chat::ToolSpec;
+use crate::parse;
+use crate::service::RagService;
+
+/// Fetch a public web page or file by URL and return its text. Private and
+/// internal addresses are refused.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FetchUrlInput {
+    /// An http or https URL.
+    pub url: String,
+}
+
+pub struct FetchUrlTool(pub Arc<RagService>);
+
+/// The model reads at most this much of a fetched page.
+const FETCH_TEXT_LIMIT: usize = 20_000;
+
+#[async_trait]
+impl Tool for FetchUrlTool {
+    fn spec(&self) -> ToolSpec {
+        spec_for::<FetchUrlInput>("fetch_url")
+    }
+
+    async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
+        let input: FetchUrlInput = parse_input(input)?;
+        let fetched = self
+            .0
+            .fetcher()
+            .fetch(&input.url)
+            .await
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let kind = parse::detect_kind(fetched.content_type.as_deref(), None, &fetched.bytes)
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let bytes = fetched.bytes.clone();
+        let parsed = tokio::task::spawn_blocking(move || parse::parse(kind, &bytes))
+            .await
+            .map_err(|e| ToolError::Failed(e.to_string()))?
+            .map_err(|e| ToolError::Failed(e.to_string()))?;
+        let mut text: String = parsed.text.chars().take(FETCH_TEXT_LIMIT).collect();
+        if parsed.text.chars().count() > FETCH_TEXT_LIMIT {
+            text.push_str("\n[truncated]");
+        }
+        Ok(ToolOutput::Text(text))
+    }
+}
