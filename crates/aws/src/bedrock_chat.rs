@@ -17,20 +17,20 @@ use rag_core::error::{ErrorClass, ModelError};
 
 use crate::document::{to_document, to_value};
 use crate::sdk_error::{Classified, RawStatus, classify};
-use rag_core::retry::RetryPolicy;
 
+/// One attempt per call: throttling and unavailability surface classified,
+/// and rag-core's `RetryingChatModel`, which the service wraps every model
+/// in, retries them for every provider alike.
 pub struct BedrockChatModel {
     client: Client,
     model_id: String,
-    retry: RetryPolicy,
 }
 
 impl BedrockChatModel {
-    pub fn new(client: Client, model_id: impl Into<String>, retry: RetryPolicy) -> Self {
+    pub fn new(client: Client, model_id: impl Into<String>) -> Self {
         BedrockChatModel {
             client,
             model_id: model_id.into(),
-            retry,
         }
     }
 }
@@ -99,14 +99,6 @@ fn stream_error(
             )))
         }
         _ => sdk_model_error(error),
-    }
-}
-
-fn retryable(e: &ModelError) -> Option<Option<std::time::Duration>> {
-    match e {
-        ModelError::Throttled { retry_after } => Some(*retry_after),
-        ModelError::Transient(_) => Some(None),
-        _ => None,
     }
 }
 
@@ -262,23 +254,16 @@ impl ChatModel for BedrockChatModel {
     async fn converse(&self, request: ChatRequest) -> Result<ChatResponse, ModelError> {
         let parts = parts(&request)?;
         let output = self
-            .retry
-            .run(
-                || async {
-                    self.client
-                        .converse()
-                        .model_id(&self.model_id)
-                        .set_messages(Some(parts.messages.clone()))
-                        .set_system(parts.system.clone())
-                        .set_inference_config(parts.inference.clone())
-                        .set_tool_config(parts.tools.clone())
-                        .send()
-                        .await
-                        .map_err(sdk_model_error)
-                },
-                retryable,
-            )
-            .await?;
+            .client
+            .converse()
+            .model_id(&self.model_id)
+            .set_messages(Some(parts.messages))
+            .set_system(parts.system)
+            .set_inference_config(parts.inference)
+            .set_tool_config(parts.tools)
+            .send()
+            .await
+            .map_err(sdk_model_error)?;
         let content = match output.output() {
             Some(br::ConverseOutput::Message(message)) => message
                 .content()
@@ -302,26 +287,17 @@ impl ChatModel for BedrockChatModel {
         request: ChatRequest,
     ) -> Result<BoxStream<'static, Result<ChatStreamEvent, ModelError>>, ModelError> {
         let parts = parts(&request)?;
-        // Only the opening of the stream is retried: once deltas have gone
-        // to the caller a retry would repeat them.
         let output = self
-            .retry
-            .run(
-                || async {
-                    self.client
-                        .converse_stream()
-                        .model_id(&self.model_id)
-                        .set_messages(Some(parts.messages.clone()))
-                        .set_system(parts.system.clone())
-                        .set_inference_config(parts.inference.clone())
-                        .set_tool_config(parts.tools.clone())
-                        .send()
-                        .await
-                        .map_err(sdk_model_error)
-                },
-                retryable,
-            )
-            .await?;
+            .client
+            .converse_stream()
+            .model_id(&self.model_id)
+            .set_messages(Some(parts.messages))
+            .set_system(parts.system)
+            .set_inference_config(parts.inference)
+            .set_tool_config(parts.tools)
+            .send()
+            .await
+            .map_err(sdk_model_error)?;
         let state = StreamState {
             receiver: output.stream,
             tool: None,

@@ -13,7 +13,7 @@ use rag_core::{EmbedError, Embedder};
 use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
-use crate::sdk_error::classify;
+use crate::sdk_error::{classify, retryable_code};
 use rag_core::retry::RetryPolicy;
 
 /// Titan v2 takes at most 50,000 characters (about 8,192 tokens); longer
@@ -136,18 +136,10 @@ impl TitanEmbedder {
                 |e| {
                     // Only decide retryability here; the error is
                     // classified properly once attempts run out.
+                    // No code means the call never got an answer (a
+                    // dropped connection, a timeout): worth repeating.
                     let code = aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e);
-                    match code {
-                        Some(
-                            "ThrottlingException"
-                            | "ServiceUnavailableException"
-                            | "InternalServerException"
-                            | "ModelTimeoutException"
-                            | "ModelNotReadyException",
-                        ) => Some(None),
-                        None => Some(None),
-                        _ => None,
-                    }
+                    (code.is_none() || retryable_code(code)).then_some(None)
                 },
             )
             .await

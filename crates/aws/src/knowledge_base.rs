@@ -13,7 +13,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::sdk_error::classify;
+use crate::sdk_error::{classify, retryable_code};
 use rag_core::retry::RetryPolicy;
 
 /// Knowledge bases return at most 100 results per call.
@@ -89,15 +89,7 @@ impl Tool for KnowledgeBaseSearchTool {
                 },
                 |e| {
                     let code = aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e);
-                    matches!(
-                        code,
-                        Some(
-                            "ThrottlingException"
-                                | "InternalServerException"
-                                | "BadGatewayException"
-                        )
-                    )
-                    .then_some(None)
+                    retryable_code(code).then_some(None)
                 },
             )
             .await

@@ -39,7 +39,14 @@ const TRANSIENT_CODES: &[&str] = &[
     "RequestTimeoutException",
     "RequestTimeout",
     "TransactionInProgressException",
+    "BadGatewayException",
 ];
+
+/// Whether an error code names a fault worth another attempt: the one list
+/// every adapter's retry consults, the same one `classify` uses.
+pub fn retryable_code(code: Option<&str>) -> bool {
+    code.is_some_and(|c| THROTTLING_CODES.contains(&c) || TRANSIENT_CODES.contains(&c))
+}
 
 const NOT_FOUND_CODES: &[&str] = &[
     "NotFoundException",

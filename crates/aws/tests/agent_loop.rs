@@ -103,10 +103,6 @@ async fn rig() -> Rig {
     let bedrock = BedrockChatModel::new(
         common::bedrock_no_sdk_retry(&emulator.url),
         "anthropic.claude-emulated-v1:0",
-        RetryPolicy {
-            max_attempts: 1,
-            ..fast
-        },
     );
     let model: Arc<dyn ChatModel> = Arc::new(RetryingChatModel::new(Arc::new(bedrock), fast));
     let hostile = Arc::new(HostileDocument {

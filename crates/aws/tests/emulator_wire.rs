@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aws_sdk_s3vectors::types::{DataType, DistanceMetric, PutInputVector, VectorData};
@@ -13,6 +14,7 @@ use rag_core::chat::{
     ChatModel, ChatRequest, ChatStreamEvent, ContentBlock, InferenceConfig, Message, StopReason,
     ToolSpec,
 };
+use rag_core::retrying_model::RetryingChatModel;
 use rag_core::{EmbedError, Embedder, ModelError, SearchFilter, VectorStore};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -23,6 +25,11 @@ fn fast_retry(max_attempts: u32) -> RetryPolicy {
         base_delay: Duration::from_millis(2),
         max_delay: Duration::from_millis(20),
     }
+}
+
+/// The adapter wrapped the way the service wraps every chat model.
+fn retrying(model: BedrockChatModel, max_attempts: u32) -> RetryingChatModel {
+    RetryingChatModel::new(Arc::new(model), fast_retry(max_attempts))
 }
 
 /// A small deterministic generator, so failures reproduce.
@@ -363,10 +370,12 @@ fn request_with_tool() -> ChatRequest {
 #[tokio::test]
 async fn converse_maps_requests_replies_and_errors() {
     let emulator = Emulator::start().await.unwrap();
-    let model = BedrockChatModel::new(
-        common::bedrock_no_sdk_retry(&emulator.url),
-        "anthropic.claude-test",
-        fast_retry(6),
+    let model = retrying(
+        BedrockChatModel::new(
+            common::bedrock_no_sdk_retry(&emulator.url),
+            "anthropic.claude-test",
+        ),
+        6,
     );
 
     emulator.push_reply(Reply::tool_use("t1", "list_documents", json!({"limit": 5})));
@@ -429,10 +438,9 @@ async fn converse_maps_requests_replies_and_errors() {
         model.converse(request_with_tool()).await,
         Err(ModelError::ContextTooLong)
     ));
-    let impatient = BedrockChatModel::new(
-        common::bedrock_no_sdk_retry(&emulator.url),
-        "m",
-        fast_retry(2),
+    let impatient = retrying(
+        BedrockChatModel::new(common::bedrock_no_sdk_retry(&emulator.url), "m"),
+        2,
     );
     emulator.push_fault(Fault::Throttle);
     emulator.push_fault(Fault::Throttle);
@@ -452,10 +460,9 @@ async fn converse_maps_requests_replies_and_errors() {
 #[tokio::test]
 async fn converse_stream_delivers_deltas_tool_uses_and_mid_stream_errors() {
     let emulator = Emulator::start().await.unwrap();
-    let model = BedrockChatModel::new(
-        common::bedrock_no_sdk_retry(&emulator.url),
-        "m",
-        fast_retry(4),
+    let model = retrying(
+        BedrockChatModel::new(common::bedrock_no_sdk_retry(&emulator.url), "m"),
+        4,
     );
     emulator.push_reply(Reply {
         blocks: vec![

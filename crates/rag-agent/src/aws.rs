@@ -69,16 +69,7 @@ pub fn embedder(
 }
 
 pub fn chat_model(sdk: &SdkConfig, args: &AwsArgs) -> BedrockChatModel {
-    BedrockChatModel::new(
-        bedrock_client(sdk, args),
-        &args.bedrock_llm_model,
-        // One attempt here: the service wraps every chat model in the
-        // same retrying layer, and two layers would multiply attempts.
-        RetryPolicy {
-            max_attempts: 1,
-            ..retry_policy(args)
-        },
-    )
+    BedrockChatModel::new(bedrock_client(sdk, args), &args.bedrock_llm_model)
 }
 
 /// The `knowledge_base_search` tool over `BEDROCK_KNOWLEDGE_BASE_ID`.
@@ -87,7 +78,10 @@ pub fn knowledge_base_tool(
     args: &AwsArgs,
     knowledge_base_id: &str,
 ) -> rag_aws::KnowledgeBaseSearchTool {
-    let mut builder = aws_sdk_bedrockagentruntime::config::Builder::from(sdk);
+    // The tool retries with jittered backoff itself; SDK retries underneath
+    // would multiply the attempts.
+    let mut builder = aws_sdk_bedrockagentruntime::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled());
     if let Some(url) = &args.bedrock_agent_endpoint {
         builder = builder.endpoint_url(url);
     }
