@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
     name = "rag-agent",
     version,
     about = "Retrieval-augmented question answering over your documents, as an HTTP API.",
-    after_help = "Examples:\n  rag-agent serve                       # embedded default on 127.0.0.1:3000\n  rag-agent serve --addr 0.0.0.0:8080 --data-dir ./data\n  rag-agent models fetch                # download and verify the embedding model"
+    after_help = "Examples:\n  rag-agent serve                       # embedded default on 127.0.0.1:3000\n  rag-agent serve --addr 0.0.0.0:8080 --data-dir ./data\n  rag-agent models fetch                # download and verify the embedding model\n  rag-agent ingest ./docs               # then, against the running server:\n  rag-agent query \"How do I read a file?\"\n  rag-agent chat\n\nClient commands talk to --url (RAG_AGENT_URL, default http://127.0.0.1:3000)."
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -27,6 +27,13 @@ pub enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    #[command(
+        after_help = "Examples:\n  rag-agent completions bash > ~/.local/share/bash-completion/completions/rag-agent\n  rag-agent completions zsh > \"${fpath[1]}/_rag-agent\"\n  rag-agent completions fish > ~/.config/fish/completions/rag-agent.fish"
+    )]
+    Completions { shell: clap_complete::Shell },
+    #[command(flatten)]
+    Client(rag_cli::ClientCommand),
 }
 
 #[derive(Debug, Subcommand)]

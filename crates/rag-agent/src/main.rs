@@ -35,6 +35,18 @@ fn main() -> anyhow::Result<()> {
         Command::Models {
             command: ModelsCommand::Fetch(args),
         } => wiring::fetch_model(&args),
+        Command::Completions { shell } => {
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "rag-agent", &mut std::io::stdout());
+            Ok(())
+        }
+        Command::Client(command) => {
+            // Client commands own their exit codes (2 usage, 3 unreachable,
+            // 1 failed), which anyhow's error path would flatten.
+            let code = rag_cli::run(command);
+            std::io::stdout().flush()?;
+            std::process::exit(i32::from(code))
+        }
     }
 }
 

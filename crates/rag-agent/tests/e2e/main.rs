@@ -8,6 +8,7 @@ mod support;
 
 mod agent;
 mod bad_input;
+mod cli;
 mod lambda_runtime;
 mod recovery;
 mod rust_book;

@@ -1,0 +1,338 @@
+//! The command-line client, run as a user runs it, against a real server:
+//! every subcommand, human and `--json` output, and the exit codes of the
+//! ways it fails.
+
+use std::path::Path;
+use std::time::Duration;
+
+use assert_cmd::Command;
+use axum::Router;
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::get;
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn cli(server_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rag-agent"));
+    command
+        .env("RAG_AGENT_URL", server_url)
+        .env("NO_COLOR", "1")
+        .env_remove("RAG_AGENT_HEADERS")
+        .timeout(Duration::from_secs(600));
+    command
+}
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", self.stdout))
+    }
+
+    fn json_lines(&self) -> Vec<Value> {
+        self.stdout
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+            .collect()
+    }
+}
+
+fn run(mut command: Command, args: &[&str], stdin: &str) -> Run {
+    let output = command.args(args).write_stdin(stdin).output().unwrap();
+    Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+fn copy_page(name: &str, to: &Path) {
+    std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+    std::fs::copy(book_dir().join(name), to).unwrap();
+}
+
+#[test]
+fn the_cli_drives_a_running_server() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &Stack::embedded(), &[]);
+    let url = server.url.clone();
+    let c = || cli(&url);
+
+    let health = run(c(), &["health"], "");
+    assert_eq!(health.code, 0, "{}", health.stderr);
+    assert!(
+        health.stdout.starts_with("rag-agent ok"),
+        "{}",
+        health.stdout
+    );
+    assert!(health.stdout.contains("all-MiniLM-L6-v2 (384 dims)"));
+    assert_eq!(run(c(), &["health", "--json"], "").json()["status"], "ok");
+
+    // A directory: the default include takes the pages, an exclude drops a
+    // folder, source code is not a document type.
+    let docs = tempfile::tempdir().unwrap();
+    copy_page(
+        "ch09-02-recoverable-errors-with-result.html",
+        &docs.path().join("errors.html"),
+    );
+    copy_page(
+        "ch04-01-what-is-ownership.html",
+        &docs.path().join("guide/ownership.html"),
+    );
+    copy_page(
+        "ch08-01-vectors.html",
+        &docs.path().join("drafts/vectors.html"),
+    );
+    std::fs::write(docs.path().join("guide/main.rs"), "fn main() {}").unwrap();
+    let dir = docs.path().to_str().unwrap();
+    let ingest = run(c(), &["ingest", dir, "--exclude", "drafts", "--json"], "");
+    assert_eq!(ingest.code, 0, "{}\n{}", ingest.stdout, ingest.stderr);
+    let report = ingest.json();
+    assert_eq!(report["summary"]["total"], 2, "{report}");
+    assert_eq!(report["summary"]["indexed"], 2, "{report}");
+    assert_eq!(report["summary"]["failed"], 0, "{report}");
+    let inputs: Vec<&str> = report["documents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["input"].as_str().unwrap())
+        .collect();
+    assert!(
+        inputs.iter().any(|i| i.ends_with("errors.html")),
+        "{inputs:?}"
+    );
+    assert!(
+        inputs.iter().any(|i| i.ends_with("ownership.html")),
+        "{inputs:?}"
+    );
+
+    // The same files again are duplicates; an explicit file is taken even
+    // where an exclude would skip it; people get a table and a summary.
+    let again = run(
+        c(),
+        &[
+            "ingest",
+            dir,
+            "--include",
+            "*.html",
+            "--exclude",
+            "drafts/**",
+        ],
+        "",
+    );
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(again.stdout.contains("STATUS"), "{}", again.stdout);
+    assert!(
+        again.stdout.contains("INDEXED (duplicate)"),
+        "{}",
+        again.stdout
+    );
+    assert!(
+        again
+            .stdout
+            .contains("2 documents (2 indexed, 2 already present, 0 failed)"),
+        "{}",
+        again.stdout
+    );
+
+    // A failing document fails the command, says which and why.
+    let empty = docs.path().join("empty.txt");
+    std::fs::write(&empty, "").unwrap();
+    let vectors = docs.path().join("drafts/vectors.html");
+    let failing = run(
+        c(),
+        &["ingest", empty.to_str().unwrap(), vectors.to_str().unwrap()],
+        "",
+    );
+    assert_eq!(failing.code, 1, "{}\n{}", failing.stdout, failing.stderr);
+    assert!(
+        failing.stdout.contains("the document is empty"),
+        "{}",
+        failing.stdout
+    );
+    assert!(
+        failing.stderr.contains("1 of 2 documents failed"),
+        "{}",
+        failing.stderr
+    );
+    let missing = run(c(), &["ingest", "/no/such/file.md"], "");
+    assert_eq!(missing.code, 1);
+    assert!(
+        missing.stderr.contains("/no/such/file.md"),
+        "{}",
+        missing.stderr
+    );
+
+    // query: an answer with numbered sources, or the API's JSON.
+    let question = "How do I propagate errors with the question mark operator?";
+    let answer = run(c(), &["query", question, "--top-k", "3"], "");
+    assert_eq!(answer.code, 0, "{}", answer.stderr);
+    assert!(answer.stdout.contains("[1]"), "{}", answer.stdout);
+    assert!(answer.stdout.contains("Sources"), "{}", answer.stdout);
+    assert!(answer.stdout.contains("Recoverable Errors with Result"));
+    let answer = run(c(), &["query", question, "--mode", "lexical", "--json"], "").json();
+    assert_eq!(answer["search_mode"], "lexical");
+    assert!(
+        answer["sources"][0]["title"]
+            .as_str()
+            .unwrap()
+            .starts_with("Recoverable Errors")
+    );
+    let bad = run(c(), &["query", question, "--top-k", "0", "--json"], "");
+    assert_eq!(bad.code, 1);
+    let error: Value = serde_json::from_str(bad.stderr.trim()).unwrap();
+    assert_eq!(error["error"]["status"], 400, "{error}");
+
+    // chat: one session keeps its conversation; /new starts another.
+    let chat = run(
+        c(),
+        &["chat", "--json"],
+        "What is ownership?\nAnd what are the rules?\n/new\nHow do I handle errors?\n/quit\nnever sent\n",
+    );
+    assert_eq!(chat.code, 0, "{}", chat.stderr);
+    let events = chat.json_lines();
+    let done: Vec<&Value> = events.iter().filter(|e| e["event"] == "done").collect();
+    assert_eq!(done.len(), 3, "{events:?}");
+    let first = done[0]["data"]["conversation_id"].as_str().unwrap();
+    assert_eq!(done[1]["data"]["conversation_id"], first);
+    assert_ne!(done[2]["data"]["conversation_id"], first);
+    assert!(events.iter().any(|e| e["event"] == "delta"));
+    assert!(events.iter().any(|e| e["event"] == "new_conversation"));
+    let conversation = run(c(), &["chat"], "What is ownership?\n");
+    assert_eq!(conversation.code, 0, "{}", conversation.stderr);
+    assert!(
+        conversation.stdout.contains("Sources"),
+        "{}",
+        conversation.stdout
+    );
+    let history = cli_get(&url, &format!("/conversations/{first}"));
+    assert_eq!(
+        history["messages"].as_array().unwrap().len(),
+        4,
+        "{history}"
+    );
+
+    // documents list / get / delete.
+    let list = run(c(), &["documents", "list", "--json"], "").json();
+    assert_eq!(list["count"], 3, "{list}");
+    let table = run(c(), &["documents", "list", "--status", "indexed"], "");
+    assert!(table.stdout.contains("3 documents"), "{}", table.stdout);
+    let id = list["items"][0]["id"].as_str().unwrap().to_string();
+    let detail = run(c(), &["documents", "get", &id, "--chunks", "--json"], "").json();
+    assert_eq!(
+        detail["chunks"].as_array().unwrap().len() as u64,
+        detail["chunk_count"].as_u64().unwrap()
+    );
+    let human = run(c(), &["documents", "get", &id, "--chunks"], "");
+    assert!(human.stdout.contains("#0 chars 0.."), "{}", human.stdout);
+    let unconfirmed = run(c(), &["documents", "delete", &id], "");
+    assert_eq!(unconfirmed.code, 2, "{}", unconfirmed.stderr);
+    assert!(unconfirmed.stderr.contains("--yes"));
+    let deleted = run(c(), &["documents", "delete", &id, "--yes"], "");
+    assert_eq!(deleted.code, 0, "{}", deleted.stderr);
+    let gone = run(c(), &["documents", "get", &id], "");
+    assert_eq!(gone.code, 1);
+    assert!(gone.stderr.contains("404"), "{}", gone.stderr);
+    assert_eq!(
+        run(c(), &["documents", "list", "--json"], "").json()["count"],
+        2
+    );
+
+    // tools.
+    let tools = run(c(), &["tools", "--json"], "").json();
+    assert!(
+        tools
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["name"] == "vector_search")
+    );
+    let tools = run(c(), &["tools"], "");
+    assert!(
+        tools
+            .stdout
+            .contains("input: filter_document_id?, query, top_k?")
+    );
+
+    // Usage mistakes and an unreachable server have their own exit codes.
+    let bad_header = run(c(), &["health", "--header", "no-colon"], "");
+    assert_eq!(bad_header.code, 2, "{}", bad_header.stderr);
+    let port = free_port();
+    let unreachable = run(
+        cli(&format!("http://127.0.0.1:{port}")),
+        &["health", "--json"],
+        "",
+    );
+    assert_eq!(unreachable.code, 3, "{}", unreachable.stderr);
+    let error: Value = serde_json::from_str(unreachable.stderr.trim()).unwrap();
+    assert_eq!(error["error"]["code"], "unreachable");
+    assert_eq!(run(c(), &["query"], "").code, 2);
+
+    let completions = run(c(), &["completions", "bash"], "");
+    assert_eq!(completions.code, 0);
+    assert!(completions.stdout.contains("rag-agent"));
+    assert!(completions.stdout.contains("documents"));
+    server.stop();
+}
+
+/// A deployed API behind a key: the header reaches it, from the flag or
+/// the environment, and without it the API's error is shown.
+#[test]
+fn auth_headers_reach_a_deployed_api() {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let app = Router::new().route(
+        "/Prod/health",
+        get(|headers: HeaderMap| async move {
+            if headers.get("x-api-key").and_then(|v| v.to_str().ok()) == Some("s3cret") {
+                (
+                    StatusCode::OK,
+                    axum::Json(json!({"status": "ok", "version": "9"})),
+                )
+            } else {
+                (
+                    StatusCode::FORBIDDEN,
+                    axum::Json(json!({"message": "Forbidden"})),
+                )
+            }
+        }),
+    );
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let base = format!("http://{}/Prod", listener.local_addr().unwrap());
+    runtime.spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let ok = run(
+        cli(&base),
+        &["health", "-H", "x-api-key: s3cret", "--json"],
+        "",
+    );
+    assert_eq!(ok.code, 0, "{}", ok.stderr);
+    assert_eq!(ok.json()["version"], "9");
+    let mut from_env = cli(&base);
+    from_env.env("RAG_AGENT_HEADERS", "x-api-key: s3cret");
+    assert_eq!(run(from_env, &["health"], "").code, 0);
+    let denied = run(cli(&base), &["health"], "");
+    assert_eq!(denied.code, 1);
+    assert!(denied.stderr.contains("403"), "{}", denied.stderr);
+    assert!(denied.stderr.contains("Forbidden"), "{}", denied.stderr);
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn cli_get(base: &str, path: &str) -> Value {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(get_json(&format!("{base}{path}"))).1
+}
