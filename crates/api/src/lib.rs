@@ -75,6 +75,9 @@ impl AppState {
 pub fn app(state: AppState) -> Router {
     let body_limit = state.body_limit;
     Router::new()
+        .route("/", get(routes::ui::index))
+        .route("/ui/app.js", get(routes::ui::script))
+        .route("/ui/app.css", get(routes::ui::stylesheet))
         .route("/health", get(routes::health::health))
         .route("/query", post(routes::answer::query))
         .route("/chat", post(routes::answer::chat))

@@ -133,3 +133,45 @@ async fn rejections_use_the_error_body() {
     assert_eq!(status, StatusCode::OK);
     assert!(spec["components"]["schemas"]["ErrorBody"].is_object());
 }
+
+/// The web UI's three files are served with their types and the policy;
+/// everything else under `/ui/` is the JSON 404 of any unknown route.
+#[tokio::test]
+async fn the_web_ui_is_served_from_the_binary() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    for (path, content_type, marker) in [
+        ("/", "text/html", "<title>rag-agent</title>"),
+        ("/ui/app.js", "text/javascript", "chat/stream"),
+        ("/ui/app.css", "text/css", ".composer"),
+    ] {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = app(state.clone()).oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        let headers = response.headers().clone();
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(content_type),
+            "{path}"
+        );
+        assert!(
+            headers["content-security-policy"]
+                .to_str()
+                .unwrap()
+                .contains("connect-src 'self'")
+        );
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&body).contains(marker), "{path}");
+    }
+    let (status, body) = call(
+        &state,
+        Request::get("/ui/other.js").body(Body::empty()).unwrap(),
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "route_not_found", "{body}");
+}

@@ -98,6 +98,27 @@ async fn rest_api_v1_events() {
     let missing = invoke(&state, "v1_not_found.json").await;
     assert_eq!(missing["statusCode"], 404);
     assert_eq!(body(&missing)["error"]["code"], "document_not_found");
+
+    // The web UI below the stage: the page at the stage root, its script
+    // at a path relative to it, both as text (not base64).
+    let page = invoke(&state, "v1_ui_index.json").await;
+    assert_eq!(page["statusCode"], 200, "{page}");
+    assert_eq!(page["isBase64Encoded"], false, "{page}");
+    assert!(
+        page["body"]
+            .as_str()
+            .unwrap()
+            .contains("<script src=\"ui/app.js\"")
+    );
+    let script = invoke(&state, "v1_ui_script.json").await;
+    assert_eq!(script["statusCode"], 200, "{script}");
+    assert!(
+        script["multiValueHeaders"]["content-type"][0]
+            .as_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
+    assert!(script["body"].as_str().unwrap().contains("chat/stream"));
 }
 
 #[tokio::test]

@@ -4,6 +4,7 @@ pub mod answer;
 pub mod documents;
 pub mod health;
 pub mod tools;
+pub mod ui;
 
 use crate::error::ApiError;
 

@@ -13,3 +13,4 @@ mod lambda_runtime;
 mod recovery;
 mod rust_book;
 mod startup_config;
+mod ui;

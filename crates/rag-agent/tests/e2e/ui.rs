@@ -1,0 +1,165 @@
+//! The web UI in a real browser: Debian's headless Chromium driven by
+//! playwright-core (`tests/ui/ui.test.mjs`) against the real binary, with
+//! an agent behind `/chat` (the OpenAI-compatible model server scripted to
+//! search, then stream a cited answer slowly enough to watch it grow).
+//! Screenshots of every step land in `target/ui-screenshots/`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rag_aws_emulator::{OpenAiServer, Reply, ReplyBlock};
+use serde_json::{Value, json};
+
+use crate::support::*;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn screenshots_dir() -> PathBuf {
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"));
+    target.join("ui-screenshots")
+}
+
+const ANSWER: &str = "The ? operator returns early with the error when a Result is an Err, \
+    so the calling code handles it [1].";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_works_in_a_real_browser() {
+    let ui = repo_root().join("tests/ui");
+    assert!(
+        ui.join("node_modules/playwright-core").is_dir(),
+        "run `npm ci` in tests/ui first (scripts/test.sh does)"
+    );
+    let chromium =
+        std::env::var("RAG_TEST_CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        Path::new(&chromium).exists(),
+        "no Chromium at {chromium}: install Debian's `chromium` (scripts/test.sh does) or set RAG_TEST_CHROMIUM"
+    );
+
+    let openai = OpenAiServer::start().await.unwrap();
+    let question = "How do I propagate errors with the question mark operator?";
+    openai.push_reply(Reply::tool_use(
+        "call_1",
+        "vector_search",
+        json!({"query": "propagate errors question mark operator", "top_k": 3}),
+    ));
+    openai.push_reply(Reply {
+        blocks: vec![ReplyBlock::Text(ANSWER.to_string())],
+        stop_reason: "end_turn".into(),
+        delta_delay: Duration::from_millis(120),
+    });
+
+    let files = tempfile::tempdir().unwrap();
+    let page = files.path().join("recoverable-errors.html");
+    std::fs::copy(
+        book_dir().join("ch09-02-recoverable-errors-with-result.html"),
+        &page,
+    )
+    .unwrap();
+    let notes = files.path().join("release-notes.md");
+    std::fs::write(
+        &notes,
+        "# Release notes\n\nVersion 2 adds streaming answers to the web UI.\n\nUploads take several files at once.\n",
+    )
+    .unwrap();
+
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &Stack::embedded(),
+        &[
+            ("LLM_PROVIDER", "openai"),
+            ("OPENAI_BASE_URL", &openai.url),
+            ("OPENAI_MODEL", "emulated"),
+        ],
+    );
+    let url = server.url.clone();
+    let shots = screenshots_dir();
+    let _ = std::fs::remove_dir_all(&shots);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg("ui.test.mjs")
+            .current_dir(&ui)
+            .env("UI_BASE_URL", &url)
+            .env("UI_SCREENSHOTS", &shots)
+            .env(
+                "UI_FILES",
+                format!("{}\n{}", page.display(), notes.display()),
+            )
+            .env("UI_QUESTION", question)
+            .env("CHROMIUM_PATH", &chromium)
+            .output()
+            .expect("run node (install Node.js)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let summary: Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no summary from the browser test\n{stdout}\n{stderr}"));
+    assert!(
+        output.status.success() && summary["ok"] == true,
+        "browser test failed: {}\n{stderr}",
+        serde_json::to_string_pretty(&summary).unwrap()
+    );
+
+    // The answer was seen growing: several partial texts before the end.
+    let partials = summary["partial_answers"].as_array().unwrap();
+    assert!(partials.len() >= 3, "{summary}");
+    assert!(
+        summary["answer"]
+            .as_str()
+            .unwrap()
+            .starts_with("The ? operator")
+    );
+    assert!(summary["tool"].as_str().unwrap().contains("vector_search"));
+    assert!(
+        summary["citation_title"]
+            .as_str()
+            .unwrap()
+            .starts_with("[1] Recoverable Errors with Result"),
+        "{summary}"
+    );
+    assert!(
+        summary["document_chunks"].as_u64().unwrap() > 10,
+        "{summary}"
+    );
+    let toast = summary["error_toast"].as_str().unwrap();
+    assert!(
+        toast.contains("127.0.0.1") || toast.contains("address"),
+        "{toast}"
+    );
+    assert_eq!(
+        summary["console_errors"].as_array().unwrap().len(),
+        0,
+        "{summary}"
+    );
+    // Only the refused URL failed; every page, asset and API call worked.
+    let failed: Vec<&str> = summary["failed_requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .collect();
+    assert_eq!(failed.len(), 1, "{failed:?}");
+    assert!(
+        failed[0].starts_with("400 POST") && failed[0].ends_with("/documents/ingest"),
+        "{failed:?}"
+    );
+    assert_eq!(summary["steps"].as_array().unwrap().len(), 13, "{summary}");
+
+    // What the browser did reached the server.
+    let (_, list) = get_json(&server.at("/documents")).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    let conversation = summary["conversation"].as_str().unwrap();
+    assert!(conversation.starts_with("Conversation "), "{conversation}");
+    server.stop();
+}

@@ -1,0 +1,169 @@
+// Drives the web UI in Debian's headless Chromium the way a person would:
+// upload files, wait for INDEXED, ask a question, watch the cited answer
+// stream in, open the citation and its document, reload, delete. Saves a
+// screenshot of every step. Started by crates/rag-agent/tests/e2e/ui.rs,
+// which runs the server and checks the summary this prints last.
+//
+//   UI_BASE_URL=http://127.0.0.1:PORT UI_FILES=$'a.html\nb.md' \
+//   UI_SCREENSHOTS=target/ui-screenshots node tests/ui/ui.test.mjs
+import { chromium } from "playwright-core";
+import { mkdirSync } from "node:fs";
+import { join } from "node:path";
+
+const base = process.env.UI_BASE_URL.replace(/\/$/, "");
+const shots = process.env.UI_SCREENSHOTS;
+const files = process.env.UI_FILES.split("\n").filter(Boolean);
+const question = process.env.UI_QUESTION;
+mkdirSync(shots, { recursive: true });
+
+// The browser logs every failed request as a console error; the one the
+// error step provokes is expected, so requests are counted apart from
+// errors in the page's own script.
+const summary = { steps: [], console_errors: [], failed_requests: [], partial_answers: [] };
+let step = 0;
+
+async function shot(page, name) {
+  step += 1;
+  const file = join(shots, `${String(step).padStart(2, "0")}-${name}.png`);
+  await page.screenshot({ path: file, fullPage: false });
+  summary.steps.push(name);
+}
+
+function check(condition, message) {
+  if (!condition) throw new Error(`check failed: ${message}`);
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
+  headless: true,
+  // The machine has no route to Google: without these Chromium tries to
+  // phone home at start and logs refused connections.
+  args: [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  ],
+});
+
+let failed = null;
+try {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await context.newPage();
+  page.on("console", (m) => {
+    if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) summary.console_errors.push(m.text());
+  });
+  page.on("response", (r) => { if (r.status() >= 400) summary.failed_requests.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
+  page.on("pageerror", (e) => summary.console_errors.push(String(e)));
+  page.setDefaultTimeout(30_000);
+
+  // Home: the chat view and a healthy service.
+  await page.goto(`${base}/`);
+  await page.waitForSelector("#health.ok");
+  await shot(page, "home");
+
+  // Documents: upload several files through the picker.
+  await page.click("#tab-documents");
+  await page.setInputFiles("#file-input", files);
+  await page.waitForFunction((n) => document.querySelectorAll("#documents tbody tr").length === n, files.length);
+  await shot(page, "uploaded");
+  await page.waitForFunction(
+    (n) => document.querySelectorAll("#documents tbody .badge.indexed").length === n,
+    files.length, { timeout: 180_000 });
+  const counts = await page.textContent("#counts");
+  check(counts.includes(`${files.length} documents`), `counts say ${counts}`);
+  summary.indexed = files.length;
+  await shot(page, "indexed");
+
+  // Chat: Shift+Enter is a new line, Enter sends.
+  await page.click("#tab-chat");
+  await page.click("#question");
+  await page.keyboard.type("first line");
+  await page.keyboard.press("Shift+Enter");
+  check((await page.inputValue("#question")) === "first line\n", "Shift+Enter adds a line");
+  check((await page.locator(".turn").count()) === 0, "Shift+Enter does not send");
+  await page.fill("#question", question);
+  await page.keyboard.press("Enter");
+
+  // Watch the answer grow while it streams, and the tool call appear.
+  await page.waitForSelector(".turn.streaming");
+  const seen = new Set();
+  while (await page.locator(".turn.streaming").count()) {
+    const text = await page.locator(".turn.streaming .answer").textContent().catch(() => null);
+    if (text) seen.add(text);
+    if (seen.size === 2) await shot(page, "streaming");
+    await page.waitForTimeout(40);
+  }
+  summary.partial_answers = [...seen].sort((a, b) => a.length - b.length);
+  const tool = await page.textContent(".turn .tool");
+  check(tool.includes("vector_search"), `tool activity shows ${tool}`);
+  check((await page.locator(".turn .tool.success").count()) >= 1, "the tool call finished");
+  summary.tool = tool.trim();
+  const answer = await page.textContent(".turn .answer");
+  summary.answer = answer;
+  check((await page.locator(".turn .answer .cite").count()) >= 1, `a citation button in ${answer}`);
+  check((await page.locator(".turn .sources li").count()) >= 1, "a sources list");
+  await shot(page, "answer");
+
+  // The citation opens its chunk, then its document.
+  await page.click(".turn .answer .cite");
+  await page.waitForSelector("#panel:not([hidden]) blockquote.cited");
+  summary.citation_title = await page.textContent("#panel-title");
+  summary.cited_chunk = (await page.textContent("#panel blockquote.cited")).slice(0, 200);
+  await shot(page, "citation");
+  await page.click("#panel-body button");
+  await page.waitForSelector("#panel .meta");
+  await page.waitForSelector("#panel blockquote.cited");
+  summary.document_chunks = await page.locator("#panel blockquote.chunk").count();
+  await shot(page, "document");
+  await page.keyboard.press("Escape");
+  check(await page.locator("#panel").isHidden(), "Escape closes the panel");
+
+  // The conversation survives a reload.
+  const label = await page.textContent("#conversation-label");
+  await page.reload();
+  await page.waitForSelector(".turn .answer .cite");
+  check((await page.textContent("#conversation-label")) === label, "same conversation after reload");
+  check((await page.locator(".turn").count()) === 1, "the turn is still there");
+  summary.conversation = label;
+  await shot(page, "reloaded");
+
+  // An API error reaches the user in words: a private address is refused.
+  await page.click("#tab-documents");
+  await page.click(".add-more summary");
+  await page.fill("#url", "http://127.0.0.1:9/secret");
+  await page.click("#ingest-url button");
+  const toast = await page.waitForSelector(".toast.error");
+  summary.error_toast = await toast.textContent();
+  await shot(page, "error");
+
+  // Delete with confirmation: Cancel keeps it, Delete removes it.
+  const rows = await page.locator("#documents tbody tr").count();
+  await page.click("#documents tbody tr:first-child button.delete");
+  await page.waitForSelector("#confirm:not([hidden])");
+  await shot(page, "confirm-delete");
+  await page.click("#confirm-cancel");
+  check((await page.locator("#documents tbody tr").count()) === rows, "Cancel keeps the document");
+  await page.click("#documents tbody tr:first-child button.delete");
+  await page.click("#confirm-ok");
+  await page.waitForFunction((n) => document.querySelectorAll("#documents tbody tr").length === n - 1, rows);
+  summary.documents_after_delete = rows - 1;
+  await shot(page, "deleted");
+
+  // Phone width: nothing wider than the screen.
+  await page.setViewportSize({ width: 390, height: 844 });
+  await page.click("#tab-chat");
+  const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(overflow <= 0, `page is ${overflow}px wider than a phone`);
+  await shot(page, "phone-chat");
+  await page.click("#tab-documents");
+  const docOverflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  check(docOverflow <= 0, `documents view is ${docOverflow}px wider than a phone`);
+  await shot(page, "phone-documents");
+  await context.close();
+} catch (e) {
+  failed = e;
+}
+await browser.close();
+summary.ok = failed === null;
+if (failed) summary.failure = String(failed.stack || failed);
+console.log(JSON.stringify(summary));
+process.exit(failed ? 1 : 0);
