@@ -126,9 +126,34 @@ try {
   summary.conversation = label;
   await shot(page, "reloaded");
 
-  // An API error reaches the user in words: a private address is refused.
+  // New conversation clears the transcript and forgets the id.
+  await page.click("#new-conversation");
+  check((await page.locator(".turn").count()) === 0, "New conversation clears the transcript");
+  check((await page.textContent("#conversation-label")) === "New conversation", "and the label");
+  await page.reload();
+  check((await page.locator(".turn").count()) === 0, "the new conversation survives a reload");
+
+  // Drag and drop: a file dropped on the zone is uploaded.
   await page.click("#tab-documents");
+  const before = await page.locator("#documents tbody tr").count();
+  await page.evaluate(() => {
+    const data = new DataTransfer();
+    data.items.add(new File(["Dropped files are indexed like picked ones."], "dropped.txt", { type: "text/plain" }));
+    document.getElementById("dropzone").dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+  });
+  await page.waitForFunction((n) => document.querySelectorAll("#documents tbody tr").length === n + 1, before);
+  await page.waitForFunction(() => [...document.querySelectorAll("#documents tbody tr")].some((r) => r.textContent.includes("dropped") && r.querySelector(".badge.indexed")));
+
+  // Pasted text with a title.
   await page.click(".add-more summary");
+  await page.fill("#text-title", "Pasted note");
+  await page.fill("#text-content", "A pasted note about lifetimes and borrowing.");
+  await page.click("#ingest-text button");
+  await page.waitForFunction(() => [...document.querySelectorAll("#documents tbody tr")].some((r) => r.textContent.includes("Pasted note")));
+  summary.added_by_drop_and_paste = true;
+  await shot(page, "dropped-and-pasted");
+
+  // An API error reaches the user in words: a private address is refused.
   await page.fill("#url", "http://127.0.0.1:9/secret");
   await page.click("#ingest-url button");
   const toast = await page.waitForSelector(".toast.error");

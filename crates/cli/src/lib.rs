@@ -1,5 +1,5 @@
 //! rag-cli: the command-line client of rag-agent. Its subcommands (`ingest`,
-//! `query`, `chat`, `documents`, `tools`, `health`) talk to a running
+//! `query`, `chat`, `documents`, `tools`, `health`, `eval`) talk to a running
 //! rag-agent over the HTTP API, local or deployed, and print for people by
 //! default or JSON with `--json`.
 //!
@@ -24,6 +24,7 @@ macro_rules! out {
 
 mod chat;
 mod commands;
+pub mod eval;
 mod http;
 mod ingest;
 mod output;
@@ -103,6 +104,10 @@ pub enum ClientCommand {
         after_help = "Examples:\n  rag-agent tools\n  rag-agent tools --json | jq '.[].name'"
     )]
     Tools(On<NoArgs>),
+    /// Measure retrieval (hit@1, hit@5, MRR@10, nDCG@10) and answer keyword
+    /// recall over a question set, per search mode.
+    #[command(after_help = eval::EXAMPLES)]
+    Eval(On<eval::EvalArgs>),
     /// The service's status: version, backends, model, counts.
     #[command(
         after_help = "Examples:\n  rag-agent health\n  RAG_AGENT_URL=https://abc.execute-api.eu-west-1.amazonaws.com/Prod rag-agent health -H 'x-api-key: ...'"
@@ -111,13 +116,26 @@ pub enum ClientCommand {
 }
 
 impl ClientCommand {
-    fn connection(&self) -> &Connection {
+    pub fn connection_mut(&mut self) -> &mut Connection {
+        match self {
+            ClientCommand::Ingest(c) => &mut c.connection,
+            ClientCommand::Query(c) => &mut c.connection,
+            ClientCommand::Chat(c) => &mut c.connection,
+            ClientCommand::Documents(c) => &mut c.connection,
+            ClientCommand::Tools(c) => &mut c.connection,
+            ClientCommand::Eval(c) => &mut c.connection,
+            ClientCommand::Health(c) => &mut c.connection,
+        }
+    }
+
+    pub fn connection(&self) -> &Connection {
         match self {
             ClientCommand::Ingest(c) => &c.connection,
             ClientCommand::Query(c) => &c.connection,
             ClientCommand::Chat(c) => &c.connection,
             ClientCommand::Documents(c) => &c.connection,
             ClientCommand::Tools(c) => &c.connection,
+            ClientCommand::Eval(c) => &c.connection,
             ClientCommand::Health(c) => &c.connection,
         }
     }
@@ -189,6 +207,13 @@ pub fn run(command: ClientCommand) -> u8 {
     }
 }
 
+/// Reports an error found before a command could run (as `run` would
+/// report it) and returns its exit code.
+pub fn fail(error: &CliError, json: bool) -> u8 {
+    output::report_error(error, json);
+    error.exit_code()
+}
+
 async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
     let connection = command.connection();
     let client = ApiClient::new(&connection.url, &connection.headers)?;
@@ -199,6 +224,7 @@ async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
         ClientCommand::Chat(c) => chat::run(&client, &c.args, json).await,
         ClientCommand::Documents(c) => commands::documents(&client, c.command, json).await,
         ClientCommand::Tools(_) => commands::tools(&client, json).await,
+        ClientCommand::Eval(c) => eval::run(&client, &c.args, json).await,
         ClientCommand::Health(_) => commands::health(&client, json).await,
     }
 }

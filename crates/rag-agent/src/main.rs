@@ -3,6 +3,7 @@
 
 mod aws;
 mod config;
+mod embedded;
 mod wiring;
 
 use std::io::Write;
@@ -21,9 +22,15 @@ fn main() -> anyhow::Result<()> {
     } else {
         Cli::parse()
     };
+    // A client's output is its own; the server's info lines would only
+    // interleave with it (an embedded `eval` runs a server in-process).
+    let default_level = match cli.command {
+        Command::Client(_) => "warn",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -40,7 +47,21 @@ fn main() -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut command, "rag-agent", &mut std::io::stdout());
             Ok(())
         }
-        Command::Client(command) => {
+        Command::Client(mut command) => {
+            if let rag_cli::ClientCommand::Eval(eval) = &command
+                && let Some(data_dir) = &eval.args.data_dir
+            {
+                match embedded::start(data_dir) {
+                    Ok(url) => command.connection_mut().url = url,
+                    Err(e) => {
+                        let error = rag_cli::CliError::Usage(format!("{e:#}"));
+                        std::process::exit(i32::from(rag_cli::fail(
+                            &error,
+                            command.connection().json,
+                        )));
+                    }
+                }
+            }
             // Client commands own their exit codes (2 usage, 3 unreachable,
             // 1 failed), which anyhow's error path would flatten.
             let code = rag_cli::run(command);

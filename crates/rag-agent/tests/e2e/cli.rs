@@ -278,7 +278,80 @@ fn the_cli_drives_a_running_server() {
     assert_eq!(completions.code, 0);
     assert!(completions.stdout.contains("rag-agent"));
     assert!(completions.stdout.contains("documents"));
+
+    // eval, over the server and then over its data directory embedded.
+    let remaining = run(c(), &["documents", "list", "--json"], "").json();
+    let mut lines = Vec::new();
+    for doc in remaining["items"].as_array().unwrap() {
+        let source = doc["source"].as_str().unwrap();
+        let file = source.rsplit('/').next().unwrap();
+        let question = match file {
+            "errors.html" => "How do I propagate errors with the ? operator?",
+            "ownership.html" => "What are the ownership rules?",
+            "vectors.html" => "How do I add elements to a vector?",
+            other => panic!("unexpected document {other}"),
+        };
+        lines.push(json!({"question": question, "expected_sources": [file]}).to_string());
+    }
+    let questions = docs.path().join("questions.jsonl");
+    std::fs::write(&questions, lines.join("\n")).unwrap();
+    let q = questions.to_str().unwrap();
+    let eval = run(
+        c(),
+        &["eval", "--questions", q, "--min-hit-at-5", "1", "--json"],
+        "",
+    );
+    assert_eq!(eval.code, 0, "{}\n{}", eval.stdout, eval.stderr);
+    let report = eval.json();
+    assert_eq!(report["questions"], 2);
+    let modes: Vec<&str> = report["summary"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["mode"].as_str().unwrap())
+        .collect();
+    assert_eq!(modes.len(), 3, "{report}");
+    for mode in report["summary"].as_array().unwrap() {
+        assert_eq!(mode["hit_at_5"], 1.0, "{report}");
+        assert_eq!(mode["errors"], 0, "{report}");
+    }
+    let human = run(c(), &["eval", "--questions", q, "--modes", "lexical"], "");
+    assert_eq!(human.code, 0, "{}", human.stderr);
+    assert!(human.stdout.contains("HIT@5"), "{}", human.stdout);
     server.stop();
+
+    // Embedded over the same directory, with a question no document
+    // answers: hit@5 falls to 2/3 and the bar fails the command.
+    lines.push(
+        json!({"question": "How do I write a proc macro?", "expected_sources": ["macros.html"]})
+            .to_string(),
+    );
+    std::fs::write(&questions, lines.join("\n")).unwrap();
+    let data_dir = data.path().to_str().unwrap();
+    let mut embedded = c();
+    embedded.env("RAG_AGENT_OFFLINE", "true");
+    let gated = run(
+        embedded,
+        &[
+            "eval",
+            "--questions",
+            q,
+            "--data-dir",
+            data_dir,
+            "--modes",
+            "dense",
+            "--min-hit-at-5",
+            "0.9",
+            "--json",
+        ],
+        "",
+    );
+    assert_eq!(gated.code, 1, "{}\n{}", gated.stdout, gated.stderr);
+    let report = gated.json();
+    assert_eq!(report["passed"], false);
+    let hit = report["summary"][0]["hit_at_5"].as_f64().unwrap();
+    assert!((hit - 2.0 / 3.0).abs() < 1e-9, "{report}");
+    assert!(gated.stderr.contains("under the bar"), "{}", gated.stderr);
 }
 
 /// A deployed API behind a key: the header reaches it, from the flag or

@@ -135,6 +135,38 @@ async fn rust_book_end_to_end(stack: Stack) {
         emulator.set_faults(rag_aws_emulator::Faults::default());
     }
 
+    // 1b. Retrieval quality over the example question set, with the CLI's
+    // eval and a bar, as a user would gate their CI.
+    let questions = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/eval/rust-book.jsonl"
+    );
+    let url = server.url.clone();
+    let eval = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_rag-agent"))
+            .args(["eval", "--url", &url, "--questions", questions])
+            .args(["--min-hit-at-5", "0.9", "--json"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report: Value = serde_json::from_slice(&eval.stdout).unwrap_or_else(|e| {
+        panic!(
+            "eval printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&eval.stderr)
+        )
+    });
+    assert!(eval.status.success(), "{report:#}");
+    assert_eq!(report["questions"], 40);
+    let modes = report["summary"].as_array().unwrap();
+    assert_eq!(modes.len(), stack.modes().len(), "{report:#}");
+    for mode in modes {
+        assert!(mode["hit_at_5"].as_f64().unwrap() >= 0.9, "{mode}");
+        assert!(mode["mrr_at_10"].as_f64().unwrap() >= 0.8, "{mode}");
+        assert_eq!(mode["errors"], 0, "{mode}");
+    }
+
     // 2. The question mark operator, in the default mode.
     let answer = ask(
         &server,

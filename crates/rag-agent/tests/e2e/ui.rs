@@ -154,12 +154,48 @@ async fn the_web_ui_works_in_a_real_browser() {
         failed[0].starts_with("400 POST") && failed[0].ends_with("/documents/ingest"),
         "{failed:?}"
     );
-    assert_eq!(summary["steps"].as_array().unwrap().len(), 13, "{summary}");
+    assert_eq!(summary["steps"].as_array().unwrap().len(), 14, "{summary}");
+    assert_eq!(summary["added_by_drop_and_paste"], true, "{summary}");
 
     // What the browser did reached the server.
+    // Two uploads, one drop, one paste, one deleted.
     let (_, list) = get_json(&server.at("/documents")).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list["items"].as_array().unwrap().len(), 3, "{list}");
     let conversation = summary["conversation"].as_str().unwrap();
     assert!(conversation.starts_with("Conversation "), "{conversation}");
+
+    // The CLI's chat shows the agent's tool activity too (the model server
+    // is unscripted now: it searches for the question, then answers).
+    let url = server.url.clone();
+    let chat = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_rag-agent"))
+            .args(["chat", "--url", &url])
+            .env("NO_COLOR", "1")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .and_then(|mut child| {
+                use std::io::Write;
+                child
+                    .stdin
+                    .take()
+                    .unwrap()
+                    .write_all(b"What is the question mark operator?\n")?;
+                child.wait_with_output()
+            })
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let out = String::from_utf8_lossy(&chat.stdout);
+    assert!(
+        chat.status.success(),
+        "{out}\n{}",
+        String::from_utf8_lossy(&chat.stderr)
+    );
+    assert!(out.contains("→ vector_search {\"query\""), "{out}");
+    assert!(out.contains("✓ vector_search: "), "{out}");
+    assert!(out.contains("[1]") && out.contains("Sources"), "{out}");
     server.stop();
 }

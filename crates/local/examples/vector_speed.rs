@@ -1,0 +1,111 @@
+//! Exact vector search speed of `LocalVectorIndex`, on vectors written by
+//! benches/vectors.py (raw little-endian f32, row-major) so the Python peers
+//! (faiss, hnswlib) search exactly the same data:
+//!
+//!     cargo build --release -p rag-local --example vector_speed
+//!     target/release/examples/vector_speed DIM base.f32 queries.f32 truth.u32
+//!
+//! Prints JSON: build seconds (upserts in batches of 1,000 through the
+//! append-only log, as ingestion writes them), per-query p50/p99 of a
+//! top-10 search on one thread, recall@10 against `truth.u32` (the exact
+//! neighbours numpy found), and the process's peak RSS.
+
+use std::time::Instant;
+
+use rag_core::{ChunkMetadata, DocumentChunk, SearchFilter, VectorStore};
+use rag_local::LocalVectorIndex;
+use uuid::Uuid;
+
+fn read_f32(path: &str, dimension: usize) -> Vec<Vec<f32>> {
+    let bytes = std::fs::read(path).expect("read a vector file");
+    bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect::<Vec<f32>>()
+        .chunks_exact(dimension)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
+fn peak_rss_mib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let [dimension, base, queries, truth] = args.as_slice() else {
+        panic!("usage: vector_speed DIM base.f32 queries.f32 truth.u32");
+    };
+    let dimension: usize = dimension.parse().expect("DIM");
+    let base = read_f32(base, dimension);
+    let queries = read_f32(queries, dimension);
+    let truth: Vec<u32> = std::fs::read(truth)
+        .expect("read truth")
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let index = LocalVectorIndex::open(&dir.path().join("vectors.log"), dimension).expect("open");
+    // One document per row, so a hit's document id names its row.
+    let ids: Vec<Uuid> = (0..base.len()).map(|_| Uuid::new_v4()).collect();
+    let row_of: std::collections::HashMap<Uuid, u32> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (*id, i as u32))
+        .collect();
+    let start = Instant::now();
+    for (batch, rows) in base.chunks(1000).enumerate() {
+        let chunks: Vec<DocumentChunk> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, vector)| {
+                let document_id = ids[batch * 1000 + i];
+                DocumentChunk {
+                    metadata: ChunkMetadata {
+                        chunk_id: ChunkMetadata::chunk_id_for(document_id, 0),
+                        document_id,
+                        chunk_index: 0,
+                        start_char: 0,
+                        end_char: 0,
+                        token_count: 0,
+                    },
+                    content: String::new(),
+                    embedding: vector.clone(),
+                }
+            })
+            .collect();
+        index.upsert(&chunks).await.expect("upsert");
+    }
+    let build_seconds = start.elapsed().as_secs_f64();
+    drop(base);
+    let filter = SearchFilter::default();
+    let mut latencies = Vec::with_capacity(queries.len());
+    let mut found = 0usize;
+    for (q, query) in queries.iter().enumerate() {
+        let start = Instant::now();
+        let hits = index.search(query, 10, &filter).await.expect("search");
+        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+        let expected = &truth[q * 10..q * 10 + 10];
+        found += hits
+            .iter()
+            .filter(|h| expected.contains(&row_of[&h.document_id]))
+            .count();
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "{{\"vectors\": {}, \"dimension\": {dimension}, \"queries\": {}, \"build_seconds\": {build_seconds:.3}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"recall_at_10\": {:.4}, \"peak_rss_mib\": {:.0}}}",
+        ids.len(),
+        queries.len(),
+        pct(0.5),
+        pct(0.99),
+        found as f64 / (queries.len() * 10) as f64,
+        peak_rss_mib()
+    );
+}
