@@ -143,7 +143,10 @@ try {
 
   // Drag and drop: a file dropped on the zone is uploaded.
   await page.click("#tab-documents");
-  const before = await page.locator("#documents tbody tr").count();
+  // The table fills in after the tab opens; counting before that (CI under
+  // load) would wait for the wrong number of rows.
+  const before = summary.indexed;
+  await page.waitForFunction((n) => document.querySelectorAll("#documents tbody tr").length === n, before);
   await page.evaluate(() => {
     const data = new DataTransfer();
     data.items.add(new File(["Dropped files are indexed like picked ones."], "dropped.txt", { type: "text/plain" }));
