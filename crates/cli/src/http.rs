@@ -189,35 +189,45 @@ pub async fn read_events(
 #[derive(Default)]
 struct SseParser {
     buffer: Vec<u8>,
+    /// How much of `buffer` was searched without finding an event's end,
+    /// so a long event arriving in many chunks is not searched again from
+    /// its start each time.
+    searched: usize,
 }
 
 impl SseParser {
     fn push(&mut self, bytes: &[u8]) -> Vec<SseEvent> {
         self.buffer.extend_from_slice(bytes);
         let mut events = Vec::new();
-        while let Some(end) = find_blank_line(&self.buffer) {
-            let block: Vec<u8> = self.buffer.drain(..end.0).collect();
-            self.buffer.drain(..end.1 - end.0);
-            if let Some(event) = parse_block(&String::from_utf8_lossy(&block)) {
+        let mut start = 0;
+        // A separator is up to four bytes and may straddle the old end.
+        let mut from = self.searched.saturating_sub(3);
+        while let Some((text_end, next)) = find_blank_line(&self.buffer, from) {
+            if let Some(event) = parse_block(&String::from_utf8_lossy(&self.buffer[start..text_end])) {
                 events.push(event);
             }
+            start = next;
+            from = next;
         }
+        // One move of the unread tail per push, however many events it held.
+        self.buffer.drain(..start);
+        self.searched = self.buffer.len();
         events
     }
 }
 
-/// Where the first event ends: (end of its text, end of the separator).
-fn find_blank_line(buffer: &[u8]) -> Option<(usize, usize)> {
-    let text = buffer;
-    for i in 0..text.len() {
-        if text[i..].starts_with(b"\n\n") {
-            return Some((i, i + 2));
+/// Where the first event ending at or after `from` ends: (end of its text,
+/// end of the separator).
+fn find_blank_line(buffer: &[u8], from: usize) -> Option<(usize, usize)> {
+    (from..buffer.len()).find_map(|i| {
+        if buffer[i..].starts_with(b"\n\n") {
+            Some((i, i + 2))
+        } else if buffer[i..].starts_with(b"\r\n\r\n") {
+            Some((i, i + 4))
+        } else {
+            None
         }
-        if text[i..].starts_with(b"\r\n\r\n") {
-            return Some((i, i + 4));
-        }
-    }
-    None
+    })
 }
 
 fn parse_block(block: &str) -> Option<SseEvent> {

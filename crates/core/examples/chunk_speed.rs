@@ -2,7 +2,8 @@
 //! file given (HTML, Markdown, text; not timed), then splits each parsed
 //! text with the ingestion chunker (1000 characters, 200 overlap) until at
 //! least two seconds have passed. Used by benches/side_by_side.py, which
-//! runs LangChain's splitter on the same texts (written with --dump).
+//! runs LangChain's splitter on the same texts (written with --dump) and
+//! embeds the chunks (written with --dump-chunks) with both embedders.
 //!
 //!     cargo build --release -p rag-core --example chunk_speed
 //!     target/release/examples/chunk_speed --dump texts.json BOOK_DIR/*.html
@@ -14,17 +15,11 @@ use rag_core::parse::{detect_kind, parse};
 
 fn main() {
     let mut args: Vec<String> = std::env::args().skip(1).collect();
-    let dump = match args.iter().position(|a| a == "--dump") {
-        Some(i) => {
-            let path = args.get(i + 1).cloned().expect("--dump needs a path");
-            args.drain(i..=i + 1);
-            Some(path)
-        }
-        None => None,
-    };
+    let dump = take_option(&mut args, "--dump");
+    let dump_chunks = take_option(&mut args, "--dump-chunks");
     assert!(
         !args.is_empty(),
-        "usage: chunk_speed [--dump texts.json] FILES..."
+        "usage: chunk_speed [--dump texts.json] [--dump-chunks chunks.json] FILES..."
     );
     let texts: Vec<String> = args
         .iter()
@@ -37,8 +32,16 @@ fn main() {
     if let Some(path) = dump {
         std::fs::write(path, serde_json::to_string(&texts).unwrap()).expect("write the texts");
     }
-    let bytes: usize = texts.iter().map(String::len).sum();
     let options = ChunkingOptions::default();
+    if let Some(path) = dump_chunks {
+        let chunks: Vec<String> = texts
+            .iter()
+            .flat_map(|t| chunk_text(t, options).expect("chunk"))
+            .map(|c| c.content)
+            .collect();
+        std::fs::write(path, serde_json::to_string(&chunks).unwrap()).expect("write the chunks");
+    }
+    let bytes: usize = texts.iter().map(String::len).sum();
     let mut chunks = 0;
     let mut rounds = 0u32;
     let start = Instant::now();
@@ -55,4 +58,15 @@ fn main() {
         texts.len(),
         bytes as f64 * f64::from(rounds) / seconds / 1e6
     );
+}
+
+/// Removes `name VALUE` from the arguments and returns VALUE.
+fn take_option(args: &mut Vec<String>, name: &str) -> Option<String> {
+    let i = args.iter().position(|a| a == name)?;
+    let value = args
+        .get(i + 1)
+        .cloned()
+        .unwrap_or_else(|| panic!("{name} needs a path"));
+    args.drain(i..=i + 1);
+    Some(value)
 }

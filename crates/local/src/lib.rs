@@ -1,15 +1,18 @@
 //! rag-local: the embedded default backends, for running rag-agent as one
 //! process with no cloud account — SQLite for metadata, conversations,
 //! chunks and FTS5 lexical search; an on-disk vector index; files on disk;
-//! and all-MiniLM-L6-v2 run in-process with candle.
+//! and all-MiniLM-L6-v2 run in-process (candle for the matrix products).
 //!
 //! It depends on rag-core only; it must not depend on an AWS SDK, axum or
 //! the API crate. Adapters take paths and opened handles, never environment
 //! variables.
 
+mod bert;
 pub mod files;
 pub mod minilm;
 pub mod model_files;
+mod scan;
+mod vecmath;
 pub mod sqlite;
 pub mod vectors;
 

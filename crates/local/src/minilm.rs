@@ -1,18 +1,19 @@
-//! all-MiniLM-L6-v2 run in-process with candle: BERT forward pass, mean
-//! pooling over real tokens, L2 normalisation — the same computation as
-//! sentence-transformers, which a test checks against reference vectors.
+//! all-MiniLM-L6-v2 run in-process: tokenizer, BERT forward pass (the fused
+//! encoder in `bert.rs`), mean pooling over real tokens, L2 normalisation —
+//! the same computation as sentence-transformers, which a test checks
+//! against reference vectors.
 
 use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
 use rag_core::{EmbedError, Embedder};
 use rayon::prelude::*;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
+use crate::bert::{BertConfig, Encoder};
 use crate::model_files::MODEL_ID;
 
 /// The model's `max_seq_length` in sentence-transformers; longer inputs are
@@ -23,9 +24,8 @@ const MAX_TOKENS: usize = 256;
 const MICRO_BATCH: usize = 8;
 
 struct Inner {
-    model: BertModel,
+    encoder: Encoder,
     tokenizer: Tokenizer,
-    device: Device,
     dimension: usize,
 }
 
@@ -42,7 +42,7 @@ fn candle_error(e: impl std::fmt::Display) -> EmbedError {
 impl MiniLmEmbedder {
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
-        let config: Config = serde_json::from_str(
+        let config: BertConfig = serde_json::from_str(
             &std::fs::read_to_string(dir.join("config.json")).map_err(candle_error)?,
         )
         .map_err(candle_error)?;
@@ -60,16 +60,14 @@ impl MiniLmEmbedder {
                 ..TruncationParams::default()
             }))
             .map_err(candle_error)?;
-        let device = Device::Cpu;
         let weights = std::fs::read(dir.join("model.safetensors")).map_err(candle_error)?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &device)
+        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
             .map_err(candle_error)?;
-        let model = BertModel::load(vb, &config).map_err(candle_error)?;
+        let encoder = Encoder::load(vb, &config).map_err(candle_error)?;
         Ok(Self {
             inner: Arc::new(Inner {
-                model,
+                encoder,
                 tokenizer,
-                device,
                 dimension: config.hidden_size,
             }),
         })
@@ -118,39 +116,15 @@ impl Inner {
                 .flat_map(|e| f(e).iter().copied())
                 .collect()
         };
-        let ids = Tensor::from_vec(flat(&|e| e.get_ids()), (rows, width), &self.device)
-            .map_err(candle_error)?;
-        let type_ids = Tensor::from_vec(flat(&|e| e.get_type_ids()), (rows, width), &self.device)
-            .map_err(candle_error)?;
-        let mask = Tensor::from_vec(
-            flat(&|e| e.get_attention_mask()),
-            (rows, width),
-            &self.device,
-        )
-        .map_err(candle_error)?;
-        let hidden = self
-            .model
-            .forward(&ids, &type_ids, Some(&mask))
-            .map_err(candle_error)?;
-        // Mean over real tokens only: padding positions are masked out.
-        let mask = mask
-            .to_dtype(DType::F32)
-            .map_err(candle_error)?
-            .unsqueeze(2)
-            .map_err(candle_error)?;
-        let summed = hidden
-            .broadcast_mul(&mask)
-            .and_then(|t| t.sum(1))
-            .map_err(candle_error)?;
-        let counts = mask.sum(1).map_err(candle_error)?;
-        let mean = summed.broadcast_div(&counts).map_err(candle_error)?;
-        let norms = mean
-            .sqr()
-            .and_then(|t| t.sum_keepdim(1))
-            .and_then(|t| t.sqrt())
-            .map_err(candle_error)?;
-        let unit = mean.broadcast_div(&norms).map_err(candle_error)?;
-        unit.to_vec2::<f32>().map_err(candle_error)
+        self.encoder
+            .embed(
+                &flat(&|e| e.get_ids()),
+                &flat(&|e| e.get_type_ids()),
+                &flat(&|e| e.get_attention_mask()),
+                rows,
+                width,
+            )
+            .map_err(candle_error)
     }
 }
 

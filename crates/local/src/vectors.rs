@@ -18,9 +18,14 @@ use rag_core::{
 };
 use uuid::Uuid;
 
+use crate::scan;
+
 const MAGIC: &[u8; 8] = b"RAGVEC1\n";
 const OP_UPSERT: u8 = 1;
 const OP_DELETE_DOCUMENT: u8 = 2;
+/// Rows scored per kernel call: the scores of a block stay in L1 cache
+/// while the top-k heap reads them.
+const SCAN_BLOCK_ROWS: usize = 1024;
 
 struct Entry {
     metadata: ChunkMetadata,
@@ -119,22 +124,6 @@ fn normalized(v: &[f32]) -> Vec<f32> {
         return v.to_vec();
     }
     v.iter().map(|x| x / norm).collect()
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight independent accumulators let the compiler vectorise the loop.
-    let mut acc = [0.0f32; 8];
-    let chunks = a.len() / 8;
-    for i in 0..chunks {
-        for j in 0..8 {
-            acc[j] += a[i * 8 + j] * b[i * 8 + j];
-        }
-    }
-    let mut sum: f32 = acc.iter().sum();
-    for i in chunks * 8..a.len() {
-        sum += a[i] * b[i];
-    }
-    sum
 }
 
 fn checksum(bytes: &[u8]) -> u32 {
@@ -368,20 +357,29 @@ impl LocalVectorIndex {
             .read()
             .map_err(|_| StoreError::permanent("index lock poisoned"))?;
         let mut heap: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(top_k + 1);
-        for (row, vector) in rows.data.chunks_exact(self.dimension).enumerate() {
-            if !filter.document_ids.is_empty()
-                && !filter.allows(&rows.entries[row].metadata.document_id)
-            {
-                continue;
-            }
-            let score = dot(&query, vector);
-            if heap.len() < top_k {
-                heap.push(Reverse(Scored(score, row)));
-            } else if let Some(Reverse(worst)) = heap.peek()
-                && score > worst.0
-            {
-                heap.pop();
-                heap.push(Reverse(Scored(score, row)));
+        let mut scores = vec![0f32; SCAN_BLOCK_ROWS];
+        for (block, vectors) in rows
+            .data
+            .chunks(SCAN_BLOCK_ROWS * self.dimension)
+            .enumerate()
+        {
+            let scores = &mut scores[..vectors.len() / self.dimension];
+            scan::score_rows(&query, vectors, scores);
+            for (offset, &score) in scores.iter().enumerate() {
+                let row = block * SCAN_BLOCK_ROWS + offset;
+                if !filter.document_ids.is_empty()
+                    && !filter.allows(&rows.entries[row].metadata.document_id)
+                {
+                    continue;
+                }
+                if heap.len() < top_k {
+                    heap.push(Reverse(Scored(score, row)));
+                } else if let Some(Reverse(worst)) = heap.peek()
+                    && score > worst.0
+                {
+                    heap.pop();
+                    heap.push(Reverse(Scored(score, row)));
+                }
             }
         }
         let mut best: Vec<Scored> = heap.into_iter().map(|Reverse(s)| s).collect();
@@ -552,7 +550,7 @@ mod tests {
         let mut expected: Vec<(f32, usize)> = vectors
             .iter()
             .enumerate()
-            .map(|(i, v)| (dot(&q, &normalized(v)), i))
+            .map(|(i, v)| (scan::dot(&q, &normalized(v)), i))
             .collect();
         expected.sort_by(|x, y| y.0.total_cmp(&x.0));
         let got: Vec<u32> = hits.iter().map(|h| h.metadata.chunk_index).collect();
