@@ -203,7 +203,9 @@ impl SseParser {
         // A separator is up to four bytes and may straddle the old end.
         let mut from = self.searched.saturating_sub(3);
         while let Some((text_end, next)) = find_blank_line(&self.buffer, from) {
-            if let Some(event) = parse_block(&String::from_utf8_lossy(&self.buffer[start..text_end])) {
+            if let Some(event) =
+                parse_block(&String::from_utf8_lossy(&self.buffer[start..text_end]))
+            {
                 events.push(event);
             }
             start = next;

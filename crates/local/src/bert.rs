@@ -13,7 +13,7 @@
 //! sentence-transformers'.
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Device, InplaceOp1, Layout, Shape, Tensor};
-use candle_nn::VarBuilder;
+use safetensors::{Dtype, SafeTensors};
 use serde::Deserialize;
 
 use crate::vecmath;
@@ -72,25 +72,64 @@ pub(crate) struct Encoder {
     type_vocab: usize,
 }
 
-fn vector(vb: &VarBuilder, len: usize, name: &str) -> CandleResult<Vec<f32>> {
-    vb.get(len, name)?.to_vec1::<f32>()
-}
+/// The tensors of a safetensors file, converted straight into the
+/// encoder's own buffers: one pass over the file's bytes per tensor, where
+/// loading through candle's `VarBuilder` copied each tensor twice.
+struct Weights<'a>(SafeTensors<'a>);
 
-fn norm(vb: &VarBuilder, hidden: usize, eps: f64) -> CandleResult<Norm> {
-    Ok(Norm {
-        gamma: vector(vb, hidden, "weight")?,
-        beta: vector(vb, hidden, "bias")?,
-        eps: eps as f32,
-    })
-}
+impl Weights<'_> {
+    fn bytes(&self, name: &str, shape: &[usize]) -> CandleResult<&[u8]> {
+        let view = self
+            .0
+            .tensor(name)
+            .map_err(|e| candle_core::Error::Msg(format!("{name}: {e}")))?;
+        if view.dtype() != Dtype::F32 || view.shape() != shape {
+            candle_core::bail!(
+                "{name}: expected F32 {shape:?}, found {:?} {:?}",
+                view.dtype(),
+                view.shape()
+            );
+        }
+        Ok(view.data())
+    }
 
-/// A linear layer's weight (out, in) as the right-hand side of `x · Wᵀ`.
-fn transposed(vb: &VarBuilder, out: usize, input: usize, name: &str) -> CandleResult<Tensor> {
-    vb.get((out, input), name)?.t()?.contiguous()
+    fn vector(&self, name: &str, shape: &[usize]) -> CandleResult<Vec<f32>> {
+        Ok(self
+            .bytes(name, shape)?
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
+    }
+
+    fn norm(&self, prefix: &str, hidden: usize, eps: f64) -> CandleResult<Norm> {
+        Ok(Norm {
+            gamma: self.vector(&format!("{prefix}.weight"), &[hidden])?,
+            beta: self.vector(&format!("{prefix}.bias"), &[hidden])?,
+            eps: eps as f32,
+        })
+    }
+
+    /// Linear layers' (out, in) weights side by side as the (in, n * out)
+    /// right-hand side of `x · Wᵀ`, so one product computes them all.
+    fn transposed(&self, names: &[String], out: usize, input: usize) -> CandleResult<Tensor> {
+        let width = names.len() * out;
+        let mut matrix = vec![0f32; input * width];
+        for (part, name) in names.iter().enumerate() {
+            let bytes = self.bytes(name, &[out, input])?;
+            for (o, row) in bytes.chunks_exact(4 * input).enumerate() {
+                for (i, b) in row.chunks_exact(4).enumerate() {
+                    matrix[i * width + part * out + o] =
+                        f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+                }
+            }
+        }
+        Tensor::from_vec(matrix, (input, width), &Device::Cpu)
+    }
 }
 
 impl Encoder {
-    pub(crate) fn load(vb: VarBuilder, config: &BertConfig) -> CandleResult<Self> {
+    /// Builds the encoder from the bytes of `model.safetensors`.
+    pub(crate) fn load(safetensors: &[u8], config: &BertConfig) -> CandleResult<Self> {
         if config.hidden_act != "gelu" {
             candle_core::bail!(
                 "hidden_act {:?} is not supported (only the exact \"gelu\")",
@@ -107,49 +146,65 @@ impl Encoder {
         if heads == 0 || !hidden.is_multiple_of(heads) {
             candle_core::bail!("hidden_size {hidden} does not split into {heads} heads");
         }
+        let weights = Weights(
+            SafeTensors::deserialize(safetensors)
+                .map_err(|e| candle_core::Error::Msg(format!("model.safetensors: {e}")))?,
+        );
         let inner = config.intermediate_size;
         let eps = config.layer_norm_eps;
-        let embeddings = vb.pp("embeddings");
-        let word = embeddings
-            .get((config.vocab_size, hidden), "word_embeddings.weight")?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let position = embeddings
-            .get(
-                (config.max_position_embeddings, hidden),
-                "position_embeddings.weight",
-            )?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let token_type = embeddings
-            .get((config.type_vocab_size, hidden), "token_type_embeddings.weight")?
-            .flatten_all()?
-            .to_vec1::<f32>()?;
-        let embedding_norm = norm(&embeddings.pp("LayerNorm"), hidden, eps)?;
+        let word = weights.vector(
+            "embeddings.word_embeddings.weight",
+            &[config.vocab_size, hidden],
+        )?;
+        let position = weights.vector(
+            "embeddings.position_embeddings.weight",
+            &[config.max_position_embeddings, hidden],
+        )?;
+        let token_type = weights.vector(
+            "embeddings.token_type_embeddings.weight",
+            &[config.type_vocab_size, hidden],
+        )?;
+        let embedding_norm = weights.norm("embeddings.LayerNorm", hidden, eps)?;
         let mut layers = Vec::with_capacity(config.num_hidden_layers);
         for index in 0..config.num_hidden_layers {
-            let layer = vb.pp(format!("encoder.layer.{index}"));
-            let attention = layer.pp("attention");
-            let own = attention.pp("self");
-            let weights = ["query", "key", "value"]
-                .iter()
-                .map(|name| own.get((hidden, hidden), &format!("{name}.weight")))
-                .collect::<CandleResult<Vec<_>>>()?;
+            let layer = format!("encoder.layer.{index}");
+            let own = format!("{layer}.attention.self");
             let mut qkv_bias = Vec::with_capacity(3 * hidden);
             for name in ["query", "key", "value"] {
-                qkv_bias.extend(vector(&own, hidden, &format!("{name}.bias"))?);
+                qkv_bias.extend(weights.vector(&format!("{own}.{name}.bias"), &[hidden])?);
             }
             layers.push(Layer {
-                qkv: Tensor::cat(&weights, 0)?.t()?.contiguous()?,
+                qkv: weights.transposed(
+                    &["query", "key", "value"].map(|name| format!("{own}.{name}.weight")),
+                    hidden,
+                    hidden,
+                )?,
                 qkv_bias,
-                output: transposed(&attention, hidden, hidden, "output.dense.weight")?,
-                output_bias: vector(&attention, hidden, "output.dense.bias")?,
-                attention_norm: norm(&attention.pp("output.LayerNorm"), hidden, eps)?,
-                up: transposed(&layer, inner, hidden, "intermediate.dense.weight")?,
-                up_bias: vector(&layer, inner, "intermediate.dense.bias")?,
-                down: transposed(&layer, hidden, inner, "output.dense.weight")?,
-                down_bias: vector(&layer, hidden, "output.dense.bias")?,
-                output_norm: norm(&layer.pp("output.LayerNorm"), hidden, eps)?,
+                output: weights.transposed(
+                    &[format!("{layer}.attention.output.dense.weight")],
+                    hidden,
+                    hidden,
+                )?,
+                output_bias: weights
+                    .vector(&format!("{layer}.attention.output.dense.bias"), &[hidden])?,
+                attention_norm: weights.norm(
+                    &format!("{layer}.attention.output.LayerNorm"),
+                    hidden,
+                    eps,
+                )?,
+                up: weights.transposed(
+                    &[format!("{layer}.intermediate.dense.weight")],
+                    inner,
+                    hidden,
+                )?,
+                up_bias: weights.vector(&format!("{layer}.intermediate.dense.bias"), &[inner])?,
+                down: weights.transposed(
+                    &[format!("{layer}.output.dense.weight")],
+                    hidden,
+                    inner,
+                )?,
+                down_bias: weights.vector(&format!("{layer}.output.dense.bias"), &[hidden])?,
+                output_norm: weights.norm(&format!("{layer}.output.LayerNorm"), hidden, eps)?,
             });
         }
         Ok(Self {
@@ -260,7 +315,9 @@ impl Layer {
             },
         )?;
         let up = attended.matmul(&self.up)?;
-        up.inplace_op1(&BiasGelu { bias: &self.up_bias })?;
+        up.inplace_op1(&BiasGelu {
+            bias: &self.up_bias,
+        })?;
         up.matmul(&self.down)?.apply_op2_no_bwd(
             &attended,
             &BiasResidualNorm {
@@ -290,7 +347,10 @@ fn lanes_sum(values: &[f32]) -> f32 {
 fn lanes_max(values: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 8];
     let blocks = values.chunks_exact(8);
-    let rest = blocks.remainder().iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    let rest = blocks
+        .remainder()
+        .iter()
+        .fold(f32::NEG_INFINITY, |m, v| m.max(*v));
     for block in blocks {
         for (lane, v) in lanes.iter_mut().zip(block) {
             *lane = lane.max(*v);
@@ -305,7 +365,11 @@ fn layer_norm(row: &mut [f32], norm: &Norm) {
     let mean = lanes_sum(row) / n;
     let mut squares = [0f32; 8];
     let blocks = row.chunks_exact(8);
-    let rest: f32 = blocks.remainder().iter().map(|x| (x - mean) * (x - mean)).sum();
+    let rest: f32 = blocks
+        .remainder()
+        .iter()
+        .map(|x| (x - mean) * (x - mean))
+        .sum();
     for block in blocks {
         for (lane, x) in squares.iter_mut().zip(block) {
             *lane += (x - mean) * (x - mean);
@@ -475,10 +539,7 @@ impl CustomOp1 for MergeHeads {
                 out[to..to + head_size].copy_from_slice(head);
             }
         }
-        Ok((
-            CpuStorage::F32(out),
-            Shape::from((rows * width, h)),
-        ))
+        Ok((CpuStorage::F32(out), Shape::from((rows * width, h))))
     }
 }
 
@@ -580,7 +641,10 @@ mod tests {
                 .to_vec2::<f32>()
                 .unwrap();
             for (t, row) in merged.iter().enumerate() {
-                assert_eq!(row[..], values[t * 3 * h + part * h..t * 3 * h + (part + 1) * h]);
+                assert_eq!(
+                    row[..],
+                    values[t * 3 * h + part * h..t * 3 * h + (part + 1) * h]
+                );
             }
         }
     }
@@ -593,7 +657,12 @@ mod tests {
             heads: 1,
             head_size: 1,
         };
-        let scores = Tensor::from_vec(vec![1.0f32, 2.0, 50.0, 0.0, 0.0, 9.0, 3.0, 1.0, 2.0], (1, 3, 3), &Device::Cpu).unwrap();
+        let scores = Tensor::from_vec(
+            vec![1.0f32, 2.0, 50.0, 0.0, 0.0, 9.0, 3.0, 1.0, 2.0],
+            (1, 3, 3),
+            &Device::Cpu,
+        )
+        .unwrap();
         let mask = [0.0, 0.0, f32::MIN];
         scores
             .inplace_op1(&MaskedSoftmax {
@@ -606,7 +675,13 @@ mod tests {
             assert_eq!(row[2], 0.0);
             assert!((row.iter().sum::<f32>() - 1.0).abs() < 1e-6);
         }
-        let first = scores.get(0).unwrap().get(0).unwrap().to_vec1::<f32>().unwrap();
+        let first = scores
+            .get(0)
+            .unwrap()
+            .get(0)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let e = 1f32.exp();
         assert!((first[1] - e / (1.0 + e)).abs() < 1e-6);
     }

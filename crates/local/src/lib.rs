@@ -12,8 +12,8 @@ pub mod files;
 pub mod minilm;
 pub mod model_files;
 mod scan;
-mod vecmath;
 pub mod sqlite;
+mod vecmath;
 pub mod vectors;
 
 pub use files::FileDocumentStore;

@@ -7,8 +7,6 @@ use std::path::Path;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use candle_core::{DType, Device};
-use candle_nn::VarBuilder;
 use rag_core::{EmbedError, Embedder};
 use rayon::prelude::*;
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
@@ -61,9 +59,7 @@ impl MiniLmEmbedder {
             }))
             .map_err(candle_error)?;
         let weights = std::fs::read(dir.join("model.safetensors")).map_err(candle_error)?;
-        let vb = VarBuilder::from_buffered_safetensors(weights, DType::F32, &Device::Cpu)
-            .map_err(candle_error)?;
-        let encoder = Encoder::load(vb, &config).map_err(candle_error)?;
+        let encoder = Encoder::load(&weights, &config).map_err(candle_error)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 encoder,

@@ -103,7 +103,10 @@ mod tests {
     use super::*;
 
     fn naive(a: &[f32], b: &[f32]) -> f64 {
-        a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| f64::from(*x) * f64::from(*y))
+            .sum()
     }
 
     #[test]
@@ -111,11 +114,18 @@ mod tests {
         // Lengths around every split point: vector width, four vectors and
         // the scalar tail.
         for len in 0..=131 {
-            let a: Vec<f32> = (0..len).map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0).collect();
-            let b: Vec<f32> = (0..len).map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0).collect();
+            let a: Vec<f32> = (0..len)
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 5.0)
+                .collect();
+            let b: Vec<f32> = (0..len)
+                .map(|i| ((i * 5 % 11) as f32 - 5.0) / 3.0)
+                .collect();
             let want = naive(&a, &b);
             assert!((f64::from(dot(&a, &b)) - want).abs() < 1e-4, "length {len}");
-            assert!((f64::from(portable_dot(&a, &b)) - want).abs() < 1e-4, "length {len}");
+            assert!(
+                (f64::from(portable_dot(&a, &b)) - want).abs() < 1e-4,
+                "length {len}"
+            );
         }
     }
 
