@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""Vector search side by side: rag-agent's exact index (LocalVectorIndex,
-through the `vector_speed` example) next to faiss's exact IndexFlatIP and
-hnswlib's HNSW graph, on the same unit vectors and queries, top-10, one
-query at a time on one thread. Recall@10 is against the exact neighbours
-numpy computes.
+"""Vector search side by side: rag-agent's index (LocalVectorIndex through
+the `vector_speed` example: its exact scan and its HNSW graph) next to
+faiss's exact IndexFlatIP and hnswlib's HNSW graph, on the same unit
+vectors and queries, top-10, one query at a time on one thread. Both
+graphs use M 16 and ef_construction 100 and are built on one thread;
+recall@10 is against the exact neighbours numpy computes.
 
     cargo build --release -p rag-local --example vector_speed
     /tmp/peers/bin/pip install numpy faiss-cpu==1.15.1 hnswlib==0.8.0 matplotlib
-    /tmp/peers/bin/python benches/vectors.py --sizes 100000 1000000 --out docs/bench
+    /tmp/peers/bin/python benches/vectors.py --sizes 100000 1000000 --real /tmp/realvec --out docs/bench
 
 Random vectors are Gaussian, normalised: the hard case for graph indexes
-(no clusters). Prints JSON and writes vectors.json and vectors.png to --out.
+(no clusters, intrinsic dimension 384). Real vectors: `--real DIR` takes
+DIR/base.f32 and DIR/queries.f32 as written by the `embed_speed` example
+(all-MiniLM-L6-v2 embeddings; docs/BENCHMARKS.md says of which texts).
+Prints JSON and writes vectors.json and vectors.png to --out.
 """
 
 import argparse
@@ -73,63 +77,76 @@ def bench_faiss(base, queries, truth):
     return {"build_seconds": build, "p50_ms": p50, "p99_ms": p99, "recall_at_10": recall(found, truth)}
 
 
-def bench_hnswlib(base, queries, truth, build_threads):
+def bench_hnswlib(base, queries, truth, efs):
     import hnswlib
     start = time.perf_counter()
     index = hnswlib.Index(space="ip", dim=base.shape[1])
-    index.init_index(max_elements=len(base), M=16, ef_construction=200)
-    index.set_num_threads(build_threads)
+    index.init_index(max_elements=len(base), M=16, ef_construction=100)
+    index.set_num_threads(1)
     index.add_items(base)
     build = time.perf_counter() - start
-    index.set_num_threads(1)
-    index.set_ef(64)
-    latencies, found = [], []
-    for q in queries:
-        t = time.perf_counter()
-        ids, _ = index.knn_query(q, k=10)
-        latencies.append((time.perf_counter() - t) * 1000)
-        found.append(ids[0])
-    p50, p99 = percentiles(latencies)
-    return {"build_seconds": build, "build_threads": build_threads, "M": 16, "ef_construction": 200,
-            "ef_search": 64, "p50_ms": p50, "p99_ms": p99, "recall_at_10": recall(found, truth)}
+    runs = []
+    for ef in efs:
+        index.set_ef(ef)
+        latencies, found = [], []
+        for q in queries:
+            t = time.perf_counter()
+            ids, _ = index.knn_query(q, k=10)
+            latencies.append((time.perf_counter() - t) * 1000)
+            found.append(ids[0])
+        p50, p99 = percentiles(latencies)
+        runs.append({"ef_search": ef, "p50_ms": p50, "p99_ms": p99, "recall_at_10": recall(found, truth)})
+    return {"build_seconds": build, "build_threads": 1, "M": 16, "ef_construction": 100, "runs": runs}
 
 
-def bench_ours(work, dim):
+def bench_ours(work, dim, mode):
     binary = os.path.join(ROOT, "target", "release", "examples", "vector_speed")
     out = subprocess.check_output([binary, str(dim), os.path.join(work, "base.f32"),
-                                   os.path.join(work, "queries.f32"), os.path.join(work, "truth.u32")], text=True)
+                                   os.path.join(work, "queries.f32"), os.path.join(work, "truth.u32"), mode],
+                                  text=True)
     return json.loads(out)
+
+
+def bench_dataset(name, base, queries, efs, graphs):
+    work = tempfile.mkdtemp(prefix="rag-vectors-")
+    truth = exact_truth(base, queries)
+    base.tofile(os.path.join(work, "base.f32"))
+    queries.tofile(os.path.join(work, "queries.f32"))
+    truth.tofile(os.path.join(work, "truth.u32"))
+    mode = "hnsw:" + ",".join(map(str, efs)) if graphs else "exact"
+    row = {"data": name, "vectors": len(base), "dimension": base.shape[1], "queries": len(queries),
+           "rag_agent": bench_ours(work, base.shape[1], mode),
+           "faiss_flat": bench_faiss(base, queries, truth)}
+    if graphs:
+        row["hnswlib"] = bench_hnswlib(base, queries, truth, efs)
+    for name in ("base.f32", "queries.f32", "truth.u32"):
+        os.remove(os.path.join(work, name))
+    print(json.dumps(row), file=sys.stderr)
+    return row
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--sizes", type=int, nargs="+", default=[100_000])
+    parser.add_argument("--sizes", type=int, nargs="*", default=[100_000])
     parser.add_argument("--dim", type=int, default=384)
     parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--real", help="a directory with base.f32 and queries.f32 of real embeddings")
+    parser.add_argument("--ef", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--hnsw-max", type=int, default=100_000,
-                        help="largest size to build hnswlib for (its build is the slow part)")
+                        help="largest size to build the graphs for (their build is the slow part)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "bench"))
     args = parser.parse_args()
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(7)
     rows = []
+    if args.real:
+        base = np.fromfile(os.path.join(args.real, "base.f32"), dtype=np.float32).reshape(-1, args.dim)
+        queries = np.fromfile(os.path.join(args.real, "queries.f32"), dtype=np.float32).reshape(-1, args.dim)
+        rows.append(bench_dataset("real", base, queries, args.ef, len(base) <= args.hnsw_max))
     for size in args.sizes:
-        work = tempfile.mkdtemp(prefix="rag-vectors-")
         base = unit(size, args.dim, rng)
         queries = unit(args.queries, args.dim, rng)
-        truth = exact_truth(base, queries)
-        base.tofile(os.path.join(work, "base.f32"))
-        queries.tofile(os.path.join(work, "queries.f32"))
-        truth.tofile(os.path.join(work, "truth.u32"))
-        row = {"vectors": size, "dimension": args.dim, "queries": args.queries,
-               "rag_agent_exact": bench_ours(work, args.dim),
-               "faiss_flat": bench_faiss(base, queries, truth)}
-        if size <= args.hnsw_max:
-            row["hnswlib"] = bench_hnswlib(base, queries, truth, build_threads=os.cpu_count())
-        rows.append(row)
-        print(json.dumps(row), file=sys.stderr)
-        for name in ("base.f32", "queries.f32", "truth.u32"):
-            os.remove(os.path.join(work, name))
+        rows.append(bench_dataset("random", base, queries, args.ef, size <= args.hnsw_max))
     report = {"cpus": os.cpu_count(), "rows": rows}
     with open(os.path.join(args.out, "vectors.json"), "w") as f:
         json.dump(report, f, indent=2)
@@ -141,19 +158,23 @@ def plot(rows, out):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(rows), figsize=(4.5 * len(rows), 3.4), squeeze=False)
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.8 * len(rows), 3.8), squeeze=False)
     for ax, row in zip(axes[0], rows):
-        names = [n for n in ("rag_agent_exact", "faiss_flat", "hnswlib") if n in row]
-        labels = {"rag_agent_exact": "rag-agent\nexact", "faiss_flat": "faiss\nflat", "hnswlib": "hnswlib\nHNSW"}
-        p50 = [row[n]["p50_ms"] for n in names]
-        p99 = [row[n]["p99_ms"] for n in names]
-        x = np.arange(len(names))
-        ax.bar(x - 0.2, p50, 0.4, label="p50", color="#2458d6")
-        ax.bar(x + 0.2, p99, 0.4, label="p99", color="#9db5ef")
-        ax.set_xticks(x, [f"{labels[n]}\nrecall {row[n]['recall_at_10']:.2f}" for n in names])
-        ax.set_ylabel("ms per top-10 query (1 thread)")
-        ax.set_title(f"{row['vectors']:,} x {row['dimension']}")
-        ax.legend()
+        ours = row["rag_agent"]
+        ax.scatter([ours["exact"]["recall_at_10"]], [ours["exact"]["p50_ms"]], marker="s",
+                   color="#2458d6", label="rag-agent exact")
+        ax.scatter([row["faiss_flat"]["recall_at_10"]], [row["faiss_flat"]["p50_ms"]], marker="^",
+                   color="#d66a24", label="faiss flat")
+        for runs, label, color in ((ours["hnsw"], "rag-agent HNSW", "#2458d6"),
+                                   (row.get("hnswlib", {}).get("runs", []), "hnswlib", "#d66a24")):
+            if runs:
+                ax.plot([r["recall_at_10"] for r in runs], [r["p50_ms"] for r in runs], "o-",
+                        color=color, mfc="white", label=f"{label} (ef " + "/".join(str(r["ef_search"]) for r in runs) + ")")
+        ax.set_yscale("log")
+        ax.set_xlabel("recall@10")
+        ax.set_ylabel("p50 ms per top-10 query (1 thread)")
+        ax.set_title(f"{row['data']}: {row['vectors']:,} x {row['dimension']}")
+        ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(os.path.join(out, "vectors.png"), dpi=110)
     plt.close(fig)

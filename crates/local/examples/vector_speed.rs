@@ -1,19 +1,23 @@
-//! Exact vector search speed of `LocalVectorIndex`, on vectors written by
+//! Vector search speed of `LocalVectorIndex`, on vectors written by
 //! benches/vectors.py (raw little-endian f32, row-major) so the Python peers
 //! (faiss, hnswlib) search exactly the same data:
 //!
 //!     cargo build --release -p rag-local --example vector_speed
-//!     target/release/examples/vector_speed DIM base.f32 queries.f32 truth.u32
+//!     target/release/examples/vector_speed DIM base.f32 queries.f32 truth.u32 [hnsw:EF,EF..|exact]
 //!
-//! Prints JSON: build seconds (upserts in batches of 1,000 through the
-//! append-only log, as ingestion writes them), per-query p50/p99 of a
-//! top-10 search on one thread, recall@10 against `truth.u32` (the exact
-//! neighbours numpy found), and the process's peak RSS.
+//! Rows go in through upserts in batches of 1,000 and the append-only log,
+//! as ingestion writes them. With `hnsw:` (the default, `hnsw:64`) the
+//! index builds its graph with the default settings, on its background
+//! thread as a server would, and the build time runs until the graph is in
+//! use. Prints JSON: build seconds; for exact search and for the graph at
+//! each `ef_search`, the p50/p99 of one top-10 search at a time on one
+//! thread and recall@10 against `truth.u32` (the exact neighbours numpy
+//! found); and the process's peak RSS.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use rag_core::{ChunkMetadata, DocumentChunk, SearchFilter, VectorStore};
-use rag_local::LocalVectorIndex;
+use rag_core::{ChunkMetadata, DocumentChunk, SearchFilter, VectorSearchResult, VectorStore};
+use rag_local::{AnnSettings, LocalVectorIndex};
 use uuid::Uuid;
 
 fn read_f32(path: &str, dimension: usize) -> Vec<Vec<f32>> {
@@ -36,11 +40,52 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// p50 and p99 in milliseconds, and recall@10, of one search mode.
+fn measure(
+    queries: &[Vec<f32>],
+    truth: &[u32],
+    row_of: &std::collections::HashMap<Uuid, u32>,
+    search: impl Fn(&[f32]) -> Vec<VectorSearchResult>,
+) -> String {
+    let mut latencies = Vec::with_capacity(queries.len());
+    let mut found = 0usize;
+    for (q, query) in queries.iter().enumerate() {
+        let start = Instant::now();
+        let hits = search(query);
+        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+        let expected = &truth[q * 10..q * 10 + 10];
+        found += hits
+            .iter()
+            .filter(|h| expected.contains(&row_of[&h.document_id]))
+            .count();
+    }
+    latencies.sort_by(f64::total_cmp);
+    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    format!(
+        "\"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"recall_at_10\": {:.4}",
+        pct(0.5),
+        pct(0.99),
+        found as f64 / (queries.len() * 10) as f64
+    )
+}
+
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let [dimension, base, queries, truth] = args.as_slice() else {
-        panic!("usage: vector_speed DIM base.f32 queries.f32 truth.u32");
+    let (dimension, base, queries, truth, mode) = match args.as_slice() {
+        [d, b, q, t] => (d, b, q, t, "hnsw:64"),
+        [d, b, q, t, mode] => (d, b, q, t, mode.as_str()),
+        _ => panic!("usage: vector_speed DIM base.f32 queries.f32 truth.u32 [hnsw:EF,EF..|exact]"),
+    };
+    let (settings, efs): (AnnSettings, Vec<usize>) = match mode.strip_prefix("hnsw:") {
+        Some(list) => (
+            AnnSettings::default(),
+            list.split(',')
+                .map(|ef| ef.parse().expect("an ef_search"))
+                .collect(),
+        ),
+        None if mode == "exact" => (AnnSettings::exact_only(), Vec::new()),
+        None => panic!("mode is hnsw:EF,EF.. or exact"),
     };
     let dimension: usize = dimension.parse().expect("DIM");
     let base = read_f32(base, dimension);
@@ -51,7 +96,8 @@ async fn main() {
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     let dir = tempfile::tempdir().expect("a temporary directory");
-    let index = LocalVectorIndex::open(&dir.path().join("vectors.log"), dimension).expect("open");
+    let index = LocalVectorIndex::open_with(&dir.path().join("vectors.log"), dimension, settings)
+        .expect("open");
     // One document per row, so a hit's document id names its row.
     let ids: Vec<Uuid> = (0..base.len()).map(|_| Uuid::new_v4()).collect();
     let row_of: std::collections::HashMap<Uuid, u32> = ids
@@ -82,30 +128,34 @@ async fn main() {
             .collect();
         index.upsert(&chunks).await.expect("upsert");
     }
+    let upsert_seconds = start.elapsed().as_secs_f64();
+    if !efs.is_empty() && base.len() >= settings.min_rows {
+        while !index.graph_ready() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
     let build_seconds = start.elapsed().as_secs_f64();
     drop(base);
     let filter = SearchFilter::default();
-    let mut latencies = Vec::with_capacity(queries.len());
-    let mut found = 0usize;
-    for (q, query) in queries.iter().enumerate() {
-        let start = Instant::now();
-        let hits = index.search(query, 10, &filter).await.expect("search");
-        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
-        let expected = &truth[q * 10..q * 10 + 10];
-        found += hits
-            .iter()
-            .filter(|h| expected.contains(&row_of[&h.document_id]))
-            .count();
-    }
-    latencies.sort_by(f64::total_cmp);
-    let pct = |p: f64| latencies[((latencies.len() - 1) as f64 * p).round() as usize];
+    let exact = measure(&queries, &truth, &row_of, |q| {
+        index.search_exact(q, 10, &filter).expect("search")
+    });
+    let graph: Vec<String> = efs
+        .iter()
+        .map(|&ef| {
+            let measured = measure(&queries, &truth, &row_of, |q| {
+                index.search_approximate(q, 10, ef).expect("search")
+            });
+            format!("{{\"ef_search\": {ef}, {measured}}}")
+        })
+        .collect();
     println!(
-        "{{\"vectors\": {}, \"dimension\": {dimension}, \"queries\": {}, \"build_seconds\": {build_seconds:.3}, \"p50_ms\": {:.3}, \"p99_ms\": {:.3}, \"recall_at_10\": {:.4}, \"peak_rss_mib\": {:.0}}}",
+        "{{\"vectors\": {}, \"dimension\": {dimension}, \"queries\": {}, \"upsert_seconds\": {upsert_seconds:.3}, \"build_seconds\": {build_seconds:.3}, \"m\": {}, \"ef_construction\": {}, \"exact\": {{{exact}}}, \"hnsw\": [{}], \"peak_rss_mib\": {:.0}}}",
         ids.len(),
         queries.len(),
-        pct(0.5),
-        pct(0.99),
-        found as f64 / (queries.len() * 10) as f64,
+        settings.m,
+        settings.ef_construction,
+        graph.join(", "),
         peak_rss_mib()
     );
 }

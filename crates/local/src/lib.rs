@@ -9,6 +9,7 @@
 
 mod bert;
 pub mod files;
+mod hnsw;
 pub mod minilm;
 pub mod model_files;
 mod scan;
@@ -19,4 +20,4 @@ pub mod vectors;
 pub use files::FileDocumentStore;
 pub use minilm::MiniLmEmbedder;
 pub use sqlite::SqliteStore;
-pub use vectors::LocalVectorIndex;
+pub use vectors::{AnnSettings, LocalVectorIndex};

@@ -21,7 +21,6 @@ pub(crate) fn score_rows(query: &[f32], rows: &[f32], scores: &mut [f32]) {
 }
 
 /// The dot product of two equally long vectors.
-#[cfg(test)]
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let mut score = [0.0];
     score_rows(a, b, &mut score);

@@ -1,15 +1,21 @@
-//! An exact (brute-force) cosine index kept in memory and persisted as an
-//! append-only log, replayed at start-up and compacted when mostly dead.
+//! A cosine index kept in memory and persisted as an append-only log,
+//! replayed at start-up and compacted when mostly dead.
 //!
-//! Exact search over contiguous rows is a single pass of dot products; at
-//! the corpus sizes of a laptop deployment it beats graph indexes on build
-//! time and never misses a neighbour.
+//! Search is exact (one pass of dot products over contiguous rows) until
+//! the index holds `AnnSettings::min_rows` rows; from then on an HNSW graph
+//! (`hnsw.rs`), built in the background and then kept current, answers
+//! searches that have no document filter. Exact search stays available as
+//! the judge of the graph's recall and for filtered searches.
+
+mod rows;
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::BinaryHeap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, RwLock};
 
 use async_trait::async_trait;
@@ -19,6 +25,8 @@ use rag_core::{
 use uuid::Uuid;
 
 use crate::scan;
+pub use rows::AnnSettings;
+use rows::{Entry, Rows};
 
 const MAGIC: &[u8; 8] = b"RAGVEC1\n";
 const OP_UPSERT: u8 = 1;
@@ -26,66 +34,6 @@ const OP_DELETE_DOCUMENT: u8 = 2;
 /// Rows scored per kernel call: the scores of a block stay in L1 cache
 /// while the top-k heap reads them.
 const SCAN_BLOCK_ROWS: usize = 1024;
-
-struct Entry {
-    metadata: ChunkMetadata,
-    content: String,
-}
-
-#[derive(Default)]
-struct Rows {
-    /// Row-major, `dimension` floats per row, each row unit length.
-    data: Vec<f32>,
-    entries: Vec<Entry>,
-    by_chunk: HashMap<String, usize>,
-}
-
-impl Rows {
-    fn upsert(
-        &mut self,
-        dimension: usize,
-        metadata: ChunkMetadata,
-        content: String,
-        vector: &[f32],
-    ) {
-        match self.by_chunk.get(&metadata.chunk_id) {
-            Some(&row) => {
-                self.data[row * dimension..(row + 1) * dimension].copy_from_slice(vector);
-                self.entries[row] = Entry { metadata, content };
-            }
-            None => {
-                self.by_chunk
-                    .insert(metadata.chunk_id.clone(), self.entries.len());
-                self.data.extend_from_slice(vector);
-                self.entries.push(Entry { metadata, content });
-            }
-        }
-    }
-
-    fn delete_document(&mut self, dimension: usize, document_id: Uuid) -> usize {
-        let doomed: Vec<usize> = self
-            .entries
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| e.metadata.document_id == document_id)
-            .map(|(i, _)| i)
-            .collect();
-        // Highest rows first, so each swap_remove moves a row we keep.
-        for &row in doomed.iter().rev() {
-            let last = self.entries.len() - 1;
-            let removed = self.entries.swap_remove(row);
-            self.by_chunk.remove(&removed.metadata.chunk_id);
-            if row != last {
-                let (head, tail) = self.data.split_at_mut(last * dimension);
-                head[row * dimension..(row + 1) * dimension].copy_from_slice(&tail[..dimension]);
-                self.by_chunk
-                    .insert(self.entries[row].metadata.chunk_id.clone(), row);
-            }
-            self.data.truncate(last * dimension);
-        }
-        doomed.len()
-    }
-}
 
 struct Log {
     path: PathBuf,
@@ -96,8 +44,11 @@ struct Log {
 /// The embedded default's `VectorStore`.
 pub struct LocalVectorIndex {
     dimension: usize,
-    rows: RwLock<Rows>,
+    rows: Arc<RwLock<Rows>>,
     log: Mutex<Log>,
+    ann: AnnSettings,
+    /// Set while a background thread builds the graph.
+    building: Arc<AtomicBool>,
 }
 
 #[derive(PartialEq)]
@@ -192,10 +143,16 @@ fn apply(rows: &mut Rows, dimension: usize, payload: &[u8]) -> Option<()> {
 }
 
 impl LocalVectorIndex {
+    /// Opens (or creates) the index at `path` for vectors of `dimension`,
+    /// with the default graph settings.
+    pub fn open(path: &Path, dimension: usize) -> Result<Self, StoreError> {
+        Self::open_with(path, dimension, AnnSettings::default())
+    }
+
     /// Opens (or creates) the index at `path` for vectors of `dimension`.
     /// An index built with another dimension is refused: mixing dimensions
     /// would make every search meaningless.
-    pub fn open(path: &Path, dimension: usize) -> Result<Self, StoreError> {
+    pub fn open_with(path: &Path, dimension: usize, ann: AnnSettings) -> Result<Self, StoreError> {
         if dimension == 0 {
             return Err(StoreError::Invalid(
                 "vector dimension must be positive".into(),
@@ -248,12 +205,15 @@ impl LocalVectorIndex {
         let index = Self {
             dimension,
             log: Mutex::new(Self::open_log(path, dimension, valid_len)?),
-            rows: RwLock::new(rows),
+            rows: Arc::new(RwLock::new(rows)),
+            ann,
+            building: Arc::new(AtomicBool::new(false)),
         };
         index.log.lock().expect("fresh lock").records = records;
         if records > 2 * live + 1000 {
             index.compact()?;
         }
+        index.build_graph_if_due(live);
         Ok(index)
     }
 
@@ -338,11 +298,46 @@ impl LocalVectorIndex {
         self.dimension
     }
 
+    fn build_graph_if_due(&self, rows: usize) {
+        if rows >= self.ann.min_rows && !self.graph_ready() {
+            rows::build_in_background(&self.rows, &self.building, self.dimension, self.ann);
+        }
+    }
+
+    /// Whether the approximate-search graph is built and in use.
+    pub fn graph_ready(&self) -> bool {
+        self.rows.read().is_ok_and(|rows| rows.graph.is_some())
+    }
+
+    /// Exact search regardless of the graph: the judge of its recall.
+    pub fn search_exact(
+        &self,
+        query: &[f32],
+        top_k: usize,
+        filter: &SearchFilter,
+    ) -> Result<Vec<VectorSearchResult>, StoreError> {
+        self.search_sync(query, top_k, filter, None)
+    }
+
+    /// Graph search keeping `ef_search` candidates instead of the
+    /// configured number (exact while there is no graph): for measuring
+    /// the trade between speed and recall.
+    pub fn search_approximate(
+        &self,
+        query: &[f32],
+        top_k: usize,
+        ef_search: usize,
+    ) -> Result<Vec<VectorSearchResult>, StoreError> {
+        self.search_sync(query, top_k, &SearchFilter::default(), Some(ef_search))
+    }
+
+    /// `ef_search` of `None` means exact.
     fn search_sync(
         &self,
         query: &[f32],
         top_k: usize,
         filter: &SearchFilter,
+        ef_search: Option<usize>,
     ) -> Result<Vec<VectorSearchResult>, StoreError> {
         if query.len() != self.dimension {
             return Err(StoreError::Invalid(format!(
@@ -356,6 +351,16 @@ impl LocalVectorIndex {
             .rows
             .read()
             .map_err(|_| StoreError::permanent("index lock poisoned"))?;
+        if let Some(graph) = &rows.graph
+            && let Some(ef_search) = ef_search
+            && filter.document_ids.is_empty()
+        {
+            let best = graph.search(&rows.data, &query, top_k, ef_search);
+            return Ok(best
+                .into_iter()
+                .map(|c| result(&rows.entries[c.1 as usize], c.0))
+                .collect());
+        }
         let mut heap: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(top_k + 1);
         let mut scores = vec![0f32; SCAN_BLOCK_ROWS];
         for (block, vectors) in rows
@@ -386,17 +391,18 @@ impl LocalVectorIndex {
         best.sort_by(|a, b| b.cmp(a));
         Ok(best
             .into_iter()
-            .map(|Scored(score, row)| {
-                let entry = &rows.entries[row];
-                VectorSearchResult {
-                    document_id: entry.metadata.document_id,
-                    chunk_id: entry.metadata.chunk_id.clone(),
-                    score,
-                    content: entry.content.clone(),
-                    metadata: entry.metadata.clone(),
-                }
-            })
+            .map(|Scored(score, row)| result(&rows.entries[row], score))
             .collect())
+    }
+}
+
+fn result(entry: &Entry, score: f32) -> VectorSearchResult {
+    VectorSearchResult {
+        document_id: entry.metadata.document_id,
+        chunk_id: entry.metadata.chunk_id.clone(),
+        score,
+        content: entry.content.clone(),
+        metadata: entry.metadata.clone(),
     }
 }
 
@@ -425,18 +431,22 @@ impl VectorStore for LocalVectorIndex {
         }
         // Log first: a crash after the write replays it; before, nothing changed.
         self.append(&payloads)?;
-        let mut rows = self
-            .rows
-            .write()
-            .map_err(|_| StoreError::permanent("index lock poisoned"))?;
-        for (chunk, vector) in chunks.iter().zip(prepared) {
-            rows.upsert(
-                self.dimension,
-                chunk.metadata.clone(),
-                chunk.content.clone(),
-                &vector,
-            );
-        }
+        let live = {
+            let mut rows = self
+                .rows
+                .write()
+                .map_err(|_| StoreError::permanent("index lock poisoned"))?;
+            for (chunk, vector) in chunks.iter().zip(prepared) {
+                rows.upsert(
+                    self.dimension,
+                    chunk.metadata.clone(),
+                    chunk.content.clone(),
+                    &vector,
+                );
+            }
+            rows.entries.len()
+        };
+        self.build_graph_if_due(live);
         Ok(())
     }
 
@@ -446,7 +456,7 @@ impl VectorStore for LocalVectorIndex {
         top_k: usize,
         filter: &SearchFilter,
     ) -> Result<Vec<VectorSearchResult>, StoreError> {
-        self.search_sync(query, top_k, filter)
+        self.search_sync(query, top_k, filter, Some(self.ann.ef_search))
     }
 
     async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError> {
@@ -481,7 +491,11 @@ impl VectorStore for LocalVectorIndex {
     }
 
     fn backend_name(&self) -> &'static str {
-        "local-exact"
+        if self.graph_ready() {
+            "local-hnsw"
+        } else {
+            "local-exact"
+        }
     }
 }
 
@@ -601,6 +615,122 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(hits[0].metadata.chunk_index, 49);
+    }
+
+    /// Vectors around the same 6 centres (topics) whatever the seed, so
+    /// queries drawn with another seed ask about the stored topics.
+    fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+        let centres = random_vectors(6, dim, 0);
+        random_vectors(n, dim, seed + 1)
+            .into_iter()
+            .enumerate()
+            .map(|(i, noise)| {
+                let centre = &centres[i % centres.len()];
+                centre.iter().zip(noise).map(|(c, x)| c + 0.7 * x).collect()
+            })
+            .collect()
+    }
+
+    async fn wait_for_graph(index: &LocalVectorIndex) {
+        for _ in 0..500 {
+            if index.graph_ready() {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the graph was not built within 5 s");
+    }
+
+    async fn recall_against_exact(index: &LocalVectorIndex, queries: &[Vec<f32>]) -> f64 {
+        let mut found = 0;
+        for query in queries {
+            let exact = index
+                .search_exact(query, 10, &SearchFilter::default())
+                .unwrap();
+            let approximate = index
+                .search(query, 10, &SearchFilter::default())
+                .await
+                .unwrap();
+            assert!(approximate.windows(2).all(|w| w[0].score >= w[1].score));
+            found += approximate
+                .iter()
+                .filter(|a| exact.iter().any(|e| e.chunk_id == a.chunk_id))
+                .count();
+        }
+        found as f64 / (queries.len() * 10) as f64
+    }
+
+    #[tokio::test]
+    async fn builds_a_graph_past_the_threshold_and_keeps_it_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vectors.log");
+        let settings = AnnSettings {
+            min_rows: 500,
+            ..AnnSettings::default()
+        };
+        let dim = 24;
+        let docs: Vec<Uuid> = (0..10).map(|_| Uuid::new_v4()).collect();
+        let vectors = clustered(2000, dim, 11);
+        let queries = clustered(30, dim, 12);
+        let chunks: Vec<DocumentChunk> = vectors
+            .iter()
+            .enumerate()
+            .map(|(i, v)| chunk(docs[i % docs.len()], i as u32, v.clone()))
+            .collect();
+        {
+            let index = LocalVectorIndex::open_with(&path, dim, settings).unwrap();
+            index.upsert(&chunks[..400]).await.unwrap();
+            assert!(
+                !index.graph_ready(),
+                "below the threshold search stays exact"
+            );
+            assert_eq!(index.backend_name(), "local-exact");
+            for batch in chunks[400..1500].chunks(100) {
+                index.upsert(batch).await.unwrap();
+            }
+            wait_for_graph(&index).await;
+            assert_eq!(index.backend_name(), "local-hnsw");
+            // Rows written after the graph was installed are linked at once.
+            index.upsert(&chunks[1500..]).await.unwrap();
+            let last = index
+                .search(&vectors[1999], 1, &SearchFilter::default())
+                .await
+                .unwrap();
+            assert_eq!(last[0].metadata.chunk_index, 1999);
+            let recall = recall_against_exact(&index, &queries).await;
+            assert!(recall >= 0.95, "recall@10 {recall}");
+
+            // Deleting a document renumbers rows under the graph.
+            assert_eq!(index.delete_document(docs[3]).await.unwrap(), 200);
+            for query in queries.iter().chain(&vectors[..50]) {
+                let hits = index
+                    .search(query, 10, &SearchFilter::default())
+                    .await
+                    .unwrap();
+                assert!(hits.iter().all(|h| h.document_id != docs[3]));
+            }
+            let recall = recall_against_exact(&index, &queries).await;
+            assert!(recall >= 0.95, "recall@10 after a delete {recall}");
+            // A filtered search is exact and only sees that document.
+            let only = index
+                .search(
+                    &queries[0],
+                    5,
+                    &SearchFilter {
+                        document_ids: vec![docs[4]],
+                    },
+                )
+                .await
+                .unwrap();
+            assert_eq!(only.len(), 5);
+            assert!(only.iter().all(|h| h.document_id == docs[4]));
+        }
+        // Reopened, the graph is rebuilt in the background from the log.
+        let index = LocalVectorIndex::open_with(&path, dim, settings).unwrap();
+        assert_eq!(index.count().await.unwrap(), Some(1800));
+        wait_for_graph(&index).await;
+        let recall = recall_against_exact(&index, &queries).await;
+        assert!(recall >= 0.95, "recall@10 after reopening {recall}");
     }
 
     #[tokio::test]
