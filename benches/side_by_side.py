@@ -76,15 +76,16 @@ def get(url, timeout=2.0):
         return r.status, r.read()
 
 
-def wait_healthy(url, process, deadline_s=120.0):
-    """Polls GET /health every millisecond; returns seconds to the first 200."""
-    start = time.perf_counter()
+def wait_healthy(url, process, deadline_s=120.0, start=None, ready=lambda body: True):
+    """Polls GET /health every millisecond; returns seconds from `start`
+    (default: now) to the first 200 whose body `ready` accepts."""
+    start = time.perf_counter() if start is None else start
     while time.perf_counter() - start < deadline_s:
         if process.poll() is not None:
             raise RuntimeError(f"process exited with {process.returncode}")
         try:
-            status, _ = get(url, timeout=0.5)
-            if status == 200:
+            status, body = get(url, timeout=0.5)
+            if status == 200 and ready(body):
                 return time.perf_counter() - start
         except OSError:
             pass
@@ -166,13 +167,19 @@ def bench_embedding(st_python, model_dir, work, count, rounds):
 # ---------- 3. cold start ----------
 
 def cold_start_ours(data_dir):
+    """Seconds to the first /health (the server answers while the model
+    loads, saying `starting`) and to the first that says `ok`."""
     port = free_port()
+    start = time.perf_counter()
     process = subprocess.Popen(
         [os.path.join(RELEASE, "rag-agent"), "serve", "--addr", f"127.0.0.1:{port}",
          "--data-dir", data_dir, "--offline"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
+    url = f"http://127.0.0.1:{port}/health"
     try:
-        return wait_healthy(f"http://127.0.0.1:{port}/health", process)
+        first = wait_healthy(url, process, start=start)
+        ready = wait_healthy(url, process, start=start, ready=lambda body: json.loads(body)["status"] == "ok")
+        return first, ready
     finally:
         process.kill()
         process.wait()
@@ -180,13 +187,14 @@ def cold_start_ours(data_dir):
 
 def cold_start_peer(peer_python):
     port = free_port()
+    start = time.perf_counter()
     process = subprocess.Popen(
         [peer_python, "-m", "uvicorn", "peer_app:app", "--port", str(port), "--log-level", "warning"],
         cwd=os.path.dirname(PEER_APP), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         env={**os.environ, "AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x",
              "AWS_SECRET_ACCESS_KEY": "x", "AWS_EC2_METADATA_DISABLED": "true"})
     try:
-        return wait_healthy(f"http://127.0.0.1:{port}/health", process)
+        return wait_healthy(f"http://127.0.0.1:{port}/health", process, start=start)
     finally:
         process.kill()
         process.wait()
@@ -194,13 +202,15 @@ def cold_start_peer(peer_python):
 
 def bench_cold_start(peer_python, runs):
     empty = tempfile.mkdtemp(prefix="rag-cold-")
-    ours, peer = [], []
+    ours, ours_ready, peer = [], [], []
     # Interleaved, so both see the same page cache and machine load; the
     # first run of each warms the page cache and is not counted.
     cold_start_ours(empty)
     cold_start_peer(peer_python)
     for _ in range(runs):
-        ours.append(cold_start_ours(tempfile.mkdtemp(dir=empty)))
+        first, ready = cold_start_ours(tempfile.mkdtemp(dir=empty))
+        ours.append(first)
+        ours_ready.append(ready)
         peer.append(cold_start_peer(peer_python))
     shutil.rmtree(empty, ignore_errors=True)
     median = lambda xs: sorted(xs)[len(xs) // 2]
@@ -209,6 +219,8 @@ def bench_cold_start(peer_python, runs):
         "ours_ms": [round(x * 1000, 1) for x in ours],
         "peer_ms": [round(x * 1000, 1) for x in peer],
         "ours_median_ms": round(median(ours) * 1000, 1),
+        "ours_model_ready_ms": [round(x * 1000, 1) for x in ours_ready],
+        "ours_model_ready_median_ms": round(median(ours_ready) * 1000, 1),
         "peer_median_ms": round(median(peer) * 1000, 1),
         "ratio": median(peer) / median(ours),
     }
@@ -270,7 +282,7 @@ def bench_query_load(data_dir, connections, seconds):
         [os.path.join(RELEASE, "rag-agent"), "serve", "--addr", f"127.0.0.1:{port}", "--data-dir", data_dir],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "RUST_LOG": "warn"})
     try:
-        wait_healthy(f"{url}/health", process)
+        wait_healthy(f"{url}/health", process, ready=lambda body: json.loads(body)["status"] == "ok")
         documents = json.loads(get(f"{url}/health")[1])["document_count"]
         if documents == 0:
             documents = ingest_book(url)

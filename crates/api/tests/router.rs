@@ -175,3 +175,89 @@ async fn the_web_ui_is_served_from_the_binary() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "route_not_found", "{body}");
 }
+
+/// A tiny deterministic embedder: letter counts.
+struct LetterCounts;
+
+#[async_trait::async_trait]
+impl rag_core::Embedder for LetterCounts {
+    fn model_id(&self) -> &str {
+        "letter-counts"
+    }
+    fn dimension(&self) -> usize {
+        4
+    }
+    async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, rag_core::EmbedError> {
+        Ok(texts
+            .iter()
+            .map(|t| {
+                ['a', 'e', 'o', 'r']
+                    .iter()
+                    .map(|c| 1.0 + t.matches(*c).count() as f32)
+                    .collect()
+            })
+            .collect())
+    }
+}
+
+#[tokio::test]
+async fn health_says_starting_while_the_model_loads_and_ingestion_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = SqliteStore::open_in_memory().unwrap();
+    let stores = Stores {
+        metadata: Arc::new(sqlite.clone()),
+        documents: Arc::new(FileDocumentStore::open(dir.path().join("files")).unwrap()),
+        vectors: Arc::new(LocalVectorIndex::open(&dir.path().join("vectors.log"), 4).unwrap()),
+        lexical: Some(Arc::new(sqlite.clone())),
+        conversations: Arc::new(sqlite),
+    };
+    let (release, gate) = std::sync::mpsc::channel::<()>();
+    let embedder = rag_core::loading::LoadingEmbedder::spawn("letter-counts", 4, move || {
+        gate.recv().map_err(|e| e.to_string())?;
+        Ok(Arc::new(LetterCounts) as Arc<dyn rag_core::Embedder>)
+    })
+    .unwrap();
+    let service = RagService::new(
+        stores,
+        Some(Arc::new(embedder)),
+        Arc::new(ExtractiveAnswerer),
+        UrlFetcher::new(FetchPolicy::default()).unwrap(),
+        ServiceSettings::default(),
+        Vec::new(),
+    );
+    let state = AppState::new(service);
+
+    let (status, health) = call(&state, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(health["status"], "starting", "{health}");
+    assert_eq!(health["embedding_model"]["dimension"], 4);
+    assert!(
+        health["warnings"][0].as_str().unwrap().contains("loading"),
+        "{health}"
+    );
+
+    let ingest = tokio::spawn({
+        let state = state.clone();
+        async move {
+            call(
+                &state,
+                post(
+                    "/documents/ingest",
+                    json!({"content": "Borrowers read; owners drop.", "wait": true}),
+                ),
+            )
+            .await
+        }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    assert!(!ingest.is_finished(), "ingestion waits for the model");
+    release.send(()).unwrap();
+    let (status, created) = ingest.await.unwrap();
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    assert_eq!(created["document"]["status"], "INDEXED", "{created}");
+
+    let (_, health) = call(&state, Request::get("/health").body(Body::empty()).unwrap()).await;
+    assert_eq!(health["status"], "ok", "{health}");
+    assert_eq!(health["warnings"], json!([]));
+    assert_eq!(health["vector_count"], 1);
+}

@@ -435,6 +435,8 @@ async function refreshHealth() {
     node.textContent = `${health.status} · ${health.chat_model}`;
     node.className = `health ${health.status}`;
     node.title = [`version ${health.version}`, ...health.warnings].join("\n");
+    // The embedding model loads after the server is up; look again soon.
+    if (health.status === "starting") setTimeout(refreshHealth, 1000);
   } catch (e) {
     $("health").textContent = "unreachable";
     $("health").className = "health down";

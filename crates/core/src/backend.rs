@@ -29,6 +29,21 @@ pub trait Embedder: Send + Sync {
         32
     }
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Whether `embed` can answer now. Only an embedder that loads its
+    /// model after start-up is ever anything but ready.
+    fn state(&self) -> EmbedderState {
+        EmbedderState::Ready
+    }
+}
+
+/// Where an embedder's model stands, for `/health`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EmbedderState {
+    Ready,
+    /// Still loading; `embed` waits for it.
+    Loading,
+    /// The model could not be loaded, for this reason; `embed` fails.
+    Failed(String),
 }
 
 /// Holds chunk embeddings and finds the nearest ones.

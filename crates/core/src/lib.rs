@@ -17,6 +17,7 @@ pub mod domain;
 pub mod error;
 pub mod fetch;
 pub mod ingest;
+pub mod loading;
 pub mod parse;
 pub mod retrieve;
 pub mod retry;
@@ -27,8 +28,8 @@ pub mod tools;
 
 pub use agent::{Agent, AgentRequest, AgentSettings, ChatOutcome, ChatReply};
 pub use backend::{
-    ConversationStore, DocumentStore, Embedder, LexicalIndex, ListQuery, MetadataStore,
-    StatusUpdate, StoredMessage, VectorStore,
+    ConversationStore, DocumentStore, Embedder, EmbedderState, LexicalIndex, ListQuery,
+    MetadataStore, StatusUpdate, StoredMessage, VectorStore,
 };
 pub use chat::ChatModel;
 pub use domain::*;

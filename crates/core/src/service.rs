@@ -17,8 +17,8 @@ use uuid::Uuid;
 use crate::agent::{ChatOutcome, ChatReply};
 use crate::answer::build_rag_request;
 use crate::backend::{
-    ConversationStore, DocumentStore, Embedder, LexicalIndex, ListQuery, MetadataStore,
-    StoredMessage, VectorStore,
+    ConversationStore, DocumentStore, Embedder, EmbedderState, LexicalIndex, ListQuery,
+    MetadataStore, StoredMessage, VectorStore,
 };
 use crate::chat::{
     ChatModel, ChatStreamEvent, InferenceConfig, Message, Passage, StopReason, ToolResultStatus,
@@ -133,7 +133,9 @@ pub enum ChatEvent {
 /// Whether each part of the deployment is usable, for `/health`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct HealthReport {
-    /// `ok`, or `degraded` when a component is missing (see `warnings`).
+    /// `ok`; `starting` while the embedding model loads (dense search waits
+    /// for it, everything else answers); `degraded` when a component is
+    /// missing or failed (see `warnings`).
     pub status: String,
     pub version: String,
     pub backends: BTreeMap<String, String>,
@@ -653,13 +655,30 @@ impl RagService {
                 |m| matches!(self.retriever.effective_mode(*m), Ok(effective) if effective == *m),
             )
             .collect();
+        let mut warnings = self.warnings.clone();
+        let embedder_state = self
+            .embedder
+            .as_ref()
+            .map_or(EmbedderState::Ready, |e| e.state());
+        let loading = embedder_state == EmbedderState::Loading;
+        match embedder_state {
+            EmbedderState::Ready => {}
+            EmbedderState::Loading => warnings.push(
+                "the embedding model is loading; dense search and ingestion wait for it".into(),
+            ),
+            EmbedderState::Failed(reason) => warnings.push(format!(
+                "the embedding model could not be loaded ({reason}); dense and hybrid search fail until it is fixed and the service restarted"
+            )),
+        }
+        let status = if warnings.len() > usize::from(loading) {
+            "degraded"
+        } else if loading {
+            "starting"
+        } else {
+            "ok"
+        };
         Ok(HealthReport {
-            status: if self.warnings.is_empty() {
-                "ok"
-            } else {
-                "degraded"
-            }
-            .to_string(),
+            status: status.to_string(),
             version: env!("CARGO_PKG_VERSION").to_string(),
             backends,
             embedding_model: self.embedder.as_ref().map(|e| EmbeddingModelInfo {
@@ -674,7 +693,7 @@ impl RagService {
                 .unwrap_or(self.settings.search_mode),
             document_count,
             vector_count,
-            warnings: self.warnings.clone(),
+            warnings,
         })
     }
 }

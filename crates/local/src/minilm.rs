@@ -38,6 +38,16 @@ fn candle_error(e: impl std::fmt::Display) -> EmbedError {
 }
 
 impl MiniLmEmbedder {
+    /// The dimension of the vectors the model in `dir` produces, read from
+    /// its `config.json` without loading the weights.
+    pub fn dimension_in(dir: &Path) -> Result<usize, EmbedError> {
+        let config: BertConfig = serde_json::from_str(
+            &std::fs::read_to_string(dir.join("config.json")).map_err(candle_error)?,
+        )
+        .map_err(candle_error)?;
+        Ok(config.hidden_size)
+    }
+
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir`.
     pub fn load(dir: &Path) -> Result<Self, EmbedError> {
         let config: BertConfig = serde_json::from_str(

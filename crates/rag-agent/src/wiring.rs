@@ -12,6 +12,7 @@ use rag_core::agent::MAX_CYCLES_LIMIT;
 use rag_core::answer::ExtractiveAnswerer;
 use rag_core::chat::ChatModel;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
+use rag_core::loading::LoadingEmbedder;
 use rag_core::tools::{ToolRegistry, WebSearchProvider, WebSearchTool};
 use rag_core::{
     ConversationStore, DocumentStore, Embedder, LexicalIndex, MetadataStore, RagService,
@@ -306,9 +307,20 @@ fn load_local_embedder(args: &ServeArgs, warnings: &mut Vec<String>) -> Option<A
         warnings.push(message);
         return None;
     };
-    match MiniLmEmbedder::load(&dir) {
+    // The weights take a few hundred milliseconds to read and lay out, so
+    // they load in the background: the server answers at once, `/health`
+    // says `starting`, and embedding calls wait for the model.
+    let loaded = MiniLmEmbedder::dimension_in(&dir).and_then(|dimension| {
+        let from = dir.clone();
+        LoadingEmbedder::spawn(model_files::MODEL_ID, dimension, move || {
+            MiniLmEmbedder::load(&from)
+                .map(|embedder| Arc::new(embedder) as Arc<dyn Embedder>)
+                .map_err(|e| e.to_string())
+        })
+    });
+    match loaded {
         Ok(embedder) => {
-            tracing::info!(dir = %dir.display(), "embedding model loaded");
+            tracing::info!(dir = %dir.display(), "loading the embedding model in the background");
             Some(Arc::new(embedder))
         }
         Err(e) => {

@@ -1,6 +1,6 @@
 //! Starting the server binary and talking to it.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -254,10 +254,43 @@ impl Server {
             .to_string();
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || for _ in lines {});
-        Server {
+        let server = Server {
             url,
             data_dir: data_dir.to_path_buf(),
             child,
+        };
+        server.wait_until_started();
+        server
+    }
+
+    /// The server answers while the embedding model loads in the
+    /// background (`/health` says `starting`, with a warning); tests start
+    /// from a loaded model. Plain blocking HTTP, because callers may or may
+    /// not be inside a runtime.
+    fn wait_until_started(&self) {
+        let address = self
+            .url
+            .strip_prefix("http://")
+            .expect("an http URL")
+            .to_string();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let mut stream = std::net::TcpStream::connect(&address).expect("connect to rag-agent");
+            stream
+                .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .expect("send GET /health");
+            let mut response = String::new();
+            stream.read_to_string(&mut response).expect("read /health");
+            let body = response.split("\r\n\r\n").nth(1).unwrap_or_default();
+            let health: Value = serde_json::from_str(body)
+                .unwrap_or_else(|e| panic!("/health is not JSON ({e}): {response}"));
+            if health["status"] != "starting" {
+                return;
+            }
+            let warnings = health["warnings"].to_string();
+            assert!(warnings.contains("embedding model is loading"), "{health}");
+            assert!(Instant::now() < deadline, "still starting: {health}");
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
