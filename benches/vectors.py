@@ -14,7 +14,8 @@ Random vectors are Gaussian, normalised: the hard case for graph indexes
 (no clusters, intrinsic dimension 384). Real vectors: `--real DIR` takes
 DIR/base.f32 and DIR/queries.f32 as written by the `embed_speed` example
 (all-MiniLM-L6-v2 embeddings; docs/BENCHMARKS.md says of which texts).
-Prints JSON and writes vectors.json and vectors.png to --out.
+Prints JSON and writes NAME.json and NAME.png to --out (--name, default
+vectors).
 """
 
 import argparse
@@ -107,7 +108,7 @@ def bench_ours(work, dim, mode):
     return json.loads(out)
 
 
-def bench_dataset(name, base, queries, efs, graphs):
+def bench_dataset(name, base, queries, efs, graphs, peer_graph):
     work = tempfile.mkdtemp(prefix="rag-vectors-")
     truth = exact_truth(base, queries)
     base.tofile(os.path.join(work, "base.f32"))
@@ -117,10 +118,10 @@ def bench_dataset(name, base, queries, efs, graphs):
     row = {"data": name, "vectors": len(base), "dimension": base.shape[1], "queries": len(queries),
            "rag_agent": bench_ours(work, base.shape[1], mode),
            "faiss_flat": bench_faiss(base, queries, truth)}
-    if graphs:
+    if peer_graph:
         row["hnswlib"] = bench_hnswlib(base, queries, truth, efs)
-    for name in ("base.f32", "queries.f32", "truth.u32"):
-        os.remove(os.path.join(work, name))
+    for file in ("base.f32", "queries.f32", "truth.u32"):
+        os.remove(os.path.join(work, file))
     print(json.dumps(row), file=sys.stderr)
     return row
 
@@ -133,24 +134,27 @@ def main():
     parser.add_argument("--real", help="a directory with base.f32 and queries.f32 of real embeddings")
     parser.add_argument("--ef", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--hnsw-max", type=int, default=100_000,
-                        help="largest size to build the graphs for (their build is the slow part)")
+                        help="largest size to build our graph for (its build is the slow part)")
+    parser.add_argument("--hnswlib-max", type=int, help="largest size to build hnswlib's for (default: --hnsw-max)")
     parser.add_argument("--out", default=os.path.join(ROOT, "docs", "bench"))
+    parser.add_argument("--name", default="vectors", help="file name (without extension) of the JSON and PNG")
     args = parser.parse_args()
+    peer_max = args.hnsw_max if args.hnswlib_max is None else args.hnswlib_max
     os.makedirs(args.out, exist_ok=True)
     rng = np.random.default_rng(7)
     rows = []
     if args.real:
         base = np.fromfile(os.path.join(args.real, "base.f32"), dtype=np.float32).reshape(-1, args.dim)
         queries = np.fromfile(os.path.join(args.real, "queries.f32"), dtype=np.float32).reshape(-1, args.dim)
-        rows.append(bench_dataset("real", base, queries, args.ef, len(base) <= args.hnsw_max))
+        rows.append(bench_dataset("real", base, queries, args.ef, len(base) <= args.hnsw_max, len(base) <= peer_max))
     for size in args.sizes:
         base = unit(size, args.dim, rng)
         queries = unit(args.queries, args.dim, rng)
-        rows.append(bench_dataset("random", base, queries, args.ef, size <= args.hnsw_max))
+        rows.append(bench_dataset("random", base, queries, args.ef, size <= args.hnsw_max, size <= peer_max))
     report = {"cpus": os.cpu_count(), "rows": rows}
-    with open(os.path.join(args.out, "vectors.json"), "w") as f:
+    with open(os.path.join(args.out, args.name + ".json"), "w") as f:
         json.dump(report, f, indent=2)
-    plot(rows, args.out)
+    plot(rows, os.path.join(args.out, args.name + ".png"))
     print(json.dumps(report, indent=2))
 
 
@@ -176,7 +180,7 @@ def plot(rows, out):
         ax.set_title(f"{row['data']}: {row['vectors']:,} x {row['dimension']}")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(os.path.join(out, "vectors.png"), dpi=110)
+    fig.savefig(out, dpi=110)
     plt.close(fig)
 
 
