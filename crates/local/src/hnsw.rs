@@ -18,7 +18,8 @@ use crate::scan;
 /// 16 would hold far more rows than memory can.
 const MAX_LEVEL: usize = 16;
 
-/// A node and its similarity to the query at hand.
+/// A row (node) and its similarity to the query at hand; ordered by
+/// similarity, ties to the lower row, for both the graph and the exact scan.
 #[derive(Clone, Copy, PartialEq)]
 pub(crate) struct Candidate(pub f32, pub u32);
 impl Eq for Candidate {}

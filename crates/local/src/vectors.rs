@@ -9,7 +9,7 @@
 
 mod rows;
 
-use std::cmp::{Ordering, Reverse};
+use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, BufWriter, Read, Write};
@@ -24,6 +24,7 @@ use rag_core::{
 };
 use uuid::Uuid;
 
+use crate::hnsw::Candidate;
 use crate::scan;
 pub use rows::AnnSettings;
 use rows::{Entry, Rows};
@@ -49,20 +50,6 @@ pub struct LocalVectorIndex {
     ann: AnnSettings,
     /// Set while a background thread builds the graph.
     building: Arc<AtomicBool>,
-}
-
-#[derive(PartialEq)]
-struct Scored(f32, usize);
-impl Eq for Scored {}
-impl PartialOrd for Scored {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Scored {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.0.total_cmp(&other.0).then(other.1.cmp(&self.1))
-    }
 }
 
 fn io(e: std::io::Error) -> StoreError {
@@ -361,7 +348,7 @@ impl LocalVectorIndex {
                 .map(|c| result(&rows.entries[c.1 as usize], c.0))
                 .collect());
         }
-        let mut heap: BinaryHeap<Reverse<Scored>> = BinaryHeap::with_capacity(top_k + 1);
+        let mut heap: BinaryHeap<Reverse<Candidate>> = BinaryHeap::with_capacity(top_k + 1);
         let mut scores = vec![0f32; SCAN_BLOCK_ROWS];
         for (block, vectors) in rows
             .data
@@ -378,20 +365,20 @@ impl LocalVectorIndex {
                     continue;
                 }
                 if heap.len() < top_k {
-                    heap.push(Reverse(Scored(score, row)));
+                    heap.push(Reverse(Candidate(score, row as u32)));
                 } else if let Some(Reverse(worst)) = heap.peek()
                     && score > worst.0
                 {
                     heap.pop();
-                    heap.push(Reverse(Scored(score, row)));
+                    heap.push(Reverse(Candidate(score, row as u32)));
                 }
             }
         }
-        let mut best: Vec<Scored> = heap.into_iter().map(|Reverse(s)| s).collect();
+        let mut best: Vec<Candidate> = heap.into_iter().map(|Reverse(s)| s).collect();
         best.sort_by(|a, b| b.cmp(a));
         Ok(best
             .into_iter()
-            .map(|Scored(score, row)| result(&rows.entries[row], score))
+            .map(|Candidate(score, row)| result(&rows.entries[row as usize], score))
             .collect())
     }
 }
