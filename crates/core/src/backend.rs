@@ -19,6 +19,9 @@ use crate::error::{EmbedError, StoreError};
 /// Invariants: the output has one vector per input, in input order, each of
 /// exactly `dimension()` values. A vector of another dimension written into
 /// an index silently corrupts every later search, so callers check it.
+/// Texts per embedding call unless an embedder says otherwise.
+pub const DEFAULT_EMBED_BATCH_SIZE: usize = 32;
+
 #[async_trait]
 pub trait Embedder: Send + Sync {
     /// Identifies the model, e.g. `all-MiniLM-L6-v2` or a Bedrock model id.
@@ -26,7 +29,7 @@ pub trait Embedder: Send + Sync {
     fn dimension(&self) -> usize;
     /// How many texts one call should carry; callers split larger inputs.
     fn batch_size(&self) -> usize {
-        32
+        DEFAULT_EMBED_BATCH_SIZE
     }
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
     /// Whether `embed` can answer now. Only an embedder that loads its

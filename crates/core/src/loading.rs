@@ -8,7 +8,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::watch;
 
-use crate::backend::{Embedder, EmbedderState};
+use crate::backend::{DEFAULT_EMBED_BATCH_SIZE, Embedder, EmbedderState};
 use crate::error::EmbedError;
 
 type Loaded = Option<Result<Arc<dyn Embedder>, String>>;
@@ -92,6 +92,15 @@ impl Embedder for LoadingEmbedder {
         self.dimension
     }
 
+    /// The loaded model's; while it loads, the default, which an ingestion
+    /// started in that window splits its chunks by.
+    fn batch_size(&self) -> usize {
+        match &*self.loaded.borrow() {
+            Some(Ok(embedder)) => embedder.batch_size(),
+            _ => DEFAULT_EMBED_BATCH_SIZE,
+        }
+    }
+
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         self.ready().await?.embed(texts).await
     }
@@ -120,6 +129,9 @@ mod tests {
         fn dimension(&self) -> usize {
             self.0
         }
+        fn batch_size(&self) -> usize {
+            5
+        }
         async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
             Ok(texts.iter().map(|_| vec![1.0; self.0]).collect())
         }
@@ -135,6 +147,7 @@ mod tests {
         .unwrap();
         assert_eq!(embedder.state(), EmbedderState::Loading);
         assert_eq!((embedder.model_id(), embedder.dimension()), ("constant", 3));
+        assert_eq!(embedder.batch_size(), DEFAULT_EMBED_BATCH_SIZE);
         let embedder = Arc::new(embedder);
         let waiting = tokio::spawn({
             let embedder = Arc::clone(&embedder);
@@ -149,6 +162,7 @@ mod tests {
         let vectors = waiting.await.unwrap().unwrap();
         assert_eq!(vectors, vec![vec![1.0; 3]; 2]);
         assert_eq!(embedder.state(), EmbedderState::Ready);
+        assert_eq!(embedder.batch_size(), 5, "the loaded model's batch size");
     }
 
     #[tokio::test]

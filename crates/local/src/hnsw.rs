@@ -14,13 +14,15 @@ use std::collections::BinaryHeap;
 
 use crate::scan;
 
+mod codec;
+
 /// Levels are drawn from a geometric distribution; 16 levels of fan-out
 /// 16 would hold far more rows than memory can.
 const MAX_LEVEL: usize = 16;
 
 /// A row (node) and its similarity to the query at hand; ordered by
 /// similarity, ties to the lower row, for both the graph and the exact scan.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct Candidate(pub f32, pub u32);
 impl Eq for Candidate {}
 impl PartialOrd for Candidate {
@@ -100,14 +102,20 @@ impl Graph {
         scan::dot(query, self.vector(data, node))
     }
 
-    fn links(&self, node: u32, level: usize) -> &[u32] {
-        let group = if level == 0 {
+    /// A node's links on one level: a count, then the level's capacity of
+    /// slots.
+    fn link_group(&self, node: u32, level: usize) -> &[u32] {
+        if level == 0 {
             let stride = 2 * self.m + 1;
             &self.base[node as usize * stride..(node as usize + 1) * stride]
         } else {
             let stride = self.m + 1;
             &self.upper[node as usize][(level - 1) * stride..level * stride]
-        };
+        }
+    }
+
+    fn links(&self, node: u32, level: usize) -> &[u32] {
+        let group = self.link_group(node, level);
         &group[1..1 + group[0] as usize]
     }
 
@@ -412,7 +420,7 @@ mod tests {
 
     /// Unit vectors around the same 8 centres (topics) whatever the seed,
     /// so queries drawn with another seed ask about the stored topics.
-    fn clustered(rows: usize, dimension: usize, seed: u64) -> Vec<f32> {
+    pub(super) fn clustered(rows: usize, dimension: usize, seed: u64) -> Vec<f32> {
         let mut centre = uniform(0);
         let centres: Vec<Vec<f32>> = (0..8)
             .map(|_| (0..dimension).map(|_| centre()).collect())
@@ -440,7 +448,13 @@ mod tests {
         scored.iter().take(k).map(|c| c.1).collect()
     }
 
-    fn recall(graph: &Graph, data: &[f32], dimension: usize, queries: &[f32], ef: usize) -> f64 {
+    pub(super) fn recall(
+        graph: &Graph,
+        data: &[f32],
+        dimension: usize,
+        queries: &[f32],
+        ef: usize,
+    ) -> f64 {
         let live: Vec<u32> = (0..graph.len() as u32).collect();
         let mut found = 0;
         let mut total = 0;

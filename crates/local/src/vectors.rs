@@ -5,9 +5,11 @@
 //! the index holds `AnnSettings::min_rows` rows; from then on an HNSW graph
 //! (`hnsw.rs`), built in the background and then kept current, answers
 //! searches that have no document filter. Exact search stays available as
-//! the judge of the graph's recall and for filtered searches.
+//! the judge of the graph's recall and for filtered searches. The graph is
+//! saved beside the log (`snapshot.rs`) and picked up again on reopening.
 
 mod rows;
+mod snapshot;
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -16,7 +18,7 @@ use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
-use std::sync::{Mutex, RwLock};
+use std::sync::{Mutex, MutexGuard, RwLock};
 
 use async_trait::async_trait;
 use rag_core::{
@@ -24,10 +26,11 @@ use rag_core::{
 };
 use uuid::Uuid;
 
-use crate::hnsw::Candidate;
+use crate::hnsw::{Candidate, Graph};
 use crate::scan;
 pub use rows::AnnSettings;
 use rows::{Entry, Rows};
+use snapshot::GraphFile;
 
 const MAGIC: &[u8; 8] = b"RAGVEC1\n";
 const OP_UPSERT: u8 = 1;
@@ -50,6 +53,7 @@ pub struct LocalVectorIndex {
     ann: AnnSettings,
     /// Set while a background thread builds the graph.
     building: Arc<AtomicBool>,
+    graph_file: Arc<GraphFile>,
 }
 
 fn io(e: std::io::Error) -> StoreError {
@@ -148,6 +152,13 @@ impl LocalVectorIndex {
         if let Some(parent) = path.parent() {
             std::fs::create_dir_all(parent).map_err(io)?;
         }
+        let graph_file = Arc::new(GraphFile::beside(path));
+        let saved = (ann.min_rows != usize::MAX)
+            .then(|| graph_file.read(dimension, ann))
+            .flatten();
+        // The rows' length and generation right after the saved graph's
+        // last record: the graph fits the rows only if neither moved since.
+        let mut at_saved = None;
         let mut rows = Rows::default();
         let mut records = 0usize;
         let mut valid_len = (MAGIC.len() + 4) as u64;
@@ -186,7 +197,16 @@ impl LocalVectorIndex {
                 }
                 records += 1;
                 valid_len += 8 + len as u64;
+                if saved.as_ref().is_some_and(|s| s.records == rows.applied) {
+                    at_saved = Some((rows.entries.len(), rows.generation));
+                }
             }
+        }
+        let seed = saved.filter(|s| {
+            at_saved == Some((s.graph.len(), rows.generation)) && s.matches(&rows.entries)
+        });
+        if let Some(seed) = &seed {
+            graph_file.mark_saved(seed.records, rows.generation);
         }
         let live = rows.entries.len();
         let index = Self {
@@ -195,13 +215,41 @@ impl LocalVectorIndex {
             rows: Arc::new(RwLock::new(rows)),
             ann,
             building: Arc::new(AtomicBool::new(false)),
+            graph_file,
         };
         index.log.lock().expect("fresh lock").records = records;
         if records > 2 * live + 1000 {
             index.compact()?;
         }
-        index.build_graph_if_due(live);
+        index.open_graph(seed.map(|s| s.graph), live);
         Ok(index)
+    }
+
+    /// Installs the saved graph if it covers every row, or builds the rest
+    /// of it (or all of it) in the background if the index is large enough.
+    fn open_graph(&self, saved: Option<Graph>, live: usize) {
+        if live < self.ann.min_rows {
+            return;
+        }
+        let mut rows = self.rows.write().expect("fresh lock");
+        match saved {
+            Some(graph) if graph.len() == live => {
+                tracing::info!(rows = live, "vector graph loaded from disk");
+                rows.graph = Some(graph);
+            }
+            saved => {
+                let seed = saved.map(|graph| (graph, rows.generation));
+                drop(rows);
+                rows::build_in_background(
+                    &self.rows,
+                    &self.building,
+                    &self.graph_file,
+                    seed,
+                    self.dimension,
+                    self.ann,
+                );
+            }
+        }
     }
 
     fn open_log(path: &Path, dimension: usize, valid_len: u64) -> Result<Log, StoreError> {
@@ -232,16 +280,15 @@ impl LocalVectorIndex {
         })
     }
 
-    /// Rewrites the log with only live rows.
+    /// Rewrites the log with only live rows, in row order.
     fn compact(&self) -> Result<(), StoreError> {
-        let rows = self
+        let mut log = self.lock_log()?;
+        let mut rows = self
             .rows
-            .read()
+            .write()
             .map_err(|_| StoreError::permanent("index lock poisoned"))?;
-        let mut log = self
-            .log
-            .lock()
-            .map_err(|_| StoreError::permanent("index lock poisoned"))?;
+        // Its record count would name a point of the old log.
+        self.graph_file.remove().map_err(io)?;
         let tmp = log.path.with_extension("compacting");
         {
             let mut w = BufWriter::new(File::create(&tmp).map_err(io)?);
@@ -264,30 +311,50 @@ impl LocalVectorIndex {
         let size = std::fs::metadata(&path).map_err(io)?.len();
         *log = Self::open_log(&path, self.dimension, size)?;
         log.records = rows.entries.len();
+        rows.applied = rows.entries.len() as u64;
         Ok(())
     }
 
-    fn append(&self, payloads: &[Vec<u8>]) -> Result<(), StoreError> {
-        let mut log = self
-            .log
+    fn lock_log(&self) -> Result<MutexGuard<'_, Log>, StoreError> {
+        self.log
             .lock()
-            .map_err(|_| StoreError::permanent("index lock poisoned"))?;
+            .map_err(|_| StoreError::permanent("index lock poisoned"))
+    }
+
+    /// Writes records durably and returns the log still locked: the caller
+    /// applies them to the rows before releasing it, so rows change in log
+    /// order and a saved graph's record count names one state of the rows.
+    fn append(&self, payloads: &[Vec<u8>]) -> Result<MutexGuard<'_, Log>, StoreError> {
+        let mut log = self.lock_log()?;
         for payload in payloads {
             write_record(&mut log.writer, payload).map_err(io)?;
         }
         log.writer.flush().map_err(io)?;
         log.writer.get_ref().sync_data().map_err(io)?;
         log.records += payloads.len();
-        Ok(())
+        Ok(log)
     }
 
     pub fn dimension(&self) -> usize {
         self.dimension
     }
 
-    fn build_graph_if_due(&self, rows: usize) {
-        if rows >= self.ann.min_rows && !self.graph_ready() {
-            rows::build_in_background(&self.rows, &self.building, self.dimension, self.ann);
+    /// After a write: starts the graph once the index is large enough, and
+    /// saves it again once it has moved on from the saved one.
+    fn tend_graph(&self, rows: &Rows) {
+        if rows.graph.is_none() {
+            if rows.entries.len() >= self.ann.min_rows {
+                rows::build_in_background(
+                    &self.rows,
+                    &self.building,
+                    &self.graph_file,
+                    None,
+                    self.dimension,
+                    self.ann,
+                );
+            }
+        } else if self.graph_file.due(rows) {
+            self.graph_file.save_in_background(&self.rows);
         }
     }
 
@@ -383,6 +450,14 @@ impl LocalVectorIndex {
     }
 }
 
+/// Closing the index saves a graph that changed since its last save, so
+/// the next start finds it current.
+impl Drop for LocalVectorIndex {
+    fn drop(&mut self) {
+        self.graph_file.save_if_unsaved(&self.rows);
+    }
+}
+
 fn result(entry: &Entry, score: f32) -> VectorSearchResult {
     VectorSearchResult {
         document_id: entry.metadata.document_id,
@@ -417,23 +492,21 @@ impl VectorStore for LocalVectorIndex {
             prepared.push(vector);
         }
         // Log first: a crash after the write replays it; before, nothing changed.
-        self.append(&payloads)?;
-        let live = {
-            let mut rows = self
-                .rows
-                .write()
-                .map_err(|_| StoreError::permanent("index lock poisoned"))?;
-            for (chunk, vector) in chunks.iter().zip(prepared) {
-                rows.upsert(
-                    self.dimension,
-                    chunk.metadata.clone(),
-                    chunk.content.clone(),
-                    &vector,
-                );
-            }
-            rows.entries.len()
-        };
-        self.build_graph_if_due(live);
+        let log = self.append(&payloads)?;
+        let mut rows = self
+            .rows
+            .write()
+            .map_err(|_| StoreError::permanent("index lock poisoned"))?;
+        drop(log);
+        for (chunk, vector) in chunks.iter().zip(prepared) {
+            rows.upsert(
+                self.dimension,
+                chunk.metadata.clone(),
+                chunk.content.clone(),
+                &vector,
+            );
+        }
+        self.tend_graph(&rows);
         Ok(())
     }
 
@@ -459,12 +532,15 @@ impl VectorStore for LocalVectorIndex {
         if !present {
             return Ok(0);
         }
-        self.append(&[encode_delete(document_id)])?;
+        let log = self.append(&[encode_delete(document_id)])?;
         let mut rows = self
             .rows
             .write()
             .map_err(|_| StoreError::permanent("index lock poisoned"))?;
-        Ok(rows.delete_document(self.dimension, document_id))
+        drop(log);
+        let deleted = rows.delete_document(self.dimension, document_id);
+        self.tend_graph(&rows);
+        Ok(deleted)
     }
 
     async fn count(&self) -> Result<Option<usize>, StoreError> {
@@ -490,7 +566,7 @@ impl VectorStore for LocalVectorIndex {
 mod tests {
     use super::*;
 
-    fn chunk(doc: Uuid, index: u32, vector: Vec<f32>) -> DocumentChunk {
+    pub(super) fn chunk(doc: Uuid, index: u32, vector: Vec<f32>) -> DocumentChunk {
         DocumentChunk {
             metadata: ChunkMetadata {
                 chunk_id: ChunkMetadata::chunk_id_for(doc, index),
@@ -606,7 +682,7 @@ mod tests {
 
     /// Vectors around the same 6 centres (topics) whatever the seed, so
     /// queries drawn with another seed ask about the stored topics.
-    fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    pub(super) fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
         let centres = random_vectors(6, dim, 0);
         random_vectors(n, dim, seed + 1)
             .into_iter()
@@ -618,7 +694,7 @@ mod tests {
             .collect()
     }
 
-    async fn wait_for_graph(index: &LocalVectorIndex) {
+    pub(super) async fn wait_for_graph(index: &LocalVectorIndex) {
         for _ in 0..500 {
             if index.graph_ready() {
                 return;
@@ -628,7 +704,10 @@ mod tests {
         panic!("the graph was not built within 5 s");
     }
 
-    async fn recall_against_exact(index: &LocalVectorIndex, queries: &[Vec<f32>]) -> f64 {
+    pub(super) async fn recall_against_exact(
+        index: &LocalVectorIndex,
+        queries: &[Vec<f32>],
+    ) -> f64 {
         let mut found = 0;
         for query in queries {
             let exact = index

@@ -15,6 +15,7 @@ use std::time::Instant;
 use rag_core::ChunkMetadata;
 use uuid::Uuid;
 
+use super::snapshot::GraphFile;
 use crate::hnsw::Graph;
 
 /// When and how the index builds its approximate-search graph.
@@ -67,7 +68,9 @@ pub(super) struct Rows {
     pub graph: Option<Graph>,
     /// Changes whenever rows move or change in place, so a background build
     /// started before knows its partial graph no longer fits.
-    generation: u64,
+    pub generation: u64,
+    /// Log records applied so far, in log order: replayed, then written.
+    pub applied: u64,
 }
 
 impl Rows {
@@ -78,6 +81,7 @@ impl Rows {
         content: String,
         vector: &[f32],
     ) {
+        self.applied += 1;
         match self.by_chunk.get(&metadata.chunk_id) {
             Some(&row) => {
                 let slot = &mut self.data[row * dimension..(row + 1) * dimension];
@@ -104,6 +108,7 @@ impl Rows {
     }
 
     pub fn delete_document(&mut self, dimension: usize, document_id: Uuid) -> usize {
+        self.applied += 1;
         let doomed: Vec<usize> = self
             .entries
             .iter()
@@ -142,11 +147,16 @@ impl Rows {
 /// background: a writer waits for at most one step, tens of milliseconds.
 const BUILD_STEP: usize = 256;
 
-/// Starts building the graph on its own thread unless one is running. The
-/// thread holds the rows weakly and stops when the index is dropped.
+/// Starts building the graph on its own thread unless one is running,
+/// from `seed` (a graph of the first rows, valid for the rows' current
+/// generation) or from nothing. Once installed the graph is saved to
+/// `file`. The thread holds the rows weakly and stops when the index is
+/// dropped.
 pub(super) fn build_in_background(
     rows: &Arc<RwLock<Rows>>,
     building: &Arc<AtomicBool>,
+    file: &Arc<GraphFile>,
+    seed: Option<(Graph, u64)>,
     dimension: usize,
     settings: AnnSettings,
 ) {
@@ -154,11 +164,15 @@ pub(super) fn build_in_background(
         return;
     }
     let rows = Arc::downgrade(rows);
-    let flag = Arc::clone(building);
+    let (flag, file) = (Arc::clone(building), Arc::clone(file));
     let spawned = std::thread::Builder::new()
         .name("vector-graph".into())
         .spawn(move || {
-            build(&rows, dimension, settings);
+            if build(&rows, seed, dimension, settings)
+                && let Some(rows) = rows.upgrade()
+            {
+                file.save_in_background(&rows);
+            }
             flag.store(false, Ordering::Release);
         });
     if let Err(e) = spawned {
@@ -167,25 +181,35 @@ pub(super) fn build_in_background(
     }
 }
 
-fn build(rows: &Weak<RwLock<Rows>>, dimension: usize, settings: AnnSettings) {
+/// True once it installed a graph.
+fn build(
+    rows: &Weak<RwLock<Rows>>,
+    seed: Option<(Graph, u64)>,
+    dimension: usize,
+    settings: AnnSettings,
+) -> bool {
     let started = Instant::now();
     let fresh = || Graph::new(dimension, settings.m, settings.ef_construction);
-    let mut graph = fresh();
-    let mut generation = None;
+    let (mut graph, mut generation) = match seed {
+        Some((graph, generation)) => (graph, Some(generation)),
+        None => (fresh(), None),
+    };
+    let mut resumed_at = graph.len();
     loop {
         let Some(lock) = rows.upgrade() else {
-            return;
+            return false;
         };
         {
             let Ok(current) = lock.read() else {
-                return;
+                return false;
             };
             if current.graph.is_some() {
-                return;
+                return false;
             }
             if generation != Some(current.generation) {
                 graph = fresh();
                 generation = Some(current.generation);
+                resumed_at = 0;
             }
             let end = current.entries.len().min(graph.len() + BUILD_STEP);
             while graph.len() < end {
@@ -196,16 +220,17 @@ fn build(rows: &Weak<RwLock<Rows>>, dimension: usize, settings: AnnSettings) {
             }
         }
         let Ok(mut current) = lock.write() else {
-            return;
+            return false;
         };
         if generation == Some(current.generation) && graph.len() == current.entries.len() {
             tracing::info!(
                 rows = graph.len(),
+                resumed_from_saved_rows = resumed_at,
                 seconds = started.elapsed().as_secs_f64(),
                 "vector graph built; searches without a document filter are approximate from now on"
             );
             current.graph = Some(graph);
-            return;
+            return true;
         }
     }
 }
