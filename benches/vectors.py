@@ -12,8 +12,9 @@ recall@10 is against the exact neighbours numpy computes.
 
 Random vectors are Gaussian, normalised: the hard case for graph indexes
 (no clusters, intrinsic dimension 384). Real vectors: `--real DIR` takes
-DIR/base.f32 and DIR/queries.f32 as written by the `embed_speed` example
-(all-MiniLM-L6-v2 embeddings; docs/BENCHMARKS.md says of which texts).
+DIR/base.f32 and DIR/queries.f32 as written by the `embed_speed` example,
+followed by DIR/more.f32 when it is there (all-MiniLM-L6-v2 embeddings of
+the sentences benches/std_doc_sentences.py picks).
 Prints JSON and writes NAME.json and NAME.png to --out (--name, default
 vectors).
 """
@@ -144,7 +145,9 @@ def main():
     rng = np.random.default_rng(7)
     rows = []
     if args.real:
-        base = np.fromfile(os.path.join(args.real, "base.f32"), dtype=np.float32).reshape(-1, args.dim)
+        parts = [os.path.join(args.real, name) for name in ("base.f32", "more.f32")]
+        base = np.concatenate([np.fromfile(part, dtype=np.float32).reshape(-1, args.dim)
+                               for part in parts if os.path.exists(part)])
         queries = np.fromfile(os.path.join(args.real, "queries.f32"), dtype=np.float32).reshape(-1, args.dim)
         rows.append(bench_dataset("real", base, queries, args.ef, len(base) <= args.hnsw_max, len(base) <= peer_max))
     for size in args.sizes:
