@@ -321,6 +321,11 @@ function newConversation() {
 // ---------- documents ----------
 
 let pollTimer = null;
+// Uploads, deletes and the poll each ask for a refresh, and their answers
+// can come back out of order: only the newest request may render and
+// schedule the next poll, so an older list never overwrites a newer one
+// and polls never run in parallel.
+let refreshSeq = 0;
 
 function badge(status) {
   return el("span", { class: `badge ${status.toLowerCase()}` }, status);
@@ -328,16 +333,18 @@ function badge(status) {
 
 async function refreshDocuments() {
   clearTimeout(pollTimer);
+  const mine = ++refreshSeq;
   let items = [];
   try {
     let cursor = null;
     do {
       const page = await request(`documents?limit=1000${cursor ? `&cursor=${encodeURIComponent(cursor)}` : ""}`);
+      if (mine !== refreshSeq) return;
       items = items.concat(page.items);
       cursor = page.next_cursor;
     } while (cursor && items.length < 5000);
   } catch (e) {
-    toast(`Cannot list documents: ${e.message}`);
+    if (mine === refreshSeq) toast(`Cannot list documents: ${e.message}`);
     return;
   }
   renderDocuments(items);

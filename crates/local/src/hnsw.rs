@@ -468,15 +468,21 @@ mod tests {
         found as f64 / total as f64
     }
 
+    /// A graph of every row of `data`, inserted in order.
+    pub(super) fn built(data: &[f32], dimension: usize, m: usize, ef_construction: usize) -> Graph {
+        let mut graph = Graph::new(dimension, m, ef_construction);
+        for _ in 0..data.len() / dimension {
+            graph.insert(data);
+        }
+        graph
+    }
+
     #[test]
     fn finds_almost_every_true_neighbour() {
         let dimension = 32;
         let data = clustered(3000, dimension, 1);
         let queries = clustered(50, dimension, 2);
-        let mut graph = Graph::new(dimension, 16, 100);
-        for _ in 0..3000 {
-            graph.insert(&data);
-        }
+        let graph = built(&data, dimension, 16, 100);
         let r = recall(&graph, &data, dimension, &queries, 64);
         assert!(r >= 0.97, "recall@10 {r}");
         // A stored row finds itself first.
@@ -489,10 +495,7 @@ mod tests {
         let dimension = 32;
         let mut data = clustered(2000, dimension, 3);
         let queries = clustered(40, dimension, 4);
-        let mut graph = Graph::new(dimension, 8, 64);
-        for _ in 0..2000 {
-            graph.insert(&data);
-        }
+        let mut graph = built(&data, dimension, 8, 64);
         // Remove every third row, including the entry's, keeping the rest
         // in a shuffled order as the index's swap-removes would.
         let entry = graph.entry.unwrap();
@@ -545,10 +548,7 @@ mod tests {
     fn removing_everything_leaves_an_empty_searchable_graph() {
         let dimension = 4;
         let data = clustered(10, dimension, 6);
-        let mut graph = Graph::new(dimension, 4, 8);
-        for _ in 0..10 {
-            graph.insert(&data);
-        }
+        let mut graph = built(&data, dimension, 4, 8);
         graph.renumber(&[], &[]);
         assert_eq!(graph.len(), 0);
         assert!(graph.search(&[], &data[..dimension], 3, 8).is_empty());
@@ -558,10 +558,7 @@ mod tests {
     fn a_moved_vector_is_found_at_its_new_place() {
         let dimension = 16;
         let mut data = clustered(500, dimension, 8);
-        let mut graph = Graph::new(dimension, 8, 32);
-        for _ in 0..500 {
-            graph.insert(&data);
-        }
+        let mut graph = built(&data, dimension, 8, 32);
         let target = clustered(1, dimension, 99);
         data[42 * dimension..43 * dimension].copy_from_slice(&target);
         graph.relink(&data, 42);

@@ -726,6 +726,25 @@ mod tests {
         found as f64 / (queries.len() * 10) as f64
     }
 
+    /// No search, by `queries` or by stored `rows`, finds the deleted
+    /// document `gone`, and the graph still finds 95% of the true top-10.
+    pub(super) async fn assert_forgotten(
+        index: &LocalVectorIndex,
+        gone: Uuid,
+        queries: &[Vec<f32>],
+        rows: &[Vec<f32>],
+    ) {
+        for query in queries.iter().chain(rows) {
+            let hits = index
+                .search(query, 10, &SearchFilter::default())
+                .await
+                .unwrap();
+            assert!(hits.iter().all(|h| h.document_id != gone));
+        }
+        let recall = recall_against_exact(index, queries).await;
+        assert!(recall >= 0.95, "recall@10 after a delete {recall}");
+    }
+
     #[tokio::test]
     async fn builds_a_graph_past_the_threshold_and_keeps_it_current() {
         let dir = tempfile::tempdir().unwrap();
@@ -768,15 +787,7 @@ mod tests {
 
             // Deleting a document renumbers rows under the graph.
             assert_eq!(index.delete_document(docs[3]).await.unwrap(), 200);
-            for query in queries.iter().chain(&vectors[..50]) {
-                let hits = index
-                    .search(query, 10, &SearchFilter::default())
-                    .await
-                    .unwrap();
-                assert!(hits.iter().all(|h| h.document_id != docs[3]));
-            }
-            let recall = recall_against_exact(&index, &queries).await;
-            assert!(recall >= 0.95, "recall@10 after a delete {recall}");
+            assert_forgotten(&index, docs[3], &queries, &vectors[..50]).await;
             // A filtered search is exact and only sees that document.
             let only = index
                 .search(

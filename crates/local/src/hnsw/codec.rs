@@ -115,7 +115,7 @@ impl Graph {
 
 #[cfg(test)]
 mod tests {
-    use super::super::tests::{clustered, recall};
+    use super::super::tests::{built, clustered, recall};
     use super::*;
 
     #[test]
@@ -123,10 +123,7 @@ mod tests {
         let dimension = 16;
         let data = clustered(1500, dimension, 3);
         let queries = clustered(20, dimension, 4);
-        let mut graph = Graph::new(dimension, 8, 40);
-        for _ in 0..1500 {
-            graph.insert(&data);
-        }
+        let graph = built(&data, dimension, 8, 40);
         let mut bytes = Vec::new();
         graph.encode(&mut bytes);
         let decoded = Graph::decode(&bytes, dimension, 8, 40).expect("decodes");
@@ -155,10 +152,7 @@ mod tests {
     fn refuses_damaged_or_foreign_bytes() {
         let dimension = 8;
         let data = clustered(200, dimension, 6);
-        let mut graph = Graph::new(dimension, 4, 20);
-        for _ in 0..200 {
-            graph.insert(&data);
-        }
+        let graph = built(&data, dimension, 4, 20);
         let mut bytes = Vec::new();
         graph.encode(&mut bytes);
         assert!(Graph::decode(&bytes, dimension, 4, 20).is_some());

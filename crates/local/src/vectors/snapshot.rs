@@ -22,6 +22,9 @@ use super::rows::{AnnSettings, Entry, Rows};
 use crate::hnsw::Graph;
 
 const MAGIC: &[u8; 8] = b"RAGHNSW1";
+/// A generation the rows never reach: the saved state of a graph never
+/// saved.
+const NOTHING_SAVED: u64 = u64::MAX;
 /// Magic, record count, fingerprint of the rows, checksum of the graph.
 const HEADER: usize = 8 + 8 + 8 + 4;
 
@@ -73,7 +76,7 @@ impl GraphFile {
             saving: AtomicBool::new(false),
             writing: Mutex::new(()),
             saved_records: AtomicU64::new(0),
-            saved_generation: AtomicU64::new(u64::MAX),
+            saved_generation: AtomicU64::new(NOTHING_SAVED),
         }
     }
 
@@ -120,8 +123,10 @@ impl GraphFile {
     }
 
     /// Forgets the saved graph: after a compaction its record count means
-    /// nothing.
+    /// nothing. The graph in memory, if any, is saved again on the next
+    /// write or on close.
     pub fn remove(&self) -> std::io::Result<()> {
+        self.mark_saved(0, NOTHING_SAVED);
         match std::fs::remove_file(&self.path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -135,7 +140,9 @@ impl GraphFile {
     pub fn due(&self, rows: &Rows) -> bool {
         rows.graph.is_some()
             && (rows.generation != self.saved_generation.load(Ordering::Acquire)
-                || rows.applied - self.saved_records.load(Ordering::Acquire)
+                || rows
+                    .applied
+                    .saturating_sub(self.saved_records.load(Ordering::Acquire))
                     >= (rows.entries.len() as u64 / 10).max(1_000))
     }
 
@@ -235,7 +242,9 @@ mod tests {
     use rag_core::{DocumentChunk, SearchFilter, VectorStore};
     use uuid::Uuid;
 
-    use super::super::tests::{chunk, clustered, recall_against_exact, wait_for_graph};
+    use super::super::tests::{
+        assert_forgotten, chunk, clustered, recall_against_exact, wait_for_graph,
+    };
     use super::super::{AnnSettings, LocalVectorIndex};
 
     const DIM: usize = 24;
@@ -322,16 +331,49 @@ mod tests {
             }
             let index = LocalVectorIndex::open_with(&path, DIM, settings()).unwrap();
             wait_for_graph(&index).await;
-            for query in queries.iter().chain(&vectors[..40]) {
-                let hits = index
-                    .search(query, 10, &SearchFilter::default())
-                    .await
-                    .unwrap();
-                assert!(hits.iter().all(|h| h.document_id != docs[2]));
-            }
-            let recall = recall_against_exact(&index, &queries).await;
-            assert!(recall >= 0.95, "recall@10 after a rebuild {recall}");
+            assert_forgotten(&index, docs[2], &queries, &vectors[..40]).await;
         }
+    }
+
+    #[tokio::test]
+    async fn a_compaction_keeps_a_fitting_graph_and_saves_it_anew() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vectors.log");
+        let graph_path = dir.path().join("vectors.graph");
+        let docs = [Uuid::new_v4(), Uuid::new_v4()];
+        let vectors = clustered(600, DIM, 41);
+        let queries = clustered(20, DIM, 42);
+        let rows = chunks(&docs, &vectors, 0);
+        {
+            let index = LocalVectorIndex::open_with(&path, DIM, settings()).unwrap();
+            index.upsert(&rows).await.unwrap();
+            wait_for_graph(&index).await;
+        }
+        // The same rows written again: records pile up, rows do not move.
+        {
+            let index = LocalVectorIndex::open_with(&path, DIM, AnnSettings::exact_only()).unwrap();
+            for _ in 0..3 {
+                index.upsert(&rows).await.unwrap();
+            }
+        }
+        let log_before = std::fs::metadata(&path).unwrap().len();
+        {
+            let index = LocalVectorIndex::open_with(&path, DIM, settings()).unwrap();
+            assert!(
+                std::fs::metadata(&path).unwrap().len() < log_before / 3,
+                "compacted"
+            );
+            assert!(
+                index.graph_ready(),
+                "the graph still fits the compacted rows"
+            );
+            assert!(!graph_path.exists(), "its record count named the old log");
+        }
+        assert!(graph_path.exists(), "closing saves it against the new log");
+        let index = LocalVectorIndex::open_with(&path, DIM, settings()).unwrap();
+        assert!(index.graph_ready());
+        let recall = recall_against_exact(&index, &queries).await;
+        assert!(recall >= 0.95, "recall@10 {recall}");
     }
 
     #[tokio::test]

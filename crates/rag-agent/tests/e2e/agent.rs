@@ -10,7 +10,7 @@ use futures::StreamExt;
 use rag_aws_emulator::{OpenAiServer, Reply};
 use serde_json::{Value, json};
 
-use crate::support::{Server, Stack, client, get_json, post_json};
+use crate::support::{Server, Stack, client, get_json, list_tools, post_json};
 
 const DOCUMENTS: [(&str, &str); 3] = [
     (
@@ -357,14 +357,7 @@ async fn chat_without_a_model_retrieves_then_answers_embedded() {
 
     // Every tool's input schema is a valid JSON Schema, and it accepts and
     // rejects what the tool does.
-    let (status, tools) = get_json(&server.at("/tools")).await;
-    assert_eq!(status, 200);
-    let names: Vec<&str> = tools
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["name"].as_str().unwrap())
-        .collect();
+    let (tools, names) = list_tools(&server).await;
     assert_eq!(
         names,
         [

@@ -318,16 +318,33 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
-pub async fn get_json(url: &str) -> (u16, Value) {
-    let response = client().get(url).send().await.unwrap();
+/// Sends a request; its status and JSON body (null if the body is not
+/// JSON).
+pub async fn send(request: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+pub async fn get_json(url: &str) -> (u16, Value) {
+    send(client().get(url)).await
+}
+
 pub async fn post_json(url: &str, body: &Value) -> (u16, Value) {
-    let response = client().post(url).json(body).send().await.unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap_or(Value::Null))
+    send(client().post(url).json(body)).await
+}
+
+/// `GET /tools`: the listing, and the tools' names in its order.
+pub async fn list_tools(server: &Server) -> (Value, Vec<String>) {
+    let (status, tools) = get_json(&server.at("/tools")).await;
+    assert_eq!(status, 200, "{tools}");
+    let names = tools
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap().to_string())
+        .collect();
+    (tools, names)
 }
 
 /// Polls until no document is PENDING or PROCESSING.
@@ -358,14 +375,12 @@ pub async fn upload(server: &Server, path: &Path) -> (u16, Value) {
         "file",
         reqwest::multipart::Part::bytes(bytes).file_name(name),
     );
-    let response = client()
-        .post(server.at("/documents/upload"))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.json().await.unwrap())
+    send(
+        client()
+            .post(server.at("/documents/upload"))
+            .multipart(form),
+    )
+    .await
 }
 
 /// The Rust book that ships with the toolchain.
