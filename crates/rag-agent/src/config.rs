@@ -152,6 +152,15 @@ pub struct ServeArgs {
     /// Expected embedding dimension; start-up fails if the model differs.
     #[arg(long, env = "VECTOR_DIMENSION")]
     pub vector_dimension: Option<usize>,
+    /// The embedded vector index answers through an HNSW graph from this
+    /// many vectors, exactly below. The graph is built in the background
+    /// and saved beside the index.
+    #[arg(
+        long,
+        env = "RAG_AGENT_VECTOR_GRAPH_MIN_ROWS",
+        default_value_t = 10_000
+    )]
+    pub vector_graph_min_rows: usize,
     /// Largest accepted request body and document, in bytes.
     #[arg(long, env = "RAG_AGENT_MAX_BODY_BYTES", default_value_t = 50 * 1024 * 1024)]
     pub max_body_bytes: usize,

@@ -18,7 +18,9 @@ use rag_core::{
     ConversationStore, DocumentStore, Embedder, LexicalIndex, MetadataStore, RagService,
     SearchMode, ServiceSettings, Stores, VectorStore,
 };
-use rag_local::{FileDocumentStore, LocalVectorIndex, MiniLmEmbedder, SqliteStore, model_files};
+use rag_local::{
+    AnnSettings, FileDocumentStore, LocalVectorIndex, MiniLmEmbedder, SqliteStore, model_files,
+};
 use rag_openai::{OpenAiChatModel, OpenAiConfig};
 
 use crate::aws;
@@ -109,8 +111,15 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
             Arc::new(aws::vector_store(sdk, aws_args, dimension).await?)
         }
         _ => Arc::new(
-            LocalVectorIndex::open(&data_dir.join("vectors.log"), dimension)
-                .context("opening the vector index")?,
+            LocalVectorIndex::open_with(
+                &data_dir.join("vectors.log"),
+                dimension,
+                AnnSettings {
+                    min_rows: args.vector_graph_min_rows,
+                    ..AnnSettings::default()
+                },
+            )
+            .context("opening the vector index")?,
         ),
     };
     let lexical: Option<Arc<dyn LexicalIndex>> = sqlite

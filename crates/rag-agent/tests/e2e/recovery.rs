@@ -1,5 +1,6 @@
 //! A crash mid-ingestion: documents left PENDING or PROCESSING are resumed
-//! on the next start and all end INDEXED, with no duplicate chunks.
+//! on the next start and all end INDEXED, with no duplicate chunks. A
+//! clean shutdown saves the vector graph, and the next start uses it.
 
 use std::time::Duration;
 
@@ -72,4 +73,90 @@ async fn interrupted_ingestion_resumes_after_restart(stack: Stack) {
     .await;
     assert_eq!(status, 200);
     assert!(!answer["sources"].as_array().unwrap().is_empty());
+}
+
+/// `n` paragraphs of about 300 characters on `subject`, numbered.
+fn numbered_paragraphs(subject: &str, n: usize) -> String {
+    (0..n)
+        .map(|i| {
+            format!(
+                "Note {i}. {subject} This note, number {i}, says it again in other words, \
+                 so that each note is long enough to be a passage of its own and the \
+                 notes differ only by their number.\n\n"
+            )
+        })
+        .collect()
+}
+
+async fn ingest_text(server: &Server, title: &str, subject: &str, paragraphs: usize) {
+    let (status, body) = post_json(
+        &server.at("/documents/ingest"),
+        &json!({"title": title, "content": numbered_paragraphs(subject, paragraphs),
+                "content_type": "text/plain", "wait": true}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["document"]["status"], "INDEXED", "{body}");
+}
+
+async fn vectors_backend(server: &Server) -> String {
+    let (_, health) = get_json(&server.at("/health")).await;
+    health["backends"]["vectors"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_vector_graph_is_saved_on_shutdown_and_used_after_restart_embedded() {
+    let data = tempfile::tempdir().unwrap();
+    let graph_file = data.path().join("vectors.graph");
+    let env = [("RAG_AGENT_VECTOR_GRAPH_MIN_ROWS", "20")];
+    let server = Server::start(data.path(), &Stack::embedded(), &env);
+    assert_eq!(vectors_backend(&server).await, "local-exact");
+    ingest_text(
+        &server,
+        "Configuration",
+        "A service reads its settings from environment variables at start-up and refuses unknown values.",
+        60,
+    )
+    .await;
+    let started = std::time::Instant::now();
+    while vectors_backend(&server).await != "local-hnsw" || !graph_file.exists() {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no graph built and saved"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let saved_after_build = std::fs::metadata(&graph_file).unwrap().len();
+    // Too few new rows to warrant a save of their own: only closing saves them.
+    ingest_text(
+        &server,
+        "Volcanoes",
+        "Lava flows from a volcano when molten rock rises through cracks in the crust and erupts.",
+        30,
+    )
+    .await;
+    let (_, health) = get_json(&server.at("/health")).await;
+    let vectors = health["vector_count"].as_u64().unwrap();
+    server.terminate();
+    let saved_on_close = std::fs::metadata(&graph_file).unwrap().len();
+    assert!(
+        saved_on_close > saved_after_build,
+        "the graph file should grow with the rows written before shutdown ({saved_after_build} -> {saved_on_close} bytes)"
+    );
+
+    let server = Server::start(data.path(), &Stack::embedded(), &env);
+    assert_eq!(
+        vectors_backend(&server).await,
+        "local-hnsw",
+        "the saved graph answers from the first request"
+    );
+    let (_, health) = get_json(&server.at("/health")).await;
+    assert_eq!(health["vector_count"].as_u64().unwrap(), vectors);
+    let (status, answer) = post_json(
+        &server.at("/query"),
+        &json!({"query": "How does lava come out of a volcano?", "mode": "dense", "top_k": 3}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["sources"][0]["title"], "Volcanoes", "{answer}");
 }

@@ -299,6 +299,28 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Asks the server to shut down as a service manager would (SIGTERM)
+    /// and waits for it to exit cleanly.
+    pub fn terminate(mut self) {
+        let sent = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -TERM failed");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait for rag-agent") {
+                assert!(status.success(), "rag-agent exited with {status}");
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "rag-agent did not exit on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn at(&self, path: &str) -> String {
         format!("{}{}", self.url, path)
     }
