@@ -64,8 +64,8 @@ def main():
         theirs = {r["name"]: r["gflops"] for r in lines(subprocess.check_output(
             [args.torch_python, "-c", TORCH, str(threads), json.dumps(ours)], text=True))}
         for shape in ours:
-            row = dict(shape, threads=threads, candle_gflops=shape.pop("gflops") if "gflops" in shape else None,
-                       torch_gflops=theirs[shape["name"]])
+            row = dict(shape, threads=threads, torch_gflops=theirs[shape["name"]])
+            row["candle_gflops"] = row.pop("gflops")
             row["ratio"] = round(row["candle_gflops"] / row["torch_gflops"], 3)
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)

@@ -14,14 +14,14 @@ use crate::domain::{
 };
 use crate::error::{EmbedError, StoreError};
 
+/// Texts per embedding call unless an embedder says otherwise.
+pub const DEFAULT_EMBED_BATCH_SIZE: usize = 32;
+
 /// Turns text into vectors.
 ///
 /// Invariants: the output has one vector per input, in input order, each of
 /// exactly `dimension()` values. A vector of another dimension written into
 /// an index silently corrupts every later search, so callers check it.
-/// Texts per embedding call unless an embedder says otherwise.
-pub const DEFAULT_EMBED_BATCH_SIZE: usize = 32;
-
 #[async_trait]
 pub trait Embedder: Send + Sync {
     /// Identifies the model, e.g. `all-MiniLM-L6-v2` or a Bedrock model id.

@@ -187,8 +187,8 @@ impl GraphFile {
         self.save(rows, true);
     }
 
-    /// Encodes under the read lock, writes after releasing it: writers
-    /// wait for a copy of the links, not for the disk.
+    /// Encodes under the read lock; checksums and writes after releasing
+    /// it, so writers wait for a copy of the links, not for the disk.
     /// False if it tried and failed.
     fn save(&self, rows: &RwLock<Rows>, only_if_unsaved: bool) -> bool {
         let Ok(_writing) = self.writing.lock() else {
@@ -206,14 +206,15 @@ impl GraphFile {
             }
             let mut body = Vec::new();
             graph.encode(&mut body);
-            let mut header = Vec::with_capacity(HEADER);
-            header.extend_from_slice(MAGIC);
-            header.extend_from_slice(&rows.applied.to_le_bytes());
-            header.extend_from_slice(&fingerprint(&rows.entries[..graph.len()]).to_le_bytes());
-            header.extend_from_slice(&checksum(&body).to_le_bytes());
-            (header, body, rows.applied, rows.generation)
+            let fingerprint = fingerprint(&rows.entries[..graph.len()]);
+            (body, fingerprint, rows.applied, rows.generation)
         };
-        let (header, body, records, generation) = encoded;
+        let (body, fingerprint, records, generation) = encoded;
+        let mut header = Vec::with_capacity(HEADER);
+        header.extend_from_slice(MAGIC);
+        header.extend_from_slice(&records.to_le_bytes());
+        header.extend_from_slice(&fingerprint.to_le_bytes());
+        header.extend_from_slice(&checksum(&body).to_le_bytes());
         let tmp = self.path.with_extension("graph-saving");
         let written = (|| {
             let mut file = File::create(&tmp)?;
