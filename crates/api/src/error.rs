@@ -5,6 +5,7 @@
 
 use axum::Json;
 use axum::extract::multipart::MultipartError;
+use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +37,10 @@ pub enum ApiError {
     InvalidParameter(String),
     RouteNotFound,
     MethodNotAllowed,
+    /// The `Host` is not a name this server answers to (DNS rebinding).
+    HostNotAllowed,
+    /// A state-changing request from another site's page.
+    OriginNotAllowed,
 }
 
 impl From<RagError> for ApiError {
@@ -69,6 +74,15 @@ impl From<QueryRejection> for ApiError {
 impl From<PathRejection> for ApiError {
     fn from(rejection: PathRejection) -> Self {
         ApiError::InvalidParameter(rejection.body_text())
+    }
+}
+
+impl From<MultipartRejection> for ApiError {
+    fn from(rejection: MultipartRejection) -> Self {
+        ApiError::UnsupportedMediaType(format!(
+            "expected Content-Type: multipart/form-data with a boundary ({})",
+            rejection.body_text()
+        ))
     }
 }
 
@@ -212,6 +226,22 @@ fn map_parse(e: &ParseError) -> Mapped {
             "unparseable_document",
             message,
         ),
+        ParseError::TooComplex(_) => Mapped::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "document_too_complex",
+            message,
+        ),
+        ParseError::ExpansionLimit(_) => Mapped::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "document_too_large",
+            message,
+        ),
+        ParseError::Timeout { .. } => {
+            Mapped::new(StatusCode::UNPROCESSABLE_ENTITY, "parse_timeout", message)
+        }
+        ParseError::Internal(_) => {
+            Mapped::hidden(StatusCode::INTERNAL_SERVER_ERROR, "parser_error")
+        }
     }
 }
 
@@ -230,6 +260,11 @@ impl ApiError {
                 RagError::PayloadTooLarge { .. } => Mapped::new(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "payload_too_large",
+                    e.to_string(),
+                ),
+                RagError::TooManyChunks { .. } => Mapped::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "too_many_chunks",
                     e.to_string(),
                 ),
                 RagError::Parse(p) => map_parse(p),
@@ -269,6 +304,16 @@ impl ApiError {
                 StatusCode::METHOD_NOT_ALLOWED,
                 "method_not_allowed",
                 "this endpoint does not accept that method",
+            ),
+            ApiError::HostNotAllowed => Mapped::new(
+                StatusCode::FORBIDDEN,
+                "host_not_allowed",
+                "this server does not answer to that Host; add the name to RAG_AGENT_ALLOWED_HOSTS",
+            ),
+            ApiError::OriginNotAllowed => Mapped::new(
+                StatusCode::FORBIDDEN,
+                "origin_not_allowed",
+                "cross-origin requests that change data are refused; add the origin to CORS_ALLOWED_ORIGINS",
             ),
         }
     }

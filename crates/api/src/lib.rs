@@ -8,6 +8,7 @@
 
 pub mod error;
 mod extract;
+pub mod guard;
 pub mod openapi;
 mod routes;
 
@@ -22,6 +23,7 @@ use rag_core::{Agent, AgentSettings};
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
+pub use guard::RequestGuard;
 
 /// Default request body limit: 50 MB, as the design sets.
 pub const DEFAULT_BODY_LIMIT: usize = 50 * 1024 * 1024;
@@ -38,6 +40,8 @@ pub struct AppState {
     /// otherwise; under Lambda nothing may run after the response.
     pub wait_for_ingest_by_default: bool,
     pub body_limit: usize,
+    /// Host and Origin rules applied before every route.
+    pub guard: RequestGuard,
 }
 
 impl AppState {
@@ -49,6 +53,7 @@ impl AppState {
             service,
             wait_for_ingest_by_default: false,
             body_limit: DEFAULT_BODY_LIMIT,
+            guard: RequestGuard::default(),
         }
         .with_agent(tools, AgentSettings::default())
     }
@@ -74,7 +79,9 @@ impl AppState {
 /// The whole API.
 pub fn app(state: AppState) -> Router {
     let body_limit = state.body_limit;
-    Router::new()
+    let guard = state.guard.clone();
+    let cors = guard.cors_layer();
+    let router = Router::new()
         .route("/", get(routes::ui::index))
         .route("/ui/app.js", get(routes::ui::script))
         .route("/ui/app.css", get(routes::ui::stylesheet))
@@ -96,5 +103,12 @@ pub fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(TraceLayer::new_for_http())
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(guard, guard::check))
+        .with_state(state);
+    // Outermost, so preflights are answered and refusals carry CORS headers
+    // a listed origin can read.
+    match cors {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }

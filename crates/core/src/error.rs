@@ -120,6 +120,27 @@ pub enum ParseError {
         format: &'static str,
         message: String,
     },
+    /// Nesting deeper than a parser may follow.
+    #[error("the document is too complex to parse: {0}")]
+    TooComplex(String),
+    /// Decompressed streams or extracted text past their limits.
+    #[error("the document expands too far: {0}")]
+    ExpansionLimit(String),
+    #[error("parsing the document took longer than {seconds} s")]
+    Timeout { seconds: u64 },
+    /// The parser itself could not run (the worker process failed to start
+    /// or answered nonsense): our fault, not the document's.
+    #[error("the document parser failed: {0}")]
+    Internal(String),
+}
+
+impl ParseError {
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            ParseError::Internal(_) => ErrorClass::Permanent,
+            _ => ErrorClass::Invalid,
+        }
+    }
 }
 
 /// Failures fetching a URL for ingestion or for the agent's `fetch_url`.
@@ -170,6 +191,12 @@ pub enum RagError {
     NotFound { what: &'static str, id: String },
     #[error("payload exceeds the {limit_bytes} byte limit")]
     PayloadTooLarge { limit_bytes: u64 },
+    /// The document would split into more chunks than one document may
+    /// have; a larger `chunk_size` or a split document fits.
+    #[error(
+        "the document would split into {count} chunks, more than the {limit} allowed; use a larger chunk_size or split the document"
+    )]
+    TooManyChunks { count: usize, limit: usize },
     #[error(transparent)]
     Parse(#[from] ParseError),
     #[error(transparent)]

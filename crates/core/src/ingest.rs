@@ -74,6 +74,7 @@ impl RagService {
         }
         let chunking = input.chunking.unwrap_or(settings.chunking);
         chunking.validate()?;
+        check_descriptors(&input)?;
         let kind = parse::detect_kind(
             input.declared_content_type.as_deref(),
             input.filename.as_deref(),
@@ -85,11 +86,16 @@ impl RagService {
         {
             return Ok(IngestOutcome::Duplicate(existing));
         }
-        let bytes = input.bytes.clone();
-        let parsed: ParsedDocument =
-            tokio::task::spawn_blocking(move || parse::parse(kind, &bytes))
-                .await
-                .map_err(|e| StoreError::permanent(format!("parser task failed: {e}")))??;
+        let parsed: ParsedDocument = self.parser().parse(kind, input.bytes.clone()).await?;
+        // Chunking now, and again when indexing, costs little (text-splitter
+        // splits over 100 MB/s) and lets an oversized document be refused
+        // while the caller is still waiting for the answer.
+        let text = parsed.text.clone();
+        let chunk_count = tokio::task::spawn_blocking(move || chunk_text(&text, chunking))
+            .await
+            .map_err(|e| StoreError::permanent(format!("chunker task failed: {e}")))??
+            .len();
+        check_chunk_count(chunk_count, settings.max_chunks_per_document)?;
 
         let now = Utc::now();
         let id = Uuid::new_v4();
@@ -121,21 +127,31 @@ impl RagService {
             indexed_at: None,
             extra_metadata: input.metadata,
         };
+        // The row comes first: files are only ever written for a document
+        // that is listed, so a crash between the steps leaves a PENDING
+        // document that recovery fails visibly (its file is missing), never
+        // files that nothing references.
         let stores = self.stores();
-        stores
-            .documents
-            .put(&raw_key(id), input.bytes, kind.mime())
-            .await?;
-        stores
-            .documents
-            .put(
-                &text_key(id),
-                Bytes::from(parsed.text),
-                "text/plain; charset=utf-8",
-            )
-            .await?;
-        if let Err(e) = stores.metadata.insert(&document).await {
+        stores.metadata.insert(&document).await?;
+        let written = async {
+            stores
+                .documents
+                .put(&raw_key(id), input.bytes, kind.mime())
+                .await?;
+            stores
+                .documents
+                .put(
+                    &text_key(id),
+                    Bytes::from(parsed.text),
+                    "text/plain; charset=utf-8",
+                )
+                .await
+        };
+        if let Err(e) = written.await {
             self.remove_files(id).await;
+            if let Err(cleanup) = stores.metadata.delete(id).await {
+                tracing::error!(%id, error = %cleanup, "could not remove the row of a document whose files failed");
+            }
             return Err(e.into());
         }
         Ok(IngestOutcome::Created(document))
@@ -228,6 +244,7 @@ impl RagService {
         if pieces.is_empty() {
             return Err(RagError::Parse(crate::error::ParseError::Empty));
         }
+        check_chunk_count(pieces.len(), self.settings().max_chunks_per_document)?;
         // An interrupted earlier attempt may have left entries behind.
         self.remove_index_entries(document.id).await;
 
@@ -286,10 +303,7 @@ impl RagService {
     async fn reparse(&self, document: &Document) -> Result<String, RagError> {
         let raw = self.stores().documents.get(&raw_key(document.id)).await?;
         let kind = parse::detect_kind(Some(&document.content_type), None, &raw)?;
-        let parsed = tokio::task::spawn_blocking(move || parse::parse(kind, &raw))
-            .await
-            .map_err(|e| StoreError::permanent(format!("parser task failed: {e}")))??;
-        Ok(parsed.text)
+        Ok(self.parser().parse(kind, raw).await?.text)
     }
 
     /// Best effort: logs and carries on, because it runs on paths that are
@@ -350,6 +364,60 @@ fn check_embeddings(
             "the embedder returned a {}-dimensional vector, expected {dimension}",
             bad.len()
         )));
+    }
+    Ok(())
+}
+
+/// Bounds on what describes a document: every listing page carries them,
+/// so a 1 MiB title would make each page megabytes.
+pub const MAX_TITLE_CHARS: usize = 500;
+pub const MAX_SOURCE_CHARS: usize = 2048;
+pub const MAX_METADATA_KEYS: usize = 32;
+pub const MAX_METADATA_KEY_CHARS: usize = 64;
+pub const MAX_METADATA_BYTES: usize = 8 * 1024;
+
+fn check_descriptors(input: &IngestInput) -> Result<(), RagError> {
+    let too_long = |what: &str, value: &Option<String>, limit: usize| match value {
+        Some(v) if v.chars().count() > limit => Err(RagError::invalid(format!(
+            "{what} is longer than {limit} characters"
+        ))),
+        _ => Ok(()),
+    };
+    too_long("title", &input.title, MAX_TITLE_CHARS)?;
+    too_long("source", &input.source, MAX_SOURCE_CHARS)?;
+    too_long("the file name", &input.filename, MAX_SOURCE_CHARS)?;
+    if input.metadata.len() > MAX_METADATA_KEYS {
+        return Err(RagError::invalid(format!(
+            "metadata has {} keys; at most {MAX_METADATA_KEYS} are allowed",
+            input.metadata.len()
+        )));
+    }
+    if let Some(key) = input
+        .metadata
+        .keys()
+        .find(|k| k.is_empty() || k.chars().count() > MAX_METADATA_KEY_CHARS)
+    {
+        return Err(RagError::invalid(format!(
+            "metadata keys must be 1 to {MAX_METADATA_KEY_CHARS} characters, not {:?}",
+            key.chars()
+                .take(MAX_METADATA_KEY_CHARS + 1)
+                .collect::<String>()
+        )));
+    }
+    let size = serde_json::to_vec(&input.metadata)
+        .map(|v| v.len())
+        .unwrap_or(usize::MAX);
+    if size > MAX_METADATA_BYTES {
+        return Err(RagError::invalid(format!(
+            "metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"
+        )));
+    }
+    Ok(())
+}
+
+fn check_chunk_count(count: usize, limit: usize) -> Result<(), RagError> {
+    if count > limit {
+        return Err(RagError::TooManyChunks { count, limit });
     }
     Ok(())
 }

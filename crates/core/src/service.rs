@@ -31,6 +31,7 @@ use crate::domain::{
 use crate::error::{ModelError, RagError, StoreError};
 use crate::fetch::UrlFetcher;
 use crate::ingest::{IngestInput, IngestOutcome, text_key};
+use crate::parse::{DocumentParser, ParseLimits, ProcessParser, ThreadParser, WorkerCommand};
 use crate::retrieve::{MAX_TOP_K, Retriever, SearchRequest};
 use crate::retry::RetryPolicy;
 use crate::retrying_model::RetryingChatModel;
@@ -58,7 +59,19 @@ pub struct ServiceSettings {
     /// Earlier messages of a conversation sent with each new turn.
     pub history_messages: usize,
     pub max_answer_tokens: u32,
+    /// Time, text and memory limits of every parse.
+    pub parse: ParseLimits,
+    /// Parse HTML and PDF in child processes started this way; without
+    /// it they are parsed on a thread of this process.
+    pub parse_worker: Option<WorkerCommand>,
+    /// A document that would split into more chunks is refused.
+    pub max_chunks_per_document: usize,
 }
+
+/// Chunks one document may have unless configured otherwise: about 16
+/// million characters at the default chunk size, and half an hour of
+/// embedding on one laptop core.
+pub const DEFAULT_MAX_CHUNKS_PER_DOCUMENT: usize = 20_000;
 
 impl Default for ServiceSettings {
     fn default() -> Self {
@@ -71,6 +84,9 @@ impl Default for ServiceSettings {
             ingest_concurrency: 2,
             history_messages: 20,
             max_answer_tokens: 1024,
+            parse: ParseLimits::default(),
+            parse_worker: None,
+            max_chunks_per_document: DEFAULT_MAX_CHUNKS_PER_DOCUMENT,
         }
     }
 }
@@ -161,6 +177,7 @@ pub struct RagService {
     chat: Arc<dyn ChatModel>,
     retriever: Retriever,
     fetcher: UrlFetcher,
+    parser: Arc<dyn DocumentParser>,
     settings: ServiceSettings,
     ingest_permits: Arc<Semaphore>,
     warnings: Vec<String>,
@@ -184,7 +201,12 @@ impl RagService {
             stores.vectors.clone(),
             stores.lexical.clone(),
         );
+        let parser: Arc<dyn DocumentParser> = match &settings.parse_worker {
+            Some(worker) => Arc::new(ProcessParser::new(worker.clone(), settings.parse)),
+            None => Arc::new(ThreadParser::new(settings.parse)),
+        };
         Arc::new(Self {
+            parser,
             ingest_permits: Arc::new(Semaphore::new(settings.ingest_concurrency.max(1))),
             stores,
             embedder,
@@ -214,6 +236,11 @@ impl RagService {
 
     pub fn retriever(&self) -> &Retriever {
         &self.retriever
+    }
+
+    /// Every parse of untrusted bytes goes through this.
+    pub fn parser(&self) -> &Arc<dyn DocumentParser> {
+        &self.parser
     }
 
     pub fn fetcher(&self) -> &UrlFetcher {

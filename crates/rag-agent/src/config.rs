@@ -32,6 +32,10 @@ pub enum Command {
         after_help = "Examples:\n  rag-agent completions bash > ~/.local/share/bash-completion/completions/rag-agent\n  rag-agent completions zsh > \"${fpath[1]}/_rag-agent\"\n  rag-agent completions fish > ~/.config/fish/completions/rag-agent.fish"
     )]
     Completions { shell: clap_complete::Shell },
+    /// Internal: parse one document from stdin in a process of its own
+    /// (started by `serve`, never by hand).
+    #[command(hide = true)]
+    ParseWorker { content_type: String },
     #[command(flatten)]
     Client(rag_cli::ClientCommand),
 }
@@ -175,6 +179,25 @@ pub struct ServeArgs {
     /// request says otherwise.
     #[arg(long, env = "RAG_AGENT_WAIT_FOR_INGEST", default_value_t = false)]
     pub wait_for_ingest: bool,
+    /// Seconds one document's parse may take before the document fails.
+    #[arg(long, env = "RAG_AGENT_PARSE_TIMEOUT_SECS", default_value_t = 60)]
+    pub parse_timeout_secs: u64,
+    /// Address space, in MiB, of the process each HTML or PDF parse runs in.
+    #[arg(long, env = "RAG_AGENT_PARSE_MEMORY_MB", default_value_t = 768)]
+    pub parse_memory_mb: u64,
+    /// A document that would split into more chunks is refused (422).
+    #[arg(long, env = "RAG_AGENT_MAX_CHUNKS_PER_DOCUMENT", default_value_t = rag_core::service::DEFAULT_MAX_CHUNKS_PER_DOCUMENT)]
+    pub max_chunks_per_document: usize,
+    /// Host names served besides localhost and loopback addresses (comma
+    /// separated). While listening on loopback every other Host is refused,
+    /// which defeats DNS rebinding; elsewhere the list applies when set.
+    #[arg(long, env = "RAG_AGENT_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// Origins (scheme://host[:port], comma separated) whose pages may call
+    /// the API, answered with CORS headers; other sites' pages may not
+    /// change anything.
+    #[arg(long, env = "CORS_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub cors_allowed_origins: Vec<String>,
     #[command(flatten)]
     pub agent: AgentArgs,
     #[command(flatten)]

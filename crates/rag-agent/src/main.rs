@@ -15,6 +15,11 @@ use tracing_subscriber::EnvFilter;
 use config::{Cli, Command, ModelsCommand};
 
 fn main() -> anyhow::Result<()> {
+    // The parse worker starts before anything else: no runtime, no logging
+    // set-up, nothing between its limits and the parse.
+    if let Some(content_type) = parse_worker_type() {
+        std::process::exit(wiring::run_parse_worker(&content_type));
+    }
     // Lambda starts `bootstrap` with no arguments: that means `serve`,
     // configured from the environment.
     let cli = if std::env::args_os().len() == 1 && on_lambda() {
@@ -42,6 +47,9 @@ fn main() -> anyhow::Result<()> {
         Command::Models {
             command: ModelsCommand::Fetch(args),
         } => wiring::fetch_model(&args),
+        Command::ParseWorker { content_type } => {
+            std::process::exit(wiring::run_parse_worker(&content_type))
+        }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();
             clap_complete::generate(shell, &mut command, "rag-agent", &mut std::io::stdout());
@@ -113,6 +121,16 @@ async fn serve_lambda(router: axum::Router) -> anyhow::Result<()> {
     rag_lambda::run(router, mode)
         .await
         .map_err(|e| anyhow::anyhow!("Lambda runtime: {e}"))
+}
+
+/// `rag-agent parse-worker <type>`, read before clap so the worker's
+/// start costs as little as possible.
+fn parse_worker_type() -> Option<String> {
+    let mut args = std::env::args().skip(1);
+    match (args.next().as_deref(), args.next(), args.next()) {
+        (Some("parse-worker"), Some(content_type), None) => Some(content_type),
+        _ => None,
+    }
 }
 
 /// The Lambda environment sets this, `cargo lambda watch` included.

@@ -6,13 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rag_api::AppState;
+use rag_api::{AppState, RequestGuard};
 use rag_core::AgentSettings;
 use rag_core::agent::MAX_CYCLES_LIMIT;
 use rag_core::answer::ExtractiveAnswerer;
 use rag_core::chat::ChatModel;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
 use rag_core::loading::LoadingEmbedder;
+use rag_core::parse::{ParseLimits, WorkerCommand};
 use rag_core::tools::{ToolRegistry, WebSearchProvider, WebSearchTool};
 use rag_core::{
     ConversationStore, DocumentStore, Embedder, LexicalIndex, MetadataStore, RagService,
@@ -178,6 +179,14 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         },
         max_document_bytes: args.max_body_bytes as u64,
         ingest_concurrency: args.ingest_concurrency.max(1),
+        parse: ParseLimits {
+            timeout: Duration::from_secs(args.parse_timeout_secs.max(1)),
+            worker_memory_bytes: args.parse_memory_mb.max(64) << 20,
+            concurrency: args.ingest_concurrency.max(1),
+            ..ParseLimits::default()
+        },
+        parse_worker: Some(parse_worker()?),
+        max_chunks_per_document: args.max_chunks_per_document.max(1),
         ..ServiceSettings::default()
     };
     let service = RagService::new(stores, embedder, chat, fetcher, settings, warnings);
@@ -206,10 +215,52 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         },
     );
     state.body_limit = args.max_body_bytes;
+    state.guard = RequestGuard {
+        allowed_hosts: listed(&args.allowed_hosts),
+        loopback_only: !on_lambda && args.addr.ip().is_loopback(),
+        allowed_origins: listed(&args.cors_allowed_origins),
+    };
     // Lambda freezes the process between invocations, so background work
     // would stall: ingestion answers once it has finished.
     state.wait_for_ingest_by_default = args.wait_for_ingest || on_lambda;
     Ok(state)
+}
+
+fn listed(values: &[String]) -> Vec<String> {
+    values
+        .iter()
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty())
+        .collect()
+}
+
+/// HTML and PDF are parsed by this same binary in a child process.
+fn parse_worker() -> anyhow::Result<WorkerCommand> {
+    Ok(WorkerCommand {
+        program: std::env::current_exe().context("finding this binary for the parse worker")?,
+        args: vec!["parse-worker".into()],
+    })
+}
+
+/// The parse worker's side: limits itself, parses stdin, answers on
+/// stdout. Its environment holds only its limits (the parent clears the
+/// rest, secrets included).
+pub fn run_parse_worker(content_type: &str) -> i32 {
+    let limit = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
+    if let Some(bytes) = limit(rag_core::parse::WORKER_MEMORY_ENV)
+        && let Err(e) = rlimit::setrlimit(rlimit::Resource::AS, bytes, bytes)
+    {
+        eprintln!("parse-worker: could not limit memory: {e}");
+        return 2;
+    }
+    if let Some(secs) = limit(rag_core::parse::WORKER_CPU_ENV) {
+        let _ = rlimit::setrlimit(rlimit::Resource::CPU, secs, secs);
+    }
+    rag_core::parse::serve_worker(
+        content_type,
+        std::io::stdin().lock(),
+        std::io::stdout().lock(),
+    )
 }
 
 /// The web search provider the environment names, checked for what it needs.

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Multipart, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rag_core::chunk::{ChunkingOptions, DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE};
@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::extract::{AppJson, AppMultipart, AppPath, AppQuery};
 use crate::routes::parse_id;
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -120,7 +120,7 @@ pub async fn ingest(
     Ok(ingest_response(outcome))
 }
 
-/// Upload a file as multipart form data: `file` (required), and optionally
+/// Upload a file as multipart form data: `file` (required, exactly once), and optionally
 /// `title`, `source`, `metadata` (a JSON object), `chunk_size`,
 /// `chunk_overlap`, `new_version`, `wait`.
 #[utoipa::path(post, path = "/documents/upload", tag = "documents",
@@ -131,7 +131,7 @@ pub async fn ingest(
               (status = 422, body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
-    mut multipart: Multipart,
+    AppMultipart(mut multipart): AppMultipart,
 ) -> Result<Response, ApiError> {
     let mut input = IngestInput::default();
     let mut file_seen = false;
@@ -139,6 +139,13 @@ pub async fn upload(
     while let Some(field) = multipart.next_field().await? {
         let name = field.name().unwrap_or_default().to_string();
         match name.as_str() {
+            "file" if file_seen => {
+                // One document per request: dropping all but one file
+                // silently would lose the rest without a word.
+                return Err(ApiError::InvalidBody(
+                    "send one `file` per upload; each file is its own document".to_string(),
+                ));
+            }
             "file" => {
                 input.filename = field.file_name().map(str::to_string);
                 input.declared_content_type = field.content_type().map(str::to_string);

@@ -1,8 +1,18 @@
 //! HTML to text that keeps the main content only: navigation, sidebars,
 //! scripts and styles never reach a chunk.
 
+use std::cell::{Cell, RefCell};
+
+use ego_tree::NodeRef;
+use html5ever::tokenizer::states::RawKind;
+use html5ever::tokenizer::{
+    BufferQueue, TagKind, Token, TokenSink, TokenSinkResult, Tokenizer, TokenizerOpts,
+};
+use html5ever::{LocalName, tendril::StrTendril};
 use scraper::node::Node;
 use scraper::{ElementRef, Html, Selector};
+
+use crate::error::ParseError;
 
 /// Elements whose whole subtree is page furniture, never content.
 const SKIPPED: &[&str] = &[
@@ -46,9 +56,39 @@ const BLOCKS: &[&str] = &[
     "address",
 ];
 
+/// How deeply elements may nest before a page is refused. Browsers stop
+/// nesting at 512 (Chromium appends deeper elements as siblings); real pages
+/// stay far below that. The limit exists because html5ever's tree builder
+/// looks through the stack of open elements for every tag, so its time
+/// grows with the square of the depth (30,000 levels took 8.6 s).
+pub const MAX_HTML_NESTING: usize = 1024;
+
+/// The title and the main content's text of a page, from one parse.
+pub fn html_title_and_text(html: &str) -> Result<(Option<String>, String), ParseError> {
+    check_nesting(html)?;
+    let doc = Html::parse_document(html);
+    let title = title_of(&doc);
+    let (root, is_main) = main_root(&doc);
+    let mut out = TextBuilder::default();
+    walk(root, is_main, &mut out);
+    Ok((title, out.finish()))
+}
+
 /// The document's title: `<title>`, else the first `<h1>`.
 pub fn html_title(html: &str) -> Option<String> {
-    let doc = Html::parse_document(html);
+    check_nesting(html).ok()?;
+    title_of(&Html::parse_document(html))
+}
+
+/// The text of the page's main content with paragraph breaks; a page nested
+/// deeper than [`MAX_HTML_NESTING`] gives no text.
+pub fn html_to_text(html: &str) -> String {
+    html_title_and_text(html)
+        .map(|(_, text)| text)
+        .unwrap_or_default()
+}
+
+fn title_of(doc: &Html) -> Option<String> {
     for css in ["title", "h1"] {
         let selector = Selector::parse(css).expect("static selector");
         if let Some(el) = doc.select(&selector).next() {
@@ -61,13 +101,86 @@ pub fn html_title(html: &str) -> Option<String> {
     None
 }
 
-/// The text of the page's main content with paragraph breaks.
-pub fn html_to_text(html: &str) -> String {
-    let doc = Html::parse_document(html);
-    let (root, is_main) = main_root(&doc);
-    let mut out = TextBuilder::default();
-    walk(root, is_main, &mut out);
-    out.finish()
+/// Measures how deeply the page nests with html5ever's tokenizer alone,
+/// which takes linear time, before the tree builder is given the page.
+fn check_nesting(html: &str) -> Result<(), ParseError> {
+    let sink = NestingSink::default();
+    let tokenizer = Tokenizer::new(sink, TokenizerOpts::default());
+    let input = BufferQueue::default();
+    input.push_back(StrTendril::from_slice(html));
+    // The sink never asks to run a script, so one feed takes all input.
+    let _ = tokenizer.feed(&input);
+    tokenizer.end();
+    if tokenizer.sink.deepest.get() > MAX_HTML_NESTING {
+        return Err(ParseError::TooComplex(format!(
+            "HTML elements nest more than {MAX_HTML_NESTING} deep"
+        )));
+    }
+    Ok(())
+}
+
+/// Elements that never have content, so never open a level.
+const VOID: &[&str] = &[
+    "area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track",
+    "wbr", "param", "keygen",
+];
+
+/// Elements a second start tag of the same name closes implicitly.
+const SELF_CLOSING_SIBLINGS: &[&str] = &[
+    "p", "li", "dt", "dd", "option", "optgroup", "tr", "td", "th", "rt", "rp", "thead", "tbody",
+];
+
+/// Follows the open elements the way the tree builder would, closely enough
+/// to bound its work: end tags close up to their match, void elements and
+/// repeated list items or paragraphs do not nest. It stops counting once the
+/// limit is passed, so a hostile page costs at most the limit per tag.
+#[derive(Default)]
+struct NestingSink {
+    open: RefCell<Vec<LocalName>>,
+    deepest: Cell<usize>,
+}
+
+impl TokenSink for NestingSink {
+    type Handle = ();
+
+    fn process_token(&self, token: Token, _line: u64) -> TokenSinkResult<()> {
+        let Token::TagToken(tag) = token else {
+            return TokenSinkResult::Continue;
+        };
+        let mut open = self.open.borrow_mut();
+        let name: &str = &tag.name;
+        match tag.kind {
+            TagKind::StartTag => {
+                if tag.self_closing || VOID.contains(&name) {
+                    return TokenSinkResult::Continue;
+                }
+                if SELF_CLOSING_SIBLINGS.contains(&name) && open.last() == Some(&tag.name) {
+                    open.pop();
+                }
+                if self.deepest.get() <= MAX_HTML_NESTING {
+                    open.push(tag.name.clone());
+                    self.deepest.set(self.deepest.get().max(open.len()));
+                }
+                // Script, style and the like hold text, not tags; the tree
+                // builder switches the tokenizer the same way.
+                match name {
+                    "script" => TokenSinkResult::RawData(RawKind::ScriptData),
+                    "style" | "xmp" | "iframe" | "noembed" | "noframes" | "noscript" => {
+                        TokenSinkResult::RawData(RawKind::Rawtext)
+                    }
+                    "textarea" | "title" => TokenSinkResult::RawData(RawKind::Rcdata),
+                    "plaintext" => TokenSinkResult::Plaintext,
+                    _ => TokenSinkResult::Continue,
+                }
+            }
+            TagKind::EndTag => {
+                if let Some(at) = open.iter().rposition(|n| *n == tag.name) {
+                    open.truncate(at);
+                }
+                TokenSinkResult::Continue
+            }
+        }
+    }
 }
 
 fn main_root(doc: &Html) -> (ElementRef<'_>, bool) {
@@ -87,49 +200,80 @@ fn main_root(doc: &Html) -> (ElementRef<'_>, bool) {
     }
 }
 
-fn walk(element: ElementRef<'_>, inside_main: bool, out: &mut TextBuilder) {
-    for child in element.children() {
-        match child.value() {
-            Node::Text(text) => out.push_text(text),
-            Node::Element(el) => {
-                let name = el.name();
-                if SKIPPED.contains(&name) || (!inside_main && PAGE_CHROME.contains(&name)) {
-                    continue;
-                }
-                if el.attr("hidden").is_some() || el.attr("aria-hidden") == Some("true") {
-                    continue;
-                }
-                let Some(child_el) = ElementRef::wrap(child) else {
-                    continue;
-                };
-                match name {
-                    "br" => out.line_break(),
-                    "pre" => {
-                        out.paragraph_break();
-                        out.push_preformatted(&child_el.text().collect::<String>());
-                        out.paragraph_break();
-                    }
-                    "li" => {
-                        out.line_break();
-                        out.push_text("- ");
-                        walk(child_el, inside_main, out);
-                        out.line_break();
-                    }
-                    "td" | "th" => {
-                        out.push_text(" ");
-                        walk(child_el, inside_main, out);
-                        out.push_text(" |");
-                    }
-                    _ if BLOCKS.contains(&name) => {
-                        out.paragraph_break();
-                        walk(child_el, inside_main, out);
-                        out.paragraph_break();
-                    }
-                    _ => walk(child_el, inside_main, out),
-                }
+/// What to emit once an element's children are done.
+enum Step<'a> {
+    Visit(NodeRef<'a, Node>),
+    LineBreak,
+    ParagraphBreak,
+    CellEnd,
+}
+
+/// Walks the tree with an explicit stack, so no page can exhaust the
+/// thread's stack however deeply it nests.
+fn walk(root: ElementRef<'_>, inside_main: bool, out: &mut TextBuilder) {
+    let mut stack: Vec<Step<'_>> = root.children().rev().map(Step::Visit).collect();
+    while let Some(step) = stack.pop() {
+        let node = match step {
+            Step::Visit(node) => node,
+            Step::LineBreak => {
+                out.line_break();
+                continue;
             }
-            _ => {}
+            Step::ParagraphBreak => {
+                out.paragraph_break();
+                continue;
+            }
+            Step::CellEnd => {
+                out.push_text(" |");
+                continue;
+            }
+        };
+        let el = match node.value() {
+            Node::Text(text) => {
+                out.push_text(text);
+                continue;
+            }
+            Node::Element(el) => el,
+            _ => continue,
+        };
+        let name = el.name();
+        if SKIPPED.contains(&name) || (!inside_main && PAGE_CHROME.contains(&name)) {
+            continue;
         }
+        if el.attr("hidden").is_some() || el.attr("aria-hidden") == Some("true") {
+            continue;
+        }
+        let Some(child_el) = ElementRef::wrap(node) else {
+            continue;
+        };
+        let after = match name {
+            "br" => {
+                out.line_break();
+                continue;
+            }
+            "pre" => {
+                out.paragraph_break();
+                out.push_preformatted(&child_el.text().collect::<String>());
+                out.paragraph_break();
+                continue;
+            }
+            "li" => {
+                out.line_break();
+                out.push_text("- ");
+                Some(Step::LineBreak)
+            }
+            "td" | "th" => {
+                out.push_text(" ");
+                Some(Step::CellEnd)
+            }
+            _ if BLOCKS.contains(&name) => {
+                out.paragraph_break();
+                Some(Step::ParagraphBreak)
+            }
+            _ => None,
+        };
+        stack.extend(after);
+        stack.extend(node.children().rev().map(Step::Visit));
     }
 }
 
@@ -247,6 +391,52 @@ mod tests {
             "<html><body><header>Top</header><nav>Menu</nav><p>Body text</p><footer>End</footer></body></html>",
         );
         assert_eq!(text, "Body text");
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_quickly_and_moderate_nesting_is_read() {
+        for depth in [MAX_HTML_NESTING + 1, 10_000, 100_000] {
+            let html = format!("<body>{}x{}", "<div>".repeat(depth), "</div>".repeat(depth));
+            let started = std::time::Instant::now();
+            assert!(matches!(
+                html_title_and_text(&html),
+                Err(ParseError::TooComplex(_))
+            ));
+            assert!(
+                started.elapsed().as_secs() < 5,
+                "{depth}: {:?}",
+                started.elapsed()
+            );
+        }
+        // Just under the limit, and with the walk on a small stack: the
+        // walk itself must not recurse.
+        let depth = MAX_HTML_NESTING - 10;
+        let html = format!(
+            "<body><p>{}deep text{}</p>",
+            "<span><div>".repeat(depth / 2),
+            "</div></span>".repeat(depth / 2)
+        );
+        let text = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || html_title_and_text(&html).unwrap().1)
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(text, "deep text");
+    }
+
+    #[test]
+    fn repeated_paragraphs_and_list_items_do_not_count_as_nesting() {
+        let html = format!(
+            "<body><ul>{}</ul>{}",
+            "<li>item".repeat(5000),
+            "<p>para".repeat(5000)
+        );
+        let (_, text) = html_title_and_text(&html).unwrap();
+        assert!(text.starts_with("- item\n- item"), "{}", &text[..40]);
+        // Script text is not markup, however it looks.
+        let script = format!("<body><script>{}</script><p>after", "<div>".repeat(5000));
+        assert_eq!(html_title_and_text(&script).unwrap().1, "after");
     }
 
     #[test]

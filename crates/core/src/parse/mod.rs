@@ -3,8 +3,15 @@
 //! chunker can split on them first.
 
 mod html;
+mod pdf;
+mod runner;
 
-pub use html::{html_title, html_to_text};
+pub use html::{MAX_HTML_NESTING, html_title, html_title_and_text, html_to_text};
+pub use pdf::{MAX_PDF_NESTING, check_structure as check_pdf_structure, max_inflated_bytes};
+pub use runner::{
+    DocumentParser, PARSE_STACK_BYTES, ParseLimits, ProcessParser, ThreadParser, WORKER_CPU_ENV,
+    WORKER_MEMORY_ENV, WorkerCommand, serve_worker,
+};
 
 use crate::error::ParseError;
 
@@ -126,8 +133,8 @@ fn looks_like_html(bytes: &[u8]) -> bool {
     head.starts_with("<!doctype html") || head.starts_with("<html") || head.contains("<body")
 }
 
-/// Parses bytes of a known kind. PDF parsing is CPU-bound: call this from a
-/// blocking thread.
+/// Parses bytes of a known kind, in place. Parsing is CPU-bound and its
+/// input untrusted: the service calls this through a [`DocumentParser`].
 pub fn parse(kind: ContentKind, bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
     let (title, text) = match kind {
         ContentKind::PlainText | ContentKind::Markdown => {
@@ -139,9 +146,9 @@ pub fn parse(kind: ContentKind, bytes: &[u8]) -> Result<ParsedDocument, ParseErr
         }
         ContentKind::Html => {
             let html = decode_utf8(bytes, kind)?;
-            (html_title(&html), html_to_text(&html))
+            html_title_and_text(&html)?
         }
-        ContentKind::Pdf => (None, pdf_to_text(bytes)?),
+        ContentKind::Pdf => (None, pdf::pdf_to_text(bytes)?),
     };
     let text = normalize_text(&text);
     if text.trim().is_empty() {
@@ -164,24 +171,6 @@ fn markdown_title(text: &str) -> Option<String> {
         .find(|line| line.starts_with("# "))
         .map(|line| line.trim_start_matches('#').trim().to_string())
         .filter(|title| !title.is_empty())
-}
-
-fn pdf_to_text(bytes: &[u8]) -> Result<String, ParseError> {
-    // pdf-extract panics on some malformed files; a bad upload must fail the
-    // document, not the worker thread.
-    let owned = bytes.to_vec();
-    let result = std::panic::catch_unwind(move || pdf_extract::extract_text_from_mem(&owned));
-    match result {
-        Ok(Ok(text)) => Ok(text),
-        Ok(Err(e)) => Err(ParseError::Malformed {
-            format: "PDF",
-            message: e.to_string(),
-        }),
-        Err(_) => Err(ParseError::Malformed {
-            format: "PDF",
-            message: "the PDF parser could not read this file".to_string(),
-        }),
-    }
 }
 
 /// Unix line endings, no control characters, trailing spaces trimmed and at

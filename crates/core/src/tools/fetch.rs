@@ -42,10 +42,11 @@ impl Tool for FetchUrlTool {
             .map_err(|e| ToolError::Failed(e.to_string()))?;
         let kind = parse::detect_kind(fetched.content_type.as_deref(), None, &fetched.bytes)
             .map_err(|e| ToolError::Failed(e.to_string()))?;
-        let bytes = fetched.bytes.clone();
-        let parsed = tokio::task::spawn_blocking(move || parse::parse(kind, &bytes))
+        let parsed = self
+            .0
+            .parser()
+            .parse(kind, fetched.bytes.clone())
             .await
-            .map_err(|e| ToolError::Failed(e.to_string()))?
             .map_err(|e| ToolError::Failed(e.to_string()))?;
         let mut text: String = parsed.text.chars().take(FETCH_TEXT_LIMIT).collect();
         if parsed.text.chars().count() > FETCH_TEXT_LIMIT {

@@ -39,7 +39,13 @@ async fn page_server() -> u16 {
                 Html("<html><head><title>Borrowing</title></head><body><nav>Menu</nav><main><h1>Borrowing</h1><p>References let you use a value without taking ownership of it.</p></main></body></html>")
             }),
         )
-        .route("/to-metadata", get(|| async { Redirect::temporary("http://169.254.169.254/latest/meta-data/") }));
+        .route("/to-metadata", get(|| async { Redirect::temporary("http://169.254.169.254/latest/meta-data/") }))
+        .route(
+            "/to-port/{port}",
+            get(|axum::extract::Path(port): axum::extract::Path<u16>| async move {
+                Redirect::temporary(&format!("http://localhost:{port}/documents"))
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -61,10 +67,14 @@ async fn bad_input_gets_json_errors_and_the_server_keeps_serving_aws() {
 
 async fn bad_input_gets_json_errors_and_the_server_keeps_serving(stack: Stack) {
     let data = tempfile::tempdir().unwrap();
+    // The allowlist names host and port: the same host on another port
+    // (this server's own API, say) stays refused.
+    let port = page_server().await;
+    let allowlist = format!("localhost:{port}");
     let server = Server::start(
         data.path(),
         &stack,
-        &[("RAG_AGENT_FETCH_ALLOWLIST", "localhost")],
+        &[("RAG_AGENT_FETCH_ALLOWLIST", allowlist.as_str())],
     );
     let ingest = server.at("/documents/ingest");
 
@@ -168,12 +178,19 @@ async fn bad_input_gets_json_errors_and_the_server_keeps_serving(stack: Stack) {
     assert_error(s, &b, 413, "payload_too_large");
 
     // URLs to the service's own network are refused, before and after redirects.
-    let port = page_server().await;
+    let api_port = reqwest::Url::parse(&server.at("/"))
+        .unwrap()
+        .port()
+        .unwrap();
     for url in [
         format!("http://127.0.0.1:{port}/page.html"),
         "http://169.254.169.254/latest/meta-data/".to_string(),
         "http://[::1]/".to_string(),
+        format!("http://[::ffff:0:7f00:1]:{port}/page.html"),
+        format!("http://[64:ff9b::7f00:1]:{port}/page.html"),
         format!("http://localhost:{port}/to-metadata"),
+        format!("http://localhost:{api_port}/documents"),
+        format!("http://localhost:{port}/to-port/{api_port}"),
     ] {
         let (s, b) = post_json(&ingest, &json!({"url": url})).await;
         assert_error(s, &b, 400, "url_not_allowed");
