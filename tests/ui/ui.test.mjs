@@ -19,7 +19,7 @@ mkdirSync(shots, { recursive: true });
 // The browser logs every failed request as a console error; the one the
 // error step provokes is expected, so requests are counted apart from
 // errors in the page's own script.
-const summary = { steps: [], console_errors: [], failed_requests: [], partial_answers: [] };
+const summary = { steps: [], console_errors: [], failed_requests: [], partial_answers: [], requests: [], unanswered: [] };
 let step = 0;
 
 async function shot(page, name) {
@@ -52,6 +52,11 @@ try {
     if (m.type() === "error" && !m.text().startsWith("Failed to load resource")) summary.console_errors.push(m.text());
   });
   page.on("response", (r) => { if (r.status() >= 400) summary.failed_requests.push(`${r.status()} ${r.request().method()} ${r.url()}`); });
+  // Every request the page makes, and every one that never got an answer
+  // (blocked by the content security policy, refused, aborted): the test
+  // asserts that all stay on the server's own address.
+  page.on("request", (r) => summary.requests.push(r.url()));
+  page.on("requestfailed", (r) => summary.unanswered.push({ url: r.url(), error: r.failure()?.errorText ?? "" }));
   page.on("pageerror", (e) => summary.console_errors.push(String(e)));
   // Indexing competes with whatever else the machine runs (CI indexes the
   // Rust book twice beside this test), so waits are generous.

@@ -43,6 +43,12 @@ impl DocumentStatus {
             .find(|status| status.as_str().eq_ignore_ascii_case(s))
     }
 
+    /// The status spelled exactly as the API writes it (`INDEXED`), the
+    /// only spelling the API accepts.
+    pub fn exact(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
     /// Whether the pipeline may still move this document forward; used at
     /// start-up to find work a crash interrupted.
     pub fn is_in_flight(self) -> bool {

@@ -17,17 +17,25 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{AppJson, AppPath, AppQuery};
+use crate::extract::{AppJson, AppPath, AppQuery, whole_number};
 use crate::routes::parse_id;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct QueryRequest {
-    /// The question.
+    /// The question: 1 to 8000 characters, not all whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 8000,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     pub query: String,
     /// Passages to retrieve (1 to 100; default `VECTOR_TOP_K`).
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 100)]
     pub top_k: Option<usize>,
     /// Dense hits under this cosine similarity are dropped (default `SIMILARITY_THRESHOLD`).
+    #[schema(minimum = -1.0, maximum = 1.0)]
     pub similarity_threshold: Option<f32>,
     /// Only search these documents.
     #[serde(default)]
@@ -40,14 +48,24 @@ pub struct QueryRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ChatRequestBody {
+    /// The message: 1 to 8000 characters, not all whitespace.
+    #[schema(
+        min_length = 1,
+        max_length = 8000,
+        pattern = "[^\\t\\n\\u000b\\f\\r \\u0085\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000]"
+    )]
     pub message: String,
     /// Omit to start a new conversation; the reply says which id it got.
     pub conversation_id: Option<Uuid>,
     /// Model calls this turn may make (1 to 32; default `AGENT_MAX_CYCLES`).
     /// Agent only.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 32)]
     pub max_cycles: Option<u32>,
     /// Retrieve-then-answer only (models without tool calling): the agent
     /// chooses its own searches.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 100)]
     pub top_k: Option<usize>,
     /// Retrieve-then-answer only.
     pub mode: Option<SearchMode>,
@@ -171,8 +189,8 @@ fn to_sse(event: &ChatEvent) -> Event {
 
 #[derive(Debug, Deserialize)]
 pub struct HistoryParams {
-    #[serde(default = "default_history_limit")]
-    pub limit: usize,
+    #[serde(default, deserialize_with = "whole_number")]
+    pub limit: Option<usize>,
 }
 
 fn default_history_limit() -> usize {
@@ -252,7 +270,7 @@ pub struct Conversation {
 
 /// The stored turns of a conversation, oldest first.
 #[utoipa::path(get, path = "/conversations/{id}", tag = "answers",
-    params(("id" = Uuid, Path, description = "conversation id"), ("limit" = Option<usize>, Query, description = "at most this many of the latest messages (1 to 1000)")),
+    params(("id" = Uuid, Path, description = "conversation id"), ("limit" = Option<usize>, Query, minimum = 1, maximum = 1000, description = "at most this many of the latest messages (1 to 1000)")),
     responses((status = 200, body = Conversation), (status = 400, body = ErrorBody)))]
 pub async fn conversation(
     State(state): State<AppState>,
@@ -260,14 +278,15 @@ pub async fn conversation(
     AppQuery(params): AppQuery<HistoryParams>,
 ) -> Result<Json<Conversation>, ApiError> {
     let id = parse_id(&id, "conversation")?;
-    if params.limit == 0 || params.limit > 1000 {
+    let limit = params.limit.unwrap_or_else(default_history_limit);
+    if limit == 0 || limit > 1000 {
         return Err(ApiError::InvalidParameter(
             "limit must be between 1 and 1000".into(),
         ));
     }
     let messages = state
         .service
-        .conversation(id, params.limit)
+        .conversation(id, limit)
         .await?
         .into_iter()
         .map(ConversationMessage::from)

@@ -14,23 +14,35 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
 use crate::error::{ApiError, ErrorBody};
-use crate::extract::{AppJson, AppMultipart, AppPath, AppQuery};
+use crate::extract::{AppJson, AppMultipart, AppPath, AppQuery, whole_number};
 use crate::routes::parse_id;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct IngestRequest {
     /// The document's text (or HTML/Markdown source); give this or `url`.
+    #[schema(min_length = 1)]
     pub content: Option<String>,
     /// An http(s) URL to fetch; private and internal addresses are refused.
+    #[schema(min_length = 1)]
     pub url: Option<String>,
+    #[schema(max_length = 500)]
     pub title: Option<String>,
+    #[schema(max_length = 2048)]
     pub source: Option<String>,
     /// `text/plain`, `text/markdown`, `text/html` or `application/pdf`; sniffed when omitted.
     pub content_type: Option<String>,
+    /// At most 32 keys of 1 to 64 characters, 8 KiB as JSON.
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
+    /// Characters per chunk, 50 to 20000 (default 1000).
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 50, maximum = 20000)]
     pub chunk_size: Option<usize>,
+    /// Characters shared by neighbouring chunks, at most half of
+    /// `chunk_size` (default 200, or a fifth of a given `chunk_size`).
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 0, maximum = 10000)]
     pub chunk_overlap: Option<usize>,
     /// Index again even if identical content is already indexed.
     #[serde(default)]
@@ -193,8 +205,8 @@ fn number_field(name: &str, value: &str) -> Result<usize, ApiError> {
 
 fn bool_field(name: &str, value: &str) -> Result<bool, ApiError> {
     match value.trim() {
-        "true" | "1" | "on" => Ok(true),
-        "false" | "0" | "off" | "" => Ok(false),
+        "true" => Ok(true),
+        "false" => Ok(false),
         _ => Err(ApiError::InvalidBody(format!(
             "`{name}` must be true or false"
         ))),
@@ -202,12 +214,17 @@ fn bool_field(name: &str, value: &str) -> Result<bool, ApiError> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// PENDING, PROCESSING, INDEXED or FAILED.
+    #[param(value_type = Option<DocumentStatus>, nullable = false)]
     pub status: Option<String>,
     /// 1 to 1000, default 50.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[param(minimum = 1, maximum = 1000, nullable = false)]
     pub limit: Option<usize>,
     /// `next_cursor` of the previous page.
+    #[param(nullable = false)]
     pub cursor: Option<String>,
 }
 
@@ -225,8 +242,8 @@ pub async fn list(
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Json<DocumentList>, ApiError> {
     let status = match params.status.as_deref() {
-        None | Some("") => None,
-        Some(s) => Some(DocumentStatus::parse(s).ok_or_else(|| {
+        None => None,
+        Some(s) => Some(DocumentStatus::exact(s).ok_or_else(|| {
             ApiError::InvalidParameter(format!(
                 "status must be one of PENDING, PROCESSING, INDEXED, FAILED, not {s:?}"
             ))
@@ -247,6 +264,7 @@ pub async fn list(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct GetParams {
     /// Include the parsed text.
     #[serde(default)]

@@ -16,7 +16,12 @@ pub async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
 }
 
+/// Ids are written in the hyphenated form only, as the API hands them out
+/// (and as the OpenAPI `uuid` format means); the braced, URN and bare-hex
+/// spellings `uuid` would also take are refused.
 pub(crate) fn parse_id(raw: &str, what: &str) -> Result<uuid::Uuid, ApiError> {
-    uuid::Uuid::parse_str(raw)
-        .map_err(|_| ApiError::InvalidParameter(format!("{raw:?} is not a valid {what} id")))
+    uuid::Uuid::try_parse(raw)
+        .ok()
+        .filter(|_| raw.len() == 36)
+        .ok_or_else(|| ApiError::InvalidParameter(format!("{raw:?} is not a valid {what} id")))
 }

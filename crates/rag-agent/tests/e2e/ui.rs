@@ -155,6 +155,29 @@ async fn the_web_ui_works_in_a_real_browser() {
         "{failed:?}"
     );
     assert_eq!(summary["steps"].as_array().unwrap().len(), 14, "{summary}");
+    // The page reached nothing but its own server: no font, script,
+    // analytics or image from anywhere else.
+    let requests = summary["requests"].as_array().unwrap();
+    assert!(requests.len() > 10, "{summary}");
+    let own = format!("{}/", server.url);
+    let elsewhere: Vec<&str> = requests
+        .iter()
+        .map(|r| r.as_str().unwrap())
+        .filter(|url| !url.starts_with(&own) && !url.starts_with("data:"))
+        .collect();
+    assert!(
+        elsewhere.is_empty(),
+        "requests left the server: {elsewhere:?}"
+    );
+    // A request may go unanswered when the page itself cancels it (a
+    // stream it no longer needs); none may be blocked or refused.
+    for unanswered in summary["unanswered"].as_array().unwrap() {
+        let error = unanswered["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("ABORTED") && unanswered["url"].as_str().unwrap().starts_with(&own),
+            "a request failed: {unanswered}"
+        );
+    }
     assert_eq!(summary["added_by_drop_and_paste"], true, "{summary}");
 
     // What the browser did reached the server.
