@@ -48,6 +48,14 @@ impl ChunkingOptions {
     }
 }
 
+/// The fewest chunks `text` can split into: chunks hold at most
+/// `chunk_size` characters and together cover every character that is not
+/// whitespace. Lets an oversized document be refused before it is split.
+pub fn min_chunk_count(text: &str, options: ChunkingOptions) -> usize {
+    let content = text.chars().filter(|c| !c.is_whitespace()).count();
+    content.div_ceil(options.chunk_size.max(1))
+}
+
 /// A piece of text and where it sits, in characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextChunk {
@@ -55,6 +63,18 @@ pub struct TextChunk {
     pub start_char: usize,
     pub end_char: usize,
 }
+
+/// How much text text-splitter sees at once, in chunks' worth. It looks
+/// for the next sentence boundary across the rest of its input for every
+/// chunk, so a text without sentence ends costs time quadratic in its
+/// length (1 MB in one line: 51 s; 49 MB would be days). Windows of this
+/// many chunks make the cost linear; they end where the splitter would cut
+/// anyway (a paragraph, line, sentence or word), so only a chunk at a
+/// window's edge differs, by not overlapping the next. Where the text has
+/// no sentence or line end for two chunks' worth, the window shrinks to
+/// that, since there the cost per window grows with its square.
+const WINDOW_CHUNKS: usize = 16;
+const BREAKLESS_WINDOW_CHUNKS: usize = 2;
 
 /// Splits `text`; every chunk's content equals the characters
 /// `start_char..end_char` of `text`.
@@ -65,18 +85,64 @@ pub fn chunk_text(text: &str, options: ChunkingOptions) -> Result<Vec<TextChunk>
         .map_err(|e| RagError::invalid(e.to_string()))?;
     let splitter = TextSplitter::new(config);
     let offsets = CharOffsets::new(text);
-    Ok(splitter
-        .chunk_indices(text)
-        .filter(|(_, chunk)| !chunk.trim().is_empty())
-        .map(|(byte_start, chunk)| {
-            let start_char = offsets.char_index(byte_start);
-            TextChunk {
-                content: chunk.to_string(),
-                start_char,
-                end_char: start_char + chunk.chars().count(),
-            }
-        })
-        .collect())
+    let mut chunks = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let end = window_end(text, start, window_for(text, start, options.chunk_size));
+        chunks.extend(
+            splitter
+                .chunk_indices(&text[start..end])
+                .filter(|(_, chunk)| !chunk.trim().is_empty())
+                .map(|(byte_start, chunk)| {
+                    let start_char = offsets.char_index(start + byte_start);
+                    TextChunk {
+                        content: chunk.to_string(),
+                        start_char,
+                        end_char: start_char + chunk.chars().count(),
+                    }
+                }),
+        );
+        start = end;
+    }
+    Ok(chunks)
+}
+
+fn window_for(text: &str, start: usize, chunk_size: usize) -> usize {
+    let probe =
+        &text.as_bytes()[start..text.len().min(start + BREAKLESS_WINDOW_CHUNKS * chunk_size)];
+    if probe.len() == BREAKLESS_WINDOW_CHUNKS * chunk_size
+        && !probe
+            .iter()
+            .any(|b| matches!(b, b'.' | b'!' | b'?' | b'\n'))
+    {
+        BREAKLESS_WINDOW_CHUNKS * chunk_size
+    } else {
+        WINDOW_CHUNKS * chunk_size
+    }
+}
+
+/// Where the window starting at byte `start` ends: the whole rest if it
+/// fits, else the last paragraph, line, sentence or word break in the
+/// window's second half, else the window's last character boundary.
+fn window_end(text: &str, start: usize, window: usize) -> usize {
+    if text.len() - start <= window {
+        return text.len();
+    }
+    let mut limit = start + window;
+    while !text.is_char_boundary(limit) {
+        limit -= 1;
+    }
+    let mut half = start + window / 2;
+    while !text.is_char_boundary(half) {
+        half += 1;
+    }
+    let searched = &text[half..limit];
+    for separator in ["\n\n", "\n", ". ", " "] {
+        if let Some(at) = searched.rfind(separator) {
+            return half + at + separator.len();
+        }
+    }
+    limit
 }
 
 /// Maps byte offsets to character offsets. Chunks overlap, so lookups go
@@ -156,6 +222,39 @@ mod tests {
         let chunks = chunk_text(&text, ChunkingOptions::default()).unwrap();
         for chunk in &chunks[..chunks.len() - 1] {
             assert!(chunk.content.ends_with("a line."), "{:?}", chunk.content);
+        }
+    }
+
+    #[test]
+    fn long_texts_are_split_in_windows_with_exact_offsets() {
+        // Paragraphs far past one window, and a run with no break at all.
+        let mut text = sample().repeat(20);
+        text.push_str(&"x".repeat(40_000));
+        text.push_str(&" wörd".repeat(30_000));
+        let options = ChunkingOptions::default();
+        let chunks = chunk_text(&text, options).unwrap();
+        let mut covered = 0;
+        for chunk in &chunks {
+            assert_eq!(
+                char_slice(&text, chunk.start_char, chunk.end_char),
+                chunk.content
+            );
+            assert!(chunk.content.chars().count() <= options.chunk_size);
+            let between = char_slice(&text, covered.min(chunk.start_char), chunk.start_char);
+            assert!(
+                between.trim().is_empty(),
+                "text lost before {}",
+                chunk.start_char
+            );
+            covered = covered.max(chunk.end_char);
+        }
+        assert_eq!(covered, text.chars().count());
+        // Windows end on paragraph breaks where there are some.
+        let paragraphs = sample().repeat(20);
+        for chunk in chunk_text(&paragraphs, options).unwrap() {
+            assert!(
+                chunk.content.ends_with("a line.") || chunk.end_char == paragraphs.chars().count()
+            );
         }
     }
 

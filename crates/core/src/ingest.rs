@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::backend::{Embedder, StatusUpdate};
-use crate::chunk::{ChunkingOptions, TextChunk, chunk_text};
+use crate::chunk::{ChunkingOptions, TextChunk, chunk_text, min_chunk_count};
 use crate::domain::{ChunkMetadata, Document, DocumentChunk, DocumentStatus, estimate_tokens};
 use crate::error::{EmbedError, RagError, StoreError};
 use crate::parse::{self, ParsedDocument};
@@ -90,12 +90,16 @@ impl RagService {
         // Chunking now, and again when indexing, costs little (text-splitter
         // splits over 100 MB/s) and lets an oversized document be refused
         // while the caller is still waiting for the answer.
+        // A text too long for the cap is refused before it is split.
         let text = parsed.text.clone();
-        let chunk_count = tokio::task::spawn_blocking(move || chunk_text(&text, chunking))
-            .await
-            .map_err(|e| StoreError::permanent(format!("chunker task failed: {e}")))??
-            .len();
-        check_chunk_count(chunk_count, settings.max_chunks_per_document)?;
+        let limit = settings.max_chunks_per_document;
+        let chunk_count = tokio::task::spawn_blocking(move || {
+            check_chunk_count(min_chunk_count(&text, chunking), limit)?;
+            Ok::<_, RagError>(chunk_text(&text, chunking)?.len())
+        })
+        .await
+        .map_err(|e| StoreError::permanent(format!("chunker task failed: {e}")))??;
+        check_chunk_count(chunk_count, limit)?;
 
         let now = Utc::now();
         let id = Uuid::new_v4();
