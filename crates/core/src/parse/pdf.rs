@@ -20,6 +20,10 @@ use crate::error::ParseError;
 /// levels (a page tree is the deepest common structure).
 pub const MAX_PDF_NESTING: usize = 256;
 
+/// Pages one PDF may have; each page object (`/Type /Page`) counts, in the
+/// file and in its object streams.
+pub const MAX_PDF_PAGES: usize = 10_000;
+
 /// How far a document's streams may inflate, in total: 64 times the file,
 /// at least 16 MiB and at most 256 MiB.
 pub fn max_inflated_bytes(file_len: usize) -> u64 {
@@ -51,14 +55,19 @@ pub(crate) fn pdf_to_text(bytes: &[u8]) -> Result<String, ParseError> {
 pub fn check_structure(bytes: &[u8]) -> Result<(), ParseError> {
     let mut budget = max_inflated_bytes(bytes.len());
     let mut inflated = Vec::new();
-    scan(bytes, Some((&mut budget, &mut inflated)))?;
+    let mut pages = 0;
+    scan(bytes, Some((&mut budget, &mut inflated)), &mut pages)?;
     Ok(())
 }
 
 /// One pass over PDF syntax. With a budget, stream bodies are inflated (when
 /// they are zlib data) and scanned in turn; without one (inside an inflated
 /// stream) they are skipped, as are inline image data.
-fn scan(bytes: &[u8], mut streams: Option<(&mut u64, &mut Vec<u8>)>) -> Result<(), ParseError> {
+fn scan(
+    bytes: &[u8],
+    mut streams: Option<(&mut u64, &mut Vec<u8>)>,
+    pages: &mut usize,
+) -> Result<(), ParseError> {
     let mut depth = 0usize;
     let mut i = 0usize;
     while i < bytes.len() {
@@ -82,6 +91,14 @@ fn scan(bytes: &[u8], mut streams: Option<(&mut u64, &mut Vec<u8>)>) -> Result<(
                 depth = depth.saturating_sub(1);
                 i += 1;
             }
+            b'/' if keyword_at(bytes, i + 1, b"Page") => {
+                *pages += 1;
+                if *pages > MAX_PDF_PAGES {
+                    return Err(ParseError::ExpansionLimit(format!(
+                        "the PDF has more than {MAX_PDF_PAGES} pages"
+                    )));
+                }
+            }
             b'[' => depth += 1,
             b']' => depth = depth.saturating_sub(1),
             b's' if keyword_at(bytes, i, b"stream") => {
@@ -90,7 +107,7 @@ fn scan(bytes: &[u8], mut streams: Option<(&mut u64, &mut Vec<u8>)>) -> Result<(
                 if let Some((budget, buffer)) = streams.as_mut() {
                     inflate_bounded(&bytes[body_start..body_end], budget, buffer)?;
                     if !buffer.is_empty() {
-                        scan(buffer, None)?;
+                        scan(buffer, None, pages)?;
                     }
                 }
                 i = body_end + b"endstream".len();
@@ -261,6 +278,22 @@ mod tests {
         assert!(matches!(
             check_structure(&pdf),
             Err(ParseError::TooComplex(_))
+        ));
+    }
+
+    #[test]
+    fn page_objects_are_counted() {
+        let page = "<< /Type /Page /Parent 2 0 R >>\n";
+        let pages = |n: usize| {
+            format!(
+                "%PDF-1.4\n<< /Type /Pages /Count {n} >>\n{}",
+                page.repeat(n)
+            )
+        };
+        check_structure(pages(MAX_PDF_PAGES).as_bytes()).unwrap();
+        assert!(matches!(
+            check_structure(pages(MAX_PDF_PAGES + 1).as_bytes()),
+            Err(ParseError::ExpansionLimit(_))
         ));
     }
 
