@@ -9,6 +9,7 @@ at the end.
 
     cargo build --release -p rag-agent
     python3 benches/hostile.py --binary target/release/rag-agent
+    python3 benches/hostile.py --binary target/release/rag-agent --max-chunks 1000000
 
 Cases: a 49 MiB text with no sentence ends (the chunker's worst case), the
 same words as 49 MiB of HTML paragraphs, the 1 GiB flate bomb PDF
@@ -17,6 +18,7 @@ arrays nested 100,000 deep.
 """
 import argparse
 import json
+import os
 import random
 import subprocess
 import tempfile
@@ -60,10 +62,20 @@ def peak_rss_mib(pid):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", default=str(ROOT / "target/release/rag-agent"))
+    parser.add_argument(
+        "--max-chunks", type=int,
+        help="RAG_AGENT_MAX_CHUNKS_PER_DOCUMENT for the server; with it the 49 MiB inputs are accepted "
+        "(answers come once parsed and split, without waiting for indexing)",
+    )
+    parser.add_argument("--size-mib", type=int, default=49, help="size of the text and HTML inputs")
+    parser.add_argument("--no-wait", action="store_true", help="answer once parsed and split; indexing goes on, and the peak is read again 30 s later")
     args = parser.parse_args()
+    env = dict(os.environ)
+    if args.max_chunks:
+        env["RAG_AGENT_MAX_CHUNKS_PER_DOCUMENT"] = str(args.max_chunks)
     random.seed(14)
     words = ["".join(random.choice("abcdefghij") for _ in range(6)) for _ in range(5000)]
-    size = 49 << 20
+    size = args.size_mib << 20
     breakless = " ".join(random.choice(words) for _ in range(size // 7 + 1)).encode()[:size]
     paragraphs = b"".join(b"<p>" + breakless[i:i + 1000] + b"</p>" for i in range(0, size, 1007))[:size]
     cases = [
@@ -76,7 +88,7 @@ def main():
     with tempfile.TemporaryDirectory() as data:
         server = subprocess.Popen(
             [args.binary, "serve", "--addr", "127.0.0.1:0", "--offline", "--data-dir", data],
-            stdout=subprocess.PIPE, text=True,
+            stdout=subprocess.PIPE, text=True, env=env,
         )
         try:
             base = server.stdout.readline().strip().removeprefix("rag-agent listening on ")
@@ -84,12 +96,16 @@ def main():
                 time.sleep(0.1)
             print(json.dumps({"case": "idle", "peak_rss_mib": round(peak_rss_mib(server.pid), 1)}))
             for name, data_bytes, ctype in cases:
-                status, payload, seconds = upload(base, name, data_bytes, ctype, {"wait": "true"})
+                wait = "false" if args.max_chunks or args.no_wait else "true"
+                status, payload, seconds = upload(base, name, data_bytes, ctype, {"wait": wait})
                 print(json.dumps({
                     "case": name, "bytes": len(data_bytes), "status": status,
                     "code": payload.get("error", {}).get("code") or payload["document"]["status"],
                     "seconds": round(seconds, 2), "peak_rss_mib": round(peak_rss_mib(server.pid), 1),
                 }), flush=True)
+            if args.max_chunks or args.no_wait:
+                time.sleep(30)
+                print(json.dumps({"case": "after 30 s of indexing", "peak_rss_mib": round(peak_rss_mib(server.pid), 1)}))
             assert server.poll() is None, "the server exited"
         finally:
             server.terminate()
