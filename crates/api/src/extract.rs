@@ -74,14 +74,18 @@ where
             }
         }
 
+        /// Digits, optionally followed by `.` and zeros: no sign, exponent
+        /// or spaces, which a JSON Schema integer never spells.
         fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Self::Value, E> {
-            match v.parse::<u64>() {
-                Ok(n) => Ok(Some(n)),
-                Err(_) => v
-                    .parse::<f64>()
-                    .map_err(|_| E::custom("expected a whole number"))
-                    .and_then(|f| self.visit_f64(f)),
+            let (digits, fraction) = v.split_once('.').unwrap_or((v, "0"));
+            let plain = |s: &str, allowed: fn(u8) -> bool| !s.is_empty() && s.bytes().all(allowed);
+            if !plain(digits, |b| b.is_ascii_digit()) || !plain(fraction, |b| b == b'0') {
+                return Err(E::custom("expected a whole number"));
             }
+            digits
+                .parse::<u64>()
+                .map(Some)
+                .map_err(|_| E::custom("the number is too large"))
         }
     }
 
@@ -114,5 +118,10 @@ mod tests {
         assert!(n(r#"{"n": -1}"#).is_err());
         assert!(n(r#"{"n": 5000000000}"#).is_err());
         assert!(n(r#"{"n": "x"}"#).is_err());
+        assert_eq!(n(r#"{"n": "7"}"#).unwrap(), Some(7));
+        assert_eq!(n(r#"{"n": "7.00"}"#).unwrap(), Some(7));
+        for refused in ["+7", "1e2", " 7", "7.5", "7.", "", "-0"] {
+            assert!(n(&format!(r#"{{"n": "{refused}"}}"#)).is_err(), "{refused}");
+        }
     }
 }
