@@ -1,7 +1,8 @@
 //! Every error the API returns, as `{"error": {"code", "message"}}` with the
 //! right status. One exhaustive match decides the status of each error, so
-//! a new variant anywhere forces a decision here. 5xx bodies never carry
-//! internals; the cause is logged.
+//! a new variant anywhere forces a decision here; streamed failures go
+//! through the same match. 5xx bodies never carry internals; the cause is
+//! logged once, by `log_server_errors` (or by the stream), never here.
 
 use axum::Json;
 use axum::extract::multipart::MultipartError;
@@ -272,6 +273,9 @@ impl ApiError {
                 RagError::Store(s) => map_store(s),
                 RagError::Embed(x) => map_embed(x),
                 RagError::Model(m) => map_model(m),
+                RagError::NotApplicable(m) => {
+                    Mapped::new(StatusCode::BAD_REQUEST, "invalid_parameter", m.clone())
+                }
                 RagError::Unavailable(m) => {
                     Mapped::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone())
                 }
@@ -323,16 +327,39 @@ impl ApiError {
         let m = self.mapped();
         (m.code, m.message)
     }
+
+    /// Whether this is the server's fault, so its cause must be logged.
+    pub fn is_server_error(&self) -> bool {
+        self.mapped().status.is_server_error()
+    }
+}
+
+/// The hidden cause of a 5xx, carried on the response to the one place
+/// that logs it.
+#[derive(Clone)]
+struct ServerErrorCause(String);
+
+/// Logs the cause of every 5xx answer once, with the request it failed.
+pub async fn log_server_errors(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let mut response = next.run(request).await;
+    if let Some(ServerErrorCause(cause)) = response.extensions_mut().remove::<ServerErrorCause>() {
+        tracing::error!(%method, %path, status = response.status().as_u16(), %cause, "request failed");
+    }
+    response
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mapped = self.mapped();
-        if mapped.status.is_server_error() {
-            tracing::error!(status = mapped.status.as_u16(), code = %mapped.code, cause = ?self, "request failed");
-        } else {
-            tracing::debug!(status = mapped.status.as_u16(), code = %mapped.code, "request rejected");
-        }
+        let cause = mapped
+            .status
+            .is_server_error()
+            .then(|| ServerErrorCause(format!("{self:?}")));
         let body = ErrorBody {
             error: ErrorDetail {
                 code: mapped.code,
@@ -344,6 +371,9 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if let Some(cause) = cause {
+            response.extensions_mut().insert(cause);
         }
         response
     }

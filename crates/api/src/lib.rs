@@ -18,8 +18,6 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use rag_core::RagService;
-use rag_core::tools::ToolRegistry;
-use rag_core::{Agent, AgentSettings};
 use tower_http::trace::TraceLayer;
 
 pub use error::ApiError;
@@ -31,11 +29,9 @@ pub const DEFAULT_BODY_LIMIT: usize = 50 * 1024 * 1024;
 /// What every handler needs.
 #[derive(Clone)]
 pub struct AppState {
+    /// The deployment's parts; how chat turns run was decided when it was
+    /// built.
     pub service: Arc<RagService>,
-    pub tools: ToolRegistry,
-    /// The tool-calling agent behind `/chat`, present when the model can
-    /// call tools; without it `/chat` retrieves, then answers.
-    pub agent: Option<Arc<Agent>>,
     /// Whether ingestion requests wait for indexing unless they say
     /// otherwise; under Lambda nothing may run after the response.
     pub wait_for_ingest_by_default: bool,
@@ -46,33 +42,12 @@ pub struct AppState {
 
 impl AppState {
     pub fn new(service: Arc<RagService>) -> Self {
-        let tools = ToolRegistry::standard(&service);
         Self {
-            agent: None,
-            tools: ToolRegistry::default(),
             service,
             wait_for_ingest_by_default: false,
             body_limit: DEFAULT_BODY_LIMIT,
             guard: RequestGuard::default(),
         }
-        .with_agent(tools, AgentSettings::default())
-    }
-
-    /// Sets the tools `/tools` lists and the agent runs with. Models that
-    /// cannot call tools get no agent, and `/tools` still lists what the
-    /// deployment has.
-    pub fn with_agent(mut self, tools: ToolRegistry, settings: AgentSettings) -> Self {
-        let model = self.service.chat_model().clone();
-        self.agent = model.supports_tools().then(|| {
-            Arc::new(Agent::new(
-                model,
-                tools.clone(),
-                self.service.stores().conversations.clone(),
-                settings,
-            ))
-        });
-        self.tools = tools;
-        self
     }
 }
 
@@ -102,6 +77,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn(error::log_server_errors))
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .with_state(state);

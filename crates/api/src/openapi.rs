@@ -24,7 +24,7 @@ use crate::routes::{answer, documents, health, tools};
         ErrorBody, ErrorDetail,
         rag_core::Document, rag_core::DocumentStatus, rag_core::SourceReference,
         rag_core::QueryResponse, rag_core::TokenUsage, rag_core::SearchMode,
-        rag_core::HealthReport, rag_core::service::EmbeddingModelInfo, rag_core::ChatEvent,
+        rag_core::HealthReport, rag_core::health::EmbeddingModelInfo, rag_core::ChatEvent,
         rag_core::ChatReply, rag_core::ChatOutcome, rag_core::agent::ToolCallRecord,
         rag_core::chat::StopReason, rag_core::chat::ToolSpec,
     )),
@@ -39,7 +39,7 @@ pub struct ApiDoc;
 
 /// The document as this deployment serves it; see [`document`].
 pub async fn openapi_json(State(state): State<AppState>) -> Json<Value> {
-    Json(document(state.agent.is_some()))
+    Json(document(state.service.runs_agent()))
 }
 
 /// The generated document, completed with what annotations cannot say:

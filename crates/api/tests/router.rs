@@ -30,7 +30,8 @@ fn state(dir: &std::path::Path) -> AppState {
         UrlFetcher::new(FetchPolicy::default()).unwrap(),
         ServiceSettings::default(),
         vec!["no embedding model".to_string()],
-    );
+    )
+    .unwrap();
     AppState::new(service)
 }
 
@@ -224,7 +225,8 @@ async fn health_says_starting_while_the_model_loads_and_ingestion_waits_for_it()
         UrlFetcher::new(FetchPolicy::default()).unwrap(),
         ServiceSettings::default(),
         Vec::new(),
-    );
+    )
+    .unwrap();
     let state = AppState::new(service);
 
     let (status, health) = call(&state, Request::get("/health").body(Body::empty()).unwrap()).await;

@@ -14,7 +14,7 @@ use rag_aws_emulator::{Emulator, Fault, MotoServer, Reply, ReplyBlock};
 use rag_core::chat::{ChatModel, ContentBlock, Role, ToolResultStatus, ToolSpec};
 use rag_core::retrying_model::RetryingChatModel;
 use rag_core::tools::{Tool, ToolError, ToolOutput, ToolRegistry, parse_input, spec_for};
-use rag_core::{Agent, AgentRequest, AgentSettings, ChatOutcome, ConversationStore};
+use rag_core::{Agent, AgentSettings, ChatOutcome, ChatTurns, ConversationStore, TurnRequest};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -137,11 +137,11 @@ fn uses(calls: &[(&str, &str, Value)]) -> Reply {
     }
 }
 
-fn ask(message: &str, conversation_id: Uuid) -> AgentRequest {
-    AgentRequest {
+fn ask(message: &str, conversation_id: Uuid) -> TurnRequest {
+    TurnRequest {
         message: message.into(),
         conversation_id: Some(conversation_id),
-        max_cycles: None,
+        ..TurnRequest::default()
     }
 }
 
@@ -237,14 +237,12 @@ async fn two_tool_calls_in_one_turn_run_concurrently_and_return_in_order() {
         panic!("{:?}", reply.tool_calls)
     };
     assert_eq!((a.id.as_str(), b.id.as_str()), ("t-first", "t-second"));
-    // Each took 300 ms; they overlap, so both started before either ended.
+    // Each took 300 ms; they overlap, so both started before either ended,
+    // which is the proof of parallel tools. (No bound on the turn's time:
+    // on a busy 2-core machine with moto in the loop it says nothing.)
     assert!(
         a.started_ms < b.finished_ms && b.started_ms < a.finished_ms,
         "{a:?} {b:?}"
-    );
-    assert!(
-        reply.latency_ms < 550,
-        "sequential tools would take 600 ms: {reply:?}"
     );
 
     let requests = rig.emulator.converse_requests();
@@ -323,7 +321,7 @@ async fn the_cycle_cap_ends_the_turn_with_a_clear_message() {
     }
     let reply = rig
         .agent
-        .chat(AgentRequest {
+        .chat(TurnRequest {
             max_cycles: Some(2),
             ..ask("Keep looking.", id)
         })

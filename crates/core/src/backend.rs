@@ -32,6 +32,16 @@ pub trait Embedder: Send + Sync {
         DEFAULT_EMBED_BATCH_SIZE
     }
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError>;
+    /// Embeds one question. Someone is waiting for it, so an embedder that
+    /// shares its compute with ingestion serves it first (the in-process
+    /// MiniLM runs it on a lane of its own); a remote model gives it no
+    /// special treatment.
+    async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        self.embed(&[text.to_string()])
+            .await?
+            .pop()
+            .ok_or_else(|| EmbedError::permanent("the embedder returned no vector"))
+    }
     /// Whether `embed` can answer now. Only an embedder that loads its
     /// model after start-up is ever anything but ready.
     fn state(&self) -> EmbedderState {
@@ -84,6 +94,8 @@ pub trait VectorStore: Send + Sync {
 /// behind the document view.
 #[async_trait]
 pub trait LexicalIndex: Send + Sync {
+    /// Names the engine for `/health`, e.g. `sqlite-fts5`.
+    fn backend_name(&self) -> &'static str;
     async fn index_chunks(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError>;
     /// Hits ordered best first; `score` is higher-is-better.
     async fn search(

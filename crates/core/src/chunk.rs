@@ -30,6 +30,21 @@ impl Default for ChunkingOptions {
 }
 
 impl ChunkingOptions {
+    /// What a request's `chunk_size` and `chunk_overlap` mean: neither is
+    /// the deployment's default (`None`); a size alone gets a fifth of it
+    /// as overlap (at most the default overlap); an overlap alone goes with
+    /// the default size. `validate` checks the result.
+    pub fn requested(size: Option<usize>, overlap: Option<usize>) -> Option<Self> {
+        if size.is_none() && overlap.is_none() {
+            return None;
+        }
+        let chunk_size = size.unwrap_or(DEFAULT_CHUNK_SIZE);
+        Some(Self {
+            chunk_size,
+            chunk_overlap: overlap.unwrap_or(DEFAULT_CHUNK_OVERLAP.min(chunk_size / 5)),
+        })
+    }
+
     pub fn validate(&self) -> Result<(), RagError> {
         if !(MIN_CHUNK_SIZE..=MAX_CHUNK_SIZE).contains(&self.chunk_size) {
             return Err(RagError::invalid(format!(

@@ -207,6 +207,10 @@ pub enum RagError {
     Embed(#[from] EmbedError),
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// A parameter this deployment's kind of chat turn does not take, such
+    /// as `max_cycles` where the model cannot call tools.
+    #[error("{0}")]
+    NotApplicable(String),
     /// A capability this deployment lacks, such as dense search without an
     /// embedding model.
     #[error("{0}")]

@@ -11,11 +11,13 @@
 pub mod agent;
 pub mod answer;
 pub mod backend;
+pub mod catalog;
 pub mod chat;
 pub mod chunk;
 pub mod domain;
 pub mod error;
 pub mod fetch;
+pub mod health;
 pub mod ingest;
 pub mod loading;
 pub mod parse;
@@ -23,10 +25,14 @@ pub mod retrieve;
 pub mod retry;
 pub mod retrying_model;
 pub mod service;
+#[cfg(any(test, feature = "test-util"))]
+pub mod test_util;
 pub mod text;
 pub mod tools;
+pub mod turn;
 
-pub use agent::{Agent, AgentRequest, AgentSettings, ChatOutcome, ChatReply};
+pub use agent::{Agent, AgentSettings};
+pub use catalog::{Catalog, Stores};
 pub use backend::{
     ConversationStore, DocumentStore, Embedder, EmbedderState, LexicalIndex, ListQuery,
     MetadataStore, StatusUpdate, StoredMessage, VectorStore,
@@ -34,5 +40,10 @@ pub use backend::{
 pub use chat::ChatModel;
 pub use domain::*;
 pub use error::{EmbedError, ErrorClass, FetchError, ModelError, ParseError, RagError, StoreError};
-pub use ingest::{IngestInput, IngestOutcome};
-pub use service::{ChatEvent, HealthReport, QueryInput, RagService, ServiceSettings, Stores};
+pub use health::HealthReport;
+pub use ingest::{IngestInput, IngestOutcome, Ingestor};
+pub use service::{RagService, ServiceSettings};
+pub use turn::{
+    ChatEvent, ChatEventStream, ChatOutcome, ChatReply, ChatTurns, QueryInput, RetrieveThenAnswer,
+    TurnRequest,
+};

@@ -105,6 +105,10 @@ impl Embedder for LoadingEmbedder {
         self.ready().await?.embed(texts).await
     }
 
+    async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        self.ready().await?.embed_query(text).await
+    }
+
     fn state(&self) -> EmbedderState {
         match &*self.loaded.borrow() {
             None => EmbedderState::Loading,

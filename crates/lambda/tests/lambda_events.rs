@@ -30,7 +30,8 @@ fn state(dir: &std::path::Path) -> AppState {
         UrlFetcher::new(FetchPolicy::default()).unwrap(),
         ServiceSettings::default(),
         Vec::new(),
-    );
+    )
+    .unwrap();
     let mut state = AppState::new(service);
     // As the binary configures itself under Lambda.
     state.wait_for_ingest_by_default = true;

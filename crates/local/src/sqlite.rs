@@ -424,6 +424,10 @@ fn hit_from_row(row: &Row<'_>, score: f32) -> rusqlite::Result<VectorSearchResul
 
 #[async_trait]
 impl LexicalIndex for SqliteStore {
+    fn backend_name(&self) -> &'static str {
+        "sqlite-fts5"
+    }
+
     async fn index_chunks(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError> {
         let rows: Vec<(ChunkMetadata, String)> = chunks
             .iter()

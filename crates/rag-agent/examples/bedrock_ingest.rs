@@ -84,9 +84,11 @@ async fn main() {
             UrlFetcher::new(FetchPolicy::default()).unwrap(),
             ServiceSettings::default(),
             Vec::new(),
-        );
+        )
+        .expect("service");
         let started = Instant::now();
         let outcome = service
+            .ingestor()
             .ingest(
                 IngestInput {
                     bytes: text.clone().into(),

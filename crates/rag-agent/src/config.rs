@@ -186,7 +186,7 @@ pub struct ServeArgs {
     #[arg(long, env = "RAG_AGENT_PARSE_MEMORY_MB", default_value_t = 768)]
     pub parse_memory_mb: u64,
     /// A document that would split into more chunks is refused (422).
-    #[arg(long, env = "RAG_AGENT_MAX_CHUNKS_PER_DOCUMENT", default_value_t = rag_core::service::DEFAULT_MAX_CHUNKS_PER_DOCUMENT)]
+    #[arg(long, env = "RAG_AGENT_MAX_CHUNKS_PER_DOCUMENT", default_value_t = rag_core::ingest::DEFAULT_MAX_CHUNKS_PER_DOCUMENT)]
     pub max_chunks_per_document: usize,
     /// Host names served besides localhost and loopback addresses (comma
     /// separated). While listening on loopback every other Host is refused,

@@ -94,7 +94,7 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
     println!("rag-agent listening on http://{addr}");
     std::io::stdout().flush()?;
     tracing::info!(%addr, data_dir = %args.data_dir().display(), "serving");
-    let resumed = service.recover().await?;
+    let resumed = service.ingestor().recover().await?;
     if resumed > 0 {
         tracing::info!(resumed, "resuming interrupted ingestions");
     }

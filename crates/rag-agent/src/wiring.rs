@@ -161,12 +161,6 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
     })
     .context("building the URL fetcher")?;
 
-    if args.top_k == 0 || args.top_k > rag_core::retrieve::MAX_TOP_K {
-        bail!(
-            "VECTOR_TOP_K must be between 1 and {}",
-            rag_core::retrieve::MAX_TOP_K
-        );
-    }
     let settings = ServiceSettings {
         top_k: args.top_k,
         similarity_threshold: args.similarity_threshold,
@@ -189,8 +183,10 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         max_chunks_per_document: args.max_chunks_per_document.max(1),
         ..ServiceSettings::default()
     };
-    let service = RagService::new(stores, embedder, chat, fetcher, settings, warnings);
-    let mut tools = ToolRegistry::standard(&service);
+    // The search defaults are checked by the rules requests obey.
+    let service = RagService::new(stores, embedder, chat, fetcher, settings, warnings)
+        .map_err(|e| anyhow::anyhow!("VECTOR_TOP_K or SIMILARITY_THRESHOLD: {e}"))?;
+    let mut tools = ToolRegistry::standard(service.tool_parts());
     if let (Some(id), Some(sdk)) = (knowledge_base, &sdk) {
         tools = tools.with(Arc::new(aws::knowledge_base_tool(sdk, aws_args, id)));
     }
@@ -204,7 +200,8 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
     if agent.agent_max_cycles == 0 || agent.agent_max_cycles > MAX_CYCLES_LIMIT {
         bail!("AGENT_MAX_CYCLES must be between 1 and {MAX_CYCLES_LIMIT}");
     }
-    let mut state = AppState::new(service.clone()).with_agent(
+    // Whether chat turns run the agent is decided here, once.
+    let service = service.with_agent(
         tools,
         AgentSettings {
             max_cycles: agent.agent_max_cycles,
@@ -214,6 +211,7 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
             ..AgentSettings::default()
         },
     );
+    let mut state = AppState::new(service);
     state.body_limit = args.max_body_bytes;
     state.guard = RequestGuard {
         allowed_hosts: listed(&args.allowed_hosts),

@@ -1,7 +1,6 @@
 //! `/query`, `/chat`, `/chat/stream` and conversation history.
 
 use std::convert::Infallible;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
@@ -10,7 +9,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use rag_core::StoredMessage;
 use rag_core::chat::{ContentBlock, Role, ToolResultStatus};
-use rag_core::{Agent, AgentRequest, ChatEvent, ChatReply, QueryInput, QueryResponse, SearchMode};
+use rag_core::{ChatEvent, ChatReply, QueryInput, QueryResponse, RagError, SearchMode, TurnRequest};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -74,49 +73,15 @@ pub struct ChatRequestBody {
     pub document_ids: Vec<Uuid>,
 }
 
-/// Which way a chat turn runs.
-enum Turn {
-    Agent(Arc<Agent>, AgentRequest),
-    Retrieve(QueryInput),
-}
-
-impl ChatRequestBody {
-    fn into_turn(self, agent: Option<&Arc<Agent>>) -> Result<Turn, ApiError> {
-        match agent {
-            Some(agent) => {
-                if self.top_k.is_some() || self.mode.is_some() || !self.document_ids.is_empty() {
-                    return Err(ApiError::InvalidParameter(
-                        "top_k, mode and document_ids apply to retrieve-then-answer; \
-                         this deployment's agent chooses its own searches"
-                            .into(),
-                    ));
-                }
-                Ok(Turn::Agent(
-                    agent.clone(),
-                    AgentRequest {
-                        message: self.message,
-                        conversation_id: self.conversation_id,
-                        max_cycles: self.max_cycles,
-                    },
-                ))
-            }
-            None => {
-                if self.max_cycles.is_some() {
-                    return Err(ApiError::InvalidParameter(
-                        "max_cycles applies to the agent, and this deployment's model \
-                         cannot call tools"
-                            .into(),
-                    ));
-                }
-                Ok(Turn::Retrieve(QueryInput {
-                    query: self.message,
-                    top_k: self.top_k,
-                    similarity_threshold: None,
-                    document_ids: self.document_ids,
-                    conversation_id: self.conversation_id,
-                    mode: self.mode,
-                }))
-            }
+impl From<ChatRequestBody> for TurnRequest {
+    fn from(body: ChatRequestBody) -> Self {
+        TurnRequest {
+            message: body.message,
+            conversation_id: body.conversation_id,
+            max_cycles: body.max_cycles,
+            top_k: body.top_k,
+            mode: body.mode,
+            document_ids: body.document_ids,
         }
     }
 }
@@ -131,6 +96,7 @@ pub async fn query(
 ) -> Result<Json<QueryResponse>, ApiError> {
     let response = state
         .service
+        .answerer()
         .query(QueryInput {
             query: body.query,
             top_k: body.top_k,
@@ -152,11 +118,7 @@ pub async fn chat(
     State(state): State<AppState>,
     AppJson(body): AppJson<ChatRequestBody>,
 ) -> Result<Json<ChatReply>, ApiError> {
-    let reply = match body.into_turn(state.agent.as_ref())? {
-        Turn::Agent(agent, request) => agent.chat(request).await?,
-        Turn::Retrieve(input) => state.service.chat(input).await?,
-    };
-    Ok(Json(reply))
+    Ok(Json(state.service.turns().chat(body.into()).await?))
 }
 
 /// A conversational turn as Server-Sent Events. The agent sends `delta`,
@@ -170,16 +132,33 @@ pub async fn chat_stream(
     State(state): State<AppState>,
     AppJson(body): AppJson<ChatRequestBody>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    let events = match body.into_turn(state.agent.as_ref())? {
-        Turn::Agent(agent, request) => agent.chat_stream(request)?,
-        Turn::Retrieve(input) => state.service.chat_stream(input).await?,
-    };
-    let stream = events.map(|event| Ok(to_sse(&event)));
+    let events = state
+        .service
+        .turns()
+        .clone()
+        .chat_stream(body.into())
+        .await?;
+    let stream = events.map(|item| Ok(to_sse(item)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 
-fn to_sse(event: &ChatEvent) -> Event {
-    let value = serde_json::to_value(event).unwrap_or_default();
+/// One item of a turn's stream as an SSE event. A failure becomes an
+/// `error` event through the same mapping as a JSON error, so its `code`
+/// is the one the body of a plain request would carry; a server fault's
+/// cause is logged here, once.
+fn to_sse(item: Result<ChatEvent, RagError>) -> Event {
+    let event = match item {
+        Ok(event) => event,
+        Err(error) => {
+            let error = ApiError::from(error);
+            if error.is_server_error() {
+                tracing::error!(cause = ?error, "chat stream failed");
+            }
+            let (code, message) = error.code_and_message();
+            ChatEvent::Error { code, message }
+        }
+    };
+    let value = serde_json::to_value(&event).unwrap_or_default();
     let name = value["event"].as_str().unwrap_or("error").to_string();
     Event::default()
         .event(name)
@@ -279,13 +258,9 @@ pub async fn conversation(
 ) -> Result<Json<Conversation>, ApiError> {
     let id = parse_id(&id, "conversation")?;
     let limit = params.limit.unwrap_or_else(default_history_limit);
-    if limit == 0 || limit > 1000 {
-        return Err(ApiError::InvalidParameter(
-            "limit must be between 1 and 1000".into(),
-        ));
-    }
     let messages = state
         .service
+        .catalog()
         .conversation(id, limit)
         .await?
         .into_iter()

@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use rag_core::chunk::{ChunkingOptions, DEFAULT_CHUNK_OVERLAP, DEFAULT_CHUNK_SIZE};
+use rag_core::chunk::ChunkingOptions;
 use rag_core::{Document, DocumentStatus, IngestInput, IngestOutcome, ListQuery};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -58,17 +58,6 @@ pub struct IngestResponse {
     pub duplicate: bool,
 }
 
-fn chunking(size: Option<usize>, overlap: Option<usize>) -> Option<ChunkingOptions> {
-    if size.is_none() && overlap.is_none() {
-        return None;
-    }
-    let chunk_size = size.unwrap_or(DEFAULT_CHUNK_SIZE);
-    Some(ChunkingOptions {
-        chunk_size,
-        chunk_overlap: overlap.unwrap_or(DEFAULT_CHUNK_OVERLAP.min(chunk_size / 5)),
-    })
-}
-
 fn ingest_response(outcome: IngestOutcome) -> Response {
     let (status, document, duplicate) = match outcome {
         IngestOutcome::Duplicate(d) => (StatusCode::OK, d, true),
@@ -106,13 +95,14 @@ pub async fn ingest(
         title: body.title,
         source: body.source,
         metadata: body.metadata.unwrap_or_default(),
-        chunking: chunking(body.chunk_size, body.chunk_overlap),
+        chunking: ChunkingOptions::requested(body.chunk_size, body.chunk_overlap),
         new_version: body.new_version,
     };
     let outcome = match (body.content, body.url) {
         (Some(content), None) => {
             state
                 .service
+                .ingestor()
                 .ingest(
                     IngestInput {
                         bytes: Bytes::from(content),
@@ -122,7 +112,7 @@ pub async fn ingest(
                 )
                 .await?
         }
-        (None, Some(url)) => state.service.ingest_url(&url, input, wait).await?,
+        (None, Some(url)) => state.service.ingestor().ingest_url(&url, input, wait).await?,
         _ => {
             return Err(ApiError::InvalidBody(
                 "give exactly one of `content` and `url`".to_string(),
@@ -188,12 +178,11 @@ pub async fn upload(
             "the form field `file` is required".to_string(),
         ));
     }
-    if input.declared_content_type.as_deref() == Some("application/octet-stream") {
-        input.declared_content_type = None;
-    }
-    input.chunking = chunking(size, overlap);
+    input.chunking = ChunkingOptions::requested(size, overlap);
     let wait = wait.unwrap_or(state.wait_for_ingest_by_default);
-    Ok(ingest_response(state.service.ingest(input, wait).await?))
+    Ok(ingest_response(
+        state.service.ingestor().ingest(input, wait).await?,
+    ))
 }
 
 fn number_field(name: &str, value: &str) -> Result<usize, ApiError> {
@@ -251,6 +240,7 @@ pub async fn list(
     };
     let page = state
         .service
+        .catalog()
         .list_documents(&ListQuery {
             status,
             limit: params.limit.unwrap_or(50),
@@ -304,12 +294,14 @@ pub async fn get(
     let id = parse_id(&id, "document")?;
     let document = state
         .service
+        .catalog()
         .get_document(id, params.include_content)
         .await?;
     let chunks = if params.include_chunks {
         Some(
             state
                 .service
+                .catalog()
                 .document_chunks(id)
                 .await?
                 .into_iter()
@@ -338,6 +330,6 @@ pub async fn delete(
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id, "document")?;
-    state.service.delete_document(id).await?;
+    state.service.catalog().delete_document(id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -11,21 +11,17 @@ mod run;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
-use futures::stream::BoxStream;
-use serde::Serialize;
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-use utoipa::ToSchema;
+use async_trait::async_trait;
 use uuid::Uuid;
 
 use crate::backend::ConversationStore;
-use crate::chat::{ChatModel, StopReason, ToolResultStatus};
-use crate::domain::{QueryResponse, SearchMode, SourceReference, TokenUsage};
+use crate::chat::ChatModel;
 use crate::error::RagError;
-use crate::service::ChatEvent;
+use crate::retrieve::MAX_QUERY_CHARS;
 use crate::tools::ToolRegistry;
+use crate::turn::{ChatEventStream, ChatReply, ChatTurns, TurnRequest, spawn_turn};
 
+pub use crate::turn::{ChatOutcome, ToolCallRecord};
 pub use citations::Citations;
 
 /// The instructions every agent run starts from. Tool output is marked as
@@ -70,97 +66,6 @@ impl Default for AgentSettings {
 
 /// The highest cycle cap a request may ask for.
 pub const MAX_CYCLES_LIMIT: u32 = 32;
-const MAX_MESSAGE_CHARS: usize = 8000;
-
-/// One `/chat` turn.
-#[derive(Debug, Clone, Default)]
-pub struct AgentRequest {
-    pub message: String,
-    pub conversation_id: Option<Uuid>,
-    pub max_cycles: Option<u32>,
-}
-
-/// How a turn ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ChatOutcome {
-    /// The model finished its answer.
-    Completed,
-    /// The model ran out of output tokens; the answer is cut short.
-    MaxTokens,
-    /// The cycle cap was reached before the model answered.
-    CycleLimit,
-    /// The model's guardrails withheld the answer.
-    ContentFiltered,
-}
-
-impl ChatOutcome {
-    pub fn from_stop(stop_reason: StopReason) -> Self {
-        match stop_reason {
-            StopReason::EndTurn | StopReason::StopSequence | StopReason::ToolUse => {
-                ChatOutcome::Completed
-            }
-            StopReason::MaxTokens => ChatOutcome::MaxTokens,
-            StopReason::ContentFiltered => ChatOutcome::ContentFiltered,
-        }
-    }
-}
-
-/// A tool call the model made, with what came of it. Times are
-/// milliseconds from the start of the turn, so overlapping calls show.
-#[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
-pub struct ToolCallRecord {
-    pub id: String,
-    pub name: String,
-    #[schema(value_type = Object)]
-    pub input: serde_json::Value,
-    #[schema(value_type = String)]
-    pub status: ToolResultStatus,
-    /// A one-line account of the result, or the error.
-    pub summary: String,
-    pub started_ms: u64,
-    pub finished_ms: u64,
-}
-
-/// The answer to one `/chat` turn.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ChatReply {
-    pub conversation_id: Uuid,
-    pub answer: String,
-    /// The passages the answer cites (or, when it cites none, every passage
-    /// the tools returned).
-    pub sources: Vec<SourceReference>,
-    pub model_id: String,
-    pub outcome: ChatOutcome,
-    pub stop_reason: StopReason,
-    /// Model calls made.
-    pub cycles: u32,
-    pub tool_calls: Vec<ToolCallRecord>,
-    pub token_usage: TokenUsage,
-    pub latency_ms: u64,
-    /// The search mode of retrieve-then-answer turns; absent for agent turns.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub search_mode: Option<SearchMode>,
-}
-
-impl ChatReply {
-    /// A retrieve-then-answer turn, for models without tool calling.
-    pub fn from_query(response: QueryResponse, stop_reason: StopReason) -> Self {
-        ChatReply {
-            conversation_id: response.conversation_id.unwrap_or_default(),
-            answer: response.answer,
-            sources: response.sources,
-            model_id: response.model_id,
-            outcome: ChatOutcome::from_stop(stop_reason),
-            stop_reason,
-            cycles: 1,
-            tool_calls: Vec::new(),
-            token_usage: response.token_usage,
-            latency_ms: response.latency_ms,
-            search_mode: Some(response.search_mode),
-        }
-    }
-}
 
 pub struct Agent {
     model: Arc<dyn ChatModel>,
@@ -188,15 +93,19 @@ impl Agent {
         &self.tools
     }
 
-    fn check(&self, request: &AgentRequest) -> Result<u32, RagError> {
-        if request.message.trim().is_empty() {
-            return Err(RagError::invalid("the message must not be empty"));
+    /// The cycle cap of a turn, after checking that the request asks only
+    /// what the agent takes. The message obeys the same limits as any
+    /// search query, since the model's first move is usually one.
+    fn check(&self, request: &TurnRequest) -> Result<u32, RagError> {
+        if request.top_k.is_some() || request.mode.is_some() || !request.document_ids.is_empty()
+        {
+            return Err(RagError::NotApplicable(
+                "top_k, mode and document_ids apply to retrieve-then-answer; \
+                 this deployment's agent chooses its own searches"
+                    .into(),
+            ));
         }
-        if request.message.chars().count() > MAX_MESSAGE_CHARS {
-            return Err(RagError::invalid(format!(
-                "the message is longer than {MAX_MESSAGE_CHARS} characters"
-            )));
-        }
+        check_message(&request.message)?;
         let cycles = request.max_cycles.unwrap_or(self.settings.max_cycles);
         if cycles == 0 || cycles > MAX_CYCLES_LIMIT {
             return Err(RagError::invalid(format!(
@@ -205,51 +114,42 @@ impl Agent {
         }
         Ok(cycles)
     }
+}
 
-    /// Runs one turn to its end and stores it.
-    pub async fn chat(&self, request: AgentRequest) -> Result<ChatReply, RagError> {
+fn check_message(message: &str) -> Result<(), RagError> {
+    if message.trim().is_empty() {
+        return Err(RagError::invalid("the message must not be empty"));
+    }
+    if message.chars().count() > MAX_QUERY_CHARS {
+        return Err(RagError::invalid(format!(
+            "the message is longer than {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl ChatTurns for Agent {
+    async fn chat(&self, request: TurnRequest) -> Result<ChatReply, RagError> {
         let max_cycles = self.check(&request)?;
         let conversation_id = request.conversation_id.unwrap_or_else(Uuid::new_v4);
         self.run(&request.message, conversation_id, max_cycles, None)
             .await
     }
 
-    /// Runs one turn, streaming `tool_use`, `tool_result`, `delta`,
-    /// `sources` and `done` events (or `error`). Input errors surface before
-    /// the stream starts.
-    pub fn chat_stream(
-        self: &Arc<Self>,
-        request: AgentRequest,
-    ) -> Result<BoxStream<'static, ChatEvent>, RagError> {
+    /// Streams `tool_use`, `tool_result` and `delta` events as they happen,
+    /// then `sources` and `done`.
+    async fn chat_stream(
+        self: Arc<Self>,
+        request: TurnRequest,
+    ) -> Result<ChatEventStream, RagError> {
         let max_cycles = self.check(&request)?;
         let conversation_id = request.conversation_id.unwrap_or_else(Uuid::new_v4);
-        let (tx, rx) = mpsc::channel(64);
-        let agent = self.clone();
-        tokio::spawn(async move {
-            let last = match agent
-                .run(&request.message, conversation_id, max_cycles, Some(&tx))
-                .await
-            {
-                Ok(reply) => vec![
-                    ChatEvent::Sources {
-                        sources: reply.sources,
-                    },
-                    ChatEvent::Done {
-                        conversation_id,
-                        model_id: reply.model_id,
-                        stop_reason: reply.stop_reason,
-                        outcome: reply.outcome,
-                        cycles: reply.cycles,
-                        token_usage: reply.token_usage,
-                        latency_ms: reply.latency_ms,
-                    },
-                ],
-                Err(e) => vec![crate::service::stream_error(&e)],
-            };
-            for event in last {
-                let _ = tx.send(event).await;
-            }
-        });
-        Ok(ReceiverStream::new(rx).boxed())
+        Ok(spawn_turn(move |sink| async move {
+            let reply = self
+                .run(&request.message, conversation_id, max_cycles, Some(&sink))
+                .await?;
+            Ok(reply.closing_events())
+        }))
     }
 }

@@ -3,22 +3,19 @@
 use std::time::Instant;
 
 use chrono::Utc;
-use futures::StreamExt;
 use futures::future::join_all;
-use tokio::sync::mpsc;
 use uuid::Uuid;
 
 use super::memory::{shrink_tool_results, truncate_head_tail, window};
-use super::{Agent, ChatOutcome, ChatReply, Citations, SYSTEM_PROMPT, ToolCallRecord};
+use super::{Agent, Citations, SYSTEM_PROMPT};
 use crate::backend::StoredMessage;
 use crate::chat::{
-    ChatRequest, ChatResponse, ChatStreamEvent, ContentBlock, InferenceConfig, Message, Role,
-    StopReason, ToolResultStatus,
+    ChatRequest, ContentBlock, InferenceConfig, Message, Role, StopReason, ToolResultStatus,
 };
 use crate::domain::TokenUsage;
 use crate::error::{ModelError, RagError};
-use crate::service::ChatEvent;
 use crate::tools::{ToolError, ToolOutput};
+use crate::turn::{ChatEvent, ChatOutcome, ChatReply, EventSink, ToolCallRecord, fold_stream};
 
 /// A tool use the model asked for.
 struct ToolUse {
@@ -42,7 +39,7 @@ impl Agent {
         question: &str,
         conversation_id: Uuid,
         max_cycles: u32,
-        sink: Option<&mpsc::Sender<ChatEvent>>,
+        sink: Option<&EventSink>,
     ) -> Result<ChatReply, RagError> {
         let started = Instant::now();
         let stored = self
@@ -78,7 +75,7 @@ impl Agent {
                 },
                 grounding: None,
             };
-            let response = match self.call_model(request, sink).await {
+            let response = match fold_stream(self.model.as_ref(), request, sink).await {
                 Err(ModelError::ContextTooLong) if !trimmed => {
                     // Earlier turns go first; this turn's tool output is cut
                     // to a quarter. One retry: a second overflow is final.
@@ -154,69 +151,19 @@ impl Agent {
         })
     }
 
-    /// One model call; with a sink, streamed, its text passed on as it
-    /// arrives.
-    async fn call_model(
-        &self,
-        request: ChatRequest,
-        sink: Option<&mpsc::Sender<ChatEvent>>,
-    ) -> Result<ChatResponse, ModelError> {
-        let Some(sink) = sink else {
-            return self.model.converse(request).await;
-        };
-        let mut stream = self.model.converse_stream(request).await?;
-        let mut content: Vec<ContentBlock> = Vec::new();
-        while let Some(event) = stream.next().await {
-            match event? {
-                ChatStreamEvent::TextDelta(text) => {
-                    // A client that went away does not stop the turn: it is
-                    // still stored, to be read on reconnect.
-                    let _ = sink.send(ChatEvent::Delta { text: text.clone() }).await;
-                    match content.last_mut() {
-                        Some(ContentBlock::Text { text: existing }) => existing.push_str(&text),
-                        _ => content.push(ContentBlock::Text { text }),
-                    }
-                }
-                ChatStreamEvent::ToolUse {
-                    tool_use_id,
-                    name,
-                    input,
-                } => content.push(ContentBlock::ToolUse {
-                    tool_use_id,
-                    name,
-                    input,
-                }),
-                ChatStreamEvent::Stop { stop_reason, usage } => {
-                    return Ok(ChatResponse {
-                        message: Message {
-                            role: Role::Assistant,
-                            content,
-                        },
-                        stop_reason,
-                        usage,
-                    });
-                }
-            }
-        }
-        Err(ModelError::permanent(
-            "the model's stream ended without a stop event",
-        ))
-    }
-
     async fn call_tool(
         &self,
         call: ToolUse,
         started: Instant,
-        sink: Option<&mpsc::Sender<ChatEvent>>,
+        sink: Option<&EventSink>,
     ) -> ToolRun {
         if let Some(sink) = sink {
-            let _ = sink
-                .send(ChatEvent::ToolUse {
-                    id: call.id.clone(),
-                    name: call.name.clone(),
-                    input: call.input.clone(),
-                })
-                .await;
+            sink.send(ChatEvent::ToolUse {
+                id: call.id.clone(),
+                name: call.name.clone(),
+                input: call.input.clone(),
+            })
+            .await;
         }
         let started_ms = started.elapsed().as_millis() as u64;
         let output = match self.tools.get(&call.name) {
@@ -279,14 +226,13 @@ impl Agent {
             finished_ms,
         };
         if let Some(sink) = sink {
-            let _ = sink
-                .send(ChatEvent::ToolResult {
-                    id: record.id.clone(),
-                    name: record.name.clone(),
-                    status: record.status,
-                    summary: record.summary.clone(),
-                })
-                .await;
+            sink.send(ChatEvent::ToolResult {
+                id: record.id.clone(),
+                name: record.name.clone(),
+                status: record.status,
+                summary: record.summary.clone(),
+            })
+            .await;
         }
         ToolRun {
             block: ContentBlock::ToolResult {

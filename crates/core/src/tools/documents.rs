@@ -1,7 +1,5 @@
 //! `get_document` and `list_documents`: what the knowledge base holds.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -11,7 +9,7 @@ use super::{Tool, ToolError, ToolOutput, parse_input, spec_for};
 use crate::backend::ListQuery;
 use crate::chat::ToolSpec;
 use crate::domain::DocumentStatus;
-use crate::service::RagService;
+use crate::catalog::Catalog;
 
 /// Get a document's metadata, and optionally its full text, by id.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -23,7 +21,7 @@ pub struct GetDocumentInput {
     pub include_content: bool,
 }
 
-pub struct GetDocumentTool(pub Arc<RagService>);
+pub struct GetDocumentTool(pub Catalog);
 
 #[async_trait]
 impl Tool for GetDocumentTool {
@@ -61,7 +59,7 @@ fn default_list_limit() -> usize {
     20
 }
 
-pub struct ListDocumentsTool(pub Arc<RagService>);
+pub struct ListDocumentsTool(pub Catalog);
 
 #[async_trait]
 impl Tool for ListDocumentsTool {

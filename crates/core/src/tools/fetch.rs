@@ -9,8 +9,8 @@ use serde::Deserialize;
 
 use super::{Tool, ToolError, ToolOutput, parse_input, spec_for};
 use crate::chat::ToolSpec;
-use crate::parse;
-use crate::service::RagService;
+use crate::fetch::UrlFetcher;
+use crate::parse::{self, DocumentParser};
 
 /// Fetch a public web page or file by URL and return its text. Private and
 /// internal addresses are refused.
@@ -21,7 +21,12 @@ pub struct FetchUrlInput {
     pub url: String,
 }
 
-pub struct FetchUrlTool(pub Arc<RagService>);
+/// Fetches through the same fetcher as URL ingestion and parses through
+/// the same sandboxed parser.
+pub struct FetchUrlTool {
+    pub fetcher: UrlFetcher,
+    pub parser: Arc<dyn DocumentParser>,
+}
 
 /// The model reads at most this much of a fetched page.
 const FETCH_TEXT_LIMIT: usize = 20_000;
@@ -35,16 +40,14 @@ impl Tool for FetchUrlTool {
     async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
         let input: FetchUrlInput = parse_input(input)?;
         let fetched = self
-            .0
-            .fetcher()
+            .fetcher
             .fetch(&input.url)
             .await
             .map_err(|e| ToolError::Failed(e.to_string()))?;
         let kind = parse::detect_kind(fetched.content_type.as_deref(), None, &fetched.bytes)
             .map_err(|e| ToolError::Failed(e.to_string()))?;
         let parsed = self
-            .0
-            .parser()
+            .parser
             .parse(kind, fetched.bytes.clone())
             .await
             .map_err(|e| ToolError::Failed(e.to_string()))?;

@@ -14,10 +14,13 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::de::DeserializeOwned;
 
-use crate::chat::ToolSpec;
+use crate::catalog::Catalog;
+use crate::chat::{ChatModel, ToolSpec};
 use crate::domain::SourceReference;
 use crate::error::RagError;
-use crate::service::RagService;
+use crate::fetch::UrlFetcher;
+use crate::parse::DocumentParser;
+use crate::retrieve::Retriever;
 
 pub use documents::{GetDocumentInput, GetDocumentTool, ListDocumentsInput, ListDocumentsTool};
 pub use fetch::{FetchUrlInput, FetchUrlTool};
@@ -92,6 +95,16 @@ pub fn parse_input<T: DeserializeOwned>(input: serde_json::Value) -> Result<T, T
     serde_json::from_value(input).map_err(|e| ToolError::InvalidInput(e.to_string()))
 }
 
+/// What the standard tools are built from.
+#[derive(Clone)]
+pub struct StandardToolParts {
+    pub retriever: Retriever,
+    pub catalog: Catalog,
+    pub model: Arc<dyn ChatModel>,
+    pub fetcher: UrlFetcher,
+    pub parser: Arc<dyn DocumentParser>,
+}
+
 /// The tools a deployment offers, by name. Specs are built once, since the
 /// agent sends them with every model call.
 #[derive(Clone, Default)]
@@ -100,14 +113,20 @@ pub struct ToolRegistry {
 }
 
 impl ToolRegistry {
-    /// The tools every deployment has.
-    pub fn standard(service: &Arc<RagService>) -> Self {
+    /// The tools every deployment has, each handed only what it uses.
+    pub fn standard(parts: &StandardToolParts) -> Self {
         Self::default()
-            .with(Arc::new(VectorSearchTool(service.clone())))
-            .with(Arc::new(GetDocumentTool(service.clone())))
-            .with(Arc::new(ListDocumentsTool(service.clone())))
-            .with(Arc::new(SummarizeDocumentTool(service.clone())))
-            .with(Arc::new(FetchUrlTool(service.clone())))
+            .with(Arc::new(VectorSearchTool(parts.retriever.clone())))
+            .with(Arc::new(GetDocumentTool(parts.catalog.clone())))
+            .with(Arc::new(ListDocumentsTool(parts.catalog.clone())))
+            .with(Arc::new(SummarizeDocumentTool {
+                catalog: parts.catalog.clone(),
+                model: parts.model.clone(),
+            }))
+            .with(Arc::new(FetchUrlTool {
+                fetcher: parts.fetcher.clone(),
+                parser: parts.parser.clone(),
+            }))
     }
 
     /// Adds a tool that exists only in some deployments, such as the

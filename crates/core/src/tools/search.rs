@@ -1,7 +1,5 @@
 //! `vector_search`: the agent's view of the document index.
 
-use std::sync::Arc;
-
 use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -10,8 +8,7 @@ use uuid::Uuid;
 use super::{FoundPassage, Tool, ToolError, ToolOutput, parse_input, spec_for};
 use crate::chat::ToolSpec;
 use crate::domain::SearchFilter;
-use crate::retrieve::{MAX_TOP_K, SearchRequest};
-use crate::service::RagService;
+use crate::retrieve::{Retriever, SearchParams};
 
 /// Search the indexed documents for passages relevant to a query. Returns
 /// the best matching chunks, numbered for citation, with their document ids
@@ -34,7 +31,8 @@ fn default_top_k() -> usize {
     5
 }
 
-pub struct VectorSearchTool(pub Arc<RagService>);
+/// Searches with the deployment's default mode and threshold.
+pub struct VectorSearchTool(pub Retriever);
 
 #[async_trait]
 impl Tool for VectorSearchTool {
@@ -44,32 +42,22 @@ impl Tool for VectorSearchTool {
 
     async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
         let input: VectorSearchInput = parse_input(input)?;
-        if input.query.trim().is_empty() {
-            return Err(ToolError::InvalidInput("query must not be empty".into()));
-        }
-        if input.top_k == 0 || input.top_k > MAX_TOP_K {
-            return Err(ToolError::InvalidInput(format!(
-                "top_k must be between 1 and {MAX_TOP_K}"
-            )));
-        }
-        let service = &self.0;
-        let (_, hits) = service
-            .retriever()
-            .search(&SearchRequest {
-                query: input.query,
-                top_k: input.top_k,
-                mode: service.settings().search_mode,
-                similarity_threshold: service.settings().similarity_threshold,
+        let request = self.0.request(
+            input.query,
+            SearchParams {
+                top_k: Some(input.top_k),
                 filter: SearchFilter {
                     document_ids: input.filter_document_id.into_iter().collect(),
                 },
-            })
-            .await?;
-        let references = service.source_references(&hits).await?;
+                ..SearchParams::default()
+            },
+        )?;
+        let retrieved = self.0.retrieve(&request).await?;
         Ok(ToolOutput::Passages(
-            references
+            retrieved
+                .sources
                 .into_iter()
-                .zip(hits)
+                .zip(retrieved.hits)
                 .map(|(reference, hit)| FoundPassage {
                     reference,
                     content: hit.content,

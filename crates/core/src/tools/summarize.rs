@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::{Tool, ToolError, ToolOutput, parse_input, spec_for};
 use crate::chat::{ChatModel, ChatRequest, InferenceConfig, Message, ToolSpec};
-use crate::service::RagService;
+use crate::catalog::Catalog;
 
 /// Summarise one indexed document: its main points, in a few paragraphs.
 /// Long documents are summarised part by part, then the parts combined.
@@ -22,7 +22,10 @@ pub struct SummarizeDocumentInput {
     pub document_id: Uuid,
 }
 
-pub struct SummarizeDocumentTool(pub Arc<RagService>);
+pub struct SummarizeDocumentTool {
+    pub catalog: Catalog,
+    pub model: Arc<dyn ChatModel>,
+}
 
 /// Text per map call: small enough for any model's context with room for
 /// the instructions and the answer.
@@ -46,9 +49,11 @@ impl Tool for SummarizeDocumentTool {
 
     async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
         let input: SummarizeDocumentInput = parse_input(input)?;
-        let service = &self.0;
-        let document = service.get_document(input.document_id, false).await?;
-        let chunks = service.document_chunks(input.document_id).await?;
+        let document = self
+            .catalog
+            .get_document(input.document_id, false)
+            .await?;
+        let chunks = self.catalog.document_chunks(input.document_id).await?;
         if chunks.is_empty() {
             return Err(ToolError::Failed(format!(
                 "document {} has no indexed text (status {:?})",
@@ -63,7 +68,7 @@ impl Tool for SummarizeDocumentTool {
                 sections.len()
             )));
         }
-        let summary = map_reduce(service.chat_model(), &document.title, sections).await?;
+        let summary = map_reduce(&self.model, &document.title, sections).await?;
         Ok(ToolOutput::Text(summary))
     }
 }

@@ -1,6 +1,12 @@
-//! The ingestion pipeline: parse -> store raw and text -> chunk -> embed in
-//! batches -> store vectors and lexical entries -> mark INDEXED. A failure at
-//! any step removes what was written and marks the document FAILED.
+//! `Ingestor`: a document from bytes or a URL to INDEXED. `accept` checks,
+//! parses and stores it as PENDING while the caller waits; `process` claims
+//! it (PENDING -> PROCESSING) and runs the steps of `steps.rs` (chunk ->
+//! embed in batches -> store vectors and lexical entries) to INDEXED. A
+//! failure at any step removes what was written and marks it FAILED with
+//! the reason; `recover` resumes what a crash interrupted.
+
+mod limits;
+mod steps;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -9,14 +15,21 @@ use bytes::Bytes;
 use chrono::Utc;
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::backend::{Embedder, StatusUpdate};
-use crate::chunk::{ChunkingOptions, TextChunk, chunk_text, min_chunk_count};
-use crate::domain::{ChunkMetadata, Document, DocumentChunk, DocumentStatus, estimate_tokens};
-use crate::error::{EmbedError, RagError, StoreError};
-use crate::parse::{self, ParsedDocument};
-use crate::service::RagService;
+use crate::backend::{Embedder, ListQuery, StatusUpdate};
+use crate::catalog::{Catalog, Stores, not_found};
+use crate::chunk::ChunkingOptions;
+use crate::domain::{Document, DocumentStatus};
+use crate::error::{RagError, StoreError};
+use crate::fetch::UrlFetcher;
+use crate::parse::{self, DocumentParser, ParsedDocument};
+
+pub use limits::{
+    MAX_METADATA_BYTES, MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_SOURCE_CHARS,
+    MAX_TITLE_CHARS,
+};
 
 /// A document as a caller hands it in.
 #[derive(Debug, Clone, Default)]
@@ -59,11 +72,165 @@ pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-impl RagService {
+/// Chunks one document may have unless configured otherwise: about 16
+/// million characters at the default chunk size, and half an hour of
+/// embedding on one laptop core.
+pub const DEFAULT_MAX_CHUNKS_PER_DOCUMENT: usize = 20_000;
+
+/// Ingestion's defaults and limits, set once from configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestSettings {
+    pub chunking: ChunkingOptions,
+    pub max_document_bytes: u64,
+    /// Documents chunked and embedded at once in the background.
+    pub concurrency: usize,
+    /// A document that would split into more chunks is refused.
+    pub max_chunks_per_document: usize,
+}
+
+impl Default for IngestSettings {
+    fn default() -> Self {
+        Self {
+            chunking: ChunkingOptions::default(),
+            max_document_bytes: 50 * 1024 * 1024,
+            concurrency: 2,
+            max_chunks_per_document: DEFAULT_MAX_CHUNKS_PER_DOCUMENT,
+        }
+    }
+}
+
+pub struct Ingestor {
+    catalog: Catalog,
+    embedder: Option<Arc<dyn Embedder>>,
+    parser: Arc<dyn DocumentParser>,
+    fetcher: UrlFetcher,
+    settings: IngestSettings,
+    permits: Arc<Semaphore>,
+}
+
+impl Ingestor {
+    pub fn new(
+        catalog: Catalog,
+        embedder: Option<Arc<dyn Embedder>>,
+        parser: Arc<dyn DocumentParser>,
+        fetcher: UrlFetcher,
+        settings: IngestSettings,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
+            catalog,
+            embedder,
+            parser,
+            fetcher,
+            settings,
+        })
+    }
+
+    fn stores(&self) -> &Stores {
+        self.catalog.stores()
+    }
+
+    /// Accepts a document and indexes it: before returning when `wait` is
+    /// set, otherwise in the background (bounded by the concurrency).
+    pub async fn ingest(
+        self: &Arc<Self>,
+        input: IngestInput,
+        wait: bool,
+    ) -> Result<IngestOutcome, RagError> {
+        let outcome = self.accept(input).await?;
+        let IngestOutcome::Created(document) = outcome else {
+            return Ok(outcome);
+        };
+        if wait {
+            let _permit = self.permits.acquire().await;
+            return Ok(IngestOutcome::Created(self.process(document.id).await?));
+        }
+        self.spawn_processing(document.id);
+        Ok(IngestOutcome::Created(document))
+    }
+
+    /// Fetches a URL (with the address protections of [`UrlFetcher`]) and
+    /// ingests what it returns.
+    pub async fn ingest_url(
+        self: &Arc<Self>,
+        url: &str,
+        mut input: IngestInput,
+        wait: bool,
+    ) -> Result<IngestOutcome, RagError> {
+        let fetched = self.fetcher.fetch(url).await?;
+        input.bytes = fetched.bytes;
+        if input.declared_content_type.is_none() {
+            input.declared_content_type = fetched.content_type;
+        }
+        if input.source.is_none() {
+            input.source = Some(fetched.final_url.clone());
+        }
+        if input.filename.is_none() {
+            input.filename = url::Url::parse(&fetched.final_url)
+                .ok()
+                .and_then(|u| u.path_segments()?.next_back().map(str::to_string))
+                .filter(|name| name.contains('.'));
+        }
+        self.ingest(input, wait).await
+    }
+
+    fn spawn_processing(self: &Arc<Self>, id: Uuid) {
+        let ingestor = self.clone();
+        tokio::spawn(async move {
+            let _permit = ingestor.permits.clone().acquire_owned().await;
+            if let Err(error) = ingestor.process(id).await {
+                tracing::error!(%id, %error, "background ingestion failed");
+            }
+        });
+    }
+
+    /// Finds documents a crash left PENDING or PROCESSING and indexes them
+    /// again from their stored text. Returns how many were resumed.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, RagError> {
+        let metadata = &self.stores().metadata;
+        let mut resumed = 0;
+        for status in [DocumentStatus::Processing, DocumentStatus::Pending] {
+            let mut cursor = None;
+            loop {
+                let page = metadata
+                    .list(&ListQuery {
+                        status: Some(status),
+                        limit: 100,
+                        cursor,
+                    })
+                    .await?;
+                for doc in &page.items {
+                    if status == DocumentStatus::Processing {
+                        match metadata
+                            .transition(
+                                doc.id,
+                                DocumentStatus::Processing,
+                                DocumentStatus::Pending,
+                                Default::default(),
+                            )
+                            .await
+                        {
+                            Ok(_) | Err(StoreError::Conflict(_)) => {}
+                            Err(e) => return Err(e.into()),
+                        }
+                    }
+                    tracing::info!(id = %doc.id, title = %doc.title, "resuming interrupted ingestion");
+                    self.spawn_processing(doc.id);
+                    resumed += 1;
+                }
+                match page.next_cursor {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+        }
+        Ok(resumed)
+    }
+
     /// Validates and parses the input, stores it as PENDING and returns the
-    /// document; chunking and embedding happen in [`RagService::process`].
-    pub(crate) async fn accept(&self, input: IngestInput) -> Result<IngestOutcome, RagError> {
-        let settings = self.settings();
+    /// document; chunking and embedding happen in [`Ingestor::process`].
+    pub async fn accept(&self, input: IngestInput) -> Result<IngestOutcome, RagError> {
+        let settings = &self.settings;
         if input.bytes.is_empty() {
             return Err(RagError::invalid("the document is empty"));
         }
@@ -74,7 +241,7 @@ impl RagService {
         }
         let chunking = input.chunking.unwrap_or(settings.chunking);
         chunking.validate()?;
-        check_descriptors(&input)?;
+        limits::check_descriptors(&input)?;
         let kind = parse::detect_kind(
             input.declared_content_type.as_deref(),
             input.filename.as_deref(),
@@ -86,7 +253,7 @@ impl RagService {
         {
             return Ok(IngestOutcome::Duplicate(existing));
         }
-        let parsed: ParsedDocument = self.parser().parse(kind, input.bytes.clone()).await?;
+        let parsed: ParsedDocument = self.parser.parse(kind, input.bytes.clone()).await?;
         // Chunking here, and again when indexing, lets an oversized
         // document be refused while the caller still waits for the answer;
         // it costs little (text-splitter does over 100 MB/s on prose, 2 MB/s
@@ -94,13 +261,10 @@ impl RagService {
         // is refused from a count alone, before it is split.
         let text = parsed.text.clone();
         let limit = settings.max_chunks_per_document;
-        let chunk_count = tokio::task::spawn_blocking(move || {
-            check_chunk_count(min_chunk_count(&text, chunking), limit)?;
-            Ok::<_, RagError>(chunk_text(&text, chunking)?.len())
+        steps::blocking("the chunker", move || {
+            steps::count_chunks(&text, chunking, limit)
         })
-        .await
-        .map_err(|e| StoreError::permanent(format!("chunker task failed: {e}")))??;
-        check_chunk_count(chunk_count, limit)?;
+        .await?;
 
         let now = Utc::now();
         let id = Uuid::new_v4();
@@ -153,7 +317,7 @@ impl RagService {
                 .await
         };
         if let Err(e) = written.await {
-            self.remove_files(id).await;
+            self.catalog.remove_files(id).await;
             if let Err(cleanup) = stores.metadata.delete(id).await {
                 tracing::error!(%id, error = %cleanup, "could not remove the row of a document whose files failed");
             }
@@ -178,10 +342,7 @@ impl RagService {
         {
             Ok(d) => d,
             Err(StoreError::Conflict(_)) => {
-                return metadata.get(id).await?.ok_or(RagError::NotFound {
-                    what: "document",
-                    id: id.to_string(),
-                });
+                return metadata.get(id).await?.ok_or_else(|| not_found(id));
             }
             Err(e) => return Err(e.into()),
         };
@@ -208,14 +369,14 @@ impl RagService {
                     }
                     Err(e) => {
                         // Deleted while we worked: take back what we wrote.
-                        self.remove_index_entries(id).await;
+                        self.catalog.remove_index_entries(id).await;
                         Err(e.into())
                     }
                 }
             }
             Err(error) => {
                 tracing::warn!(%id, %error, "ingestion failed");
-                self.remove_index_entries(id).await;
+                self.catalog.remove_index_entries(id).await;
                 let failed = metadata
                     .transition(
                         id,
@@ -243,64 +404,39 @@ impl RagService {
             chunk_size: document.chunk_size as usize,
             chunk_overlap: document.chunk_overlap as usize,
         };
-        let pieces = tokio::task::spawn_blocking(move || chunk_text(&text, options))
-            .await
-            .map_err(|e| StoreError::permanent(format!("chunker task failed: {e}")))??;
-        if pieces.is_empty() {
-            return Err(RagError::Parse(crate::error::ParseError::Empty));
-        }
-        check_chunk_count(pieces.len(), self.settings().max_chunks_per_document)?;
+        let limit = self.settings.max_chunks_per_document;
+        let pieces =
+            steps::blocking("the chunker", move || steps::chunk(&text, options, limit)).await?;
         // An interrupted earlier attempt may have left entries behind.
-        self.remove_index_entries(document.id).await;
+        self.catalog.remove_index_entries(document.id).await;
 
         let batch_size = self
-            .embedder()
+            .embedder
+            .as_ref()
             .map(|e| e.batch_size())
             .unwrap_or(256)
             .max(1);
         // Embedding the next batch overlaps with storing the current one, so
         // a remote embedder's calls stay busy across batch boundaries. Only
         // two batches are ever in memory at once.
-        let embedder = self.embedder().cloned();
+        let embedder = self.embedder.clone();
         let jobs: Vec<_> = pieces
             .chunks(batch_size)
             .enumerate()
-            .map(|(batch_no, batch)| embed_batch(embedder.clone(), batch_no, batch))
+            .map(|(batch_no, batch)| steps::embed_batch(embedder.clone(), batch_no, batch))
             .collect();
         let mut embedded = futures::stream::iter(jobs).buffered(2);
         let mut token_count: u64 = 0;
         while let Some(next) = embedded.next().await {
             let (batch_no, batch, embeddings) = next?;
-            let chunks: Vec<DocumentChunk> = batch
+            let chunks = steps::stored_chunks(document.id, batch_no * batch_size, batch, embeddings);
+            token_count += chunks
                 .iter()
-                .zip(embeddings)
-                .enumerate()
-                .map(|(i, (piece, embedding))| {
-                    let index = (batch_no * batch_size + i) as u32;
-                    let tokens = estimate_tokens(&piece.content);
-                    token_count += tokens as u64;
-                    DocumentChunk {
-                        metadata: ChunkMetadata {
-                            chunk_id: ChunkMetadata::chunk_id_for(document.id, index),
-                            document_id: document.id,
-                            chunk_index: index,
-                            start_char: piece.start_char as u64,
-                            end_char: piece.end_char as u64,
-                            token_count: tokens,
-                        },
-                        content: piece.content.clone(),
-                        embedding,
-                    }
-                })
-                .collect();
+                .map(|c| u64::from(c.metadata.token_count))
+                .sum::<u64>();
             // Batches are stored in index order, which keeps every
             // document's chunk ids a prefix 0..n (see the S3 Vectors store).
-            if embedder.is_some() {
-                stores.vectors.upsert(&chunks).await?;
-            }
-            if let Some(lexical) = &stores.lexical {
-                lexical.index_chunks(&chunks).await?;
-            }
+            steps::store(stores, &chunks, embedder.is_some()).await?;
         }
         Ok((pieces.len() as u32, token_count))
     }
@@ -308,123 +444,8 @@ impl RagService {
     async fn reparse(&self, document: &Document) -> Result<String, RagError> {
         let raw = self.stores().documents.get(&raw_key(document.id)).await?;
         let kind = parse::detect_kind(Some(&document.content_type), None, &raw)?;
-        Ok(self.parser().parse(kind, raw).await?.text)
+        Ok(self.parser.parse(kind, raw).await?.text)
     }
-
-    /// Best effort: logs and carries on, because it runs on paths that are
-    /// already handling another error.
-    pub(crate) async fn remove_index_entries(&self, id: Uuid) {
-        let stores = self.stores();
-        if let Err(e) = stores.vectors.delete_document(id).await {
-            tracing::error!(%id, error = %e, "could not remove vectors");
-        }
-        if let Some(lexical) = &stores.lexical
-            && let Err(e) = lexical.delete_document(id).await
-        {
-            tracing::error!(%id, error = %e, "could not remove lexical entries");
-        }
-    }
-
-    pub(crate) async fn remove_files(&self, id: Uuid) {
-        for key in [raw_key(id), text_key(id)] {
-            if let Err(e) = self.stores().documents.delete(&key).await {
-                tracing::error!(%id, error = %e, key, "could not remove file");
-            }
-        }
-    }
-}
-
-/// Embeds one batch of chunk texts (or gives empty vectors without an
-/// embedding model), checking count and dimension.
-async fn embed_batch(
-    embedder: Option<Arc<dyn Embedder>>,
-    batch_no: usize,
-    batch: &[TextChunk],
-) -> Result<(usize, &[TextChunk], Vec<Vec<f32>>), RagError> {
-    let texts: Vec<String> = batch.iter().map(|p| p.content.clone()).collect();
-    let embeddings = match &embedder {
-        Some(embedder) => {
-            let vectors = embedder.embed(&texts).await?;
-            check_embeddings(&vectors, texts.len(), embedder.dimension())?;
-            vectors
-        }
-        None => vec![Vec::new(); texts.len()],
-    };
-    Ok((batch_no, batch, embeddings))
-}
-
-fn check_embeddings(
-    vectors: &[Vec<f32>],
-    expected: usize,
-    dimension: usize,
-) -> Result<(), EmbedError> {
-    if vectors.len() != expected {
-        return Err(EmbedError::permanent(format!(
-            "the embedder returned {} vectors for {expected} texts",
-            vectors.len()
-        )));
-    }
-    if let Some(bad) = vectors.iter().find(|v| v.len() != dimension) {
-        return Err(EmbedError::permanent(format!(
-            "the embedder returned a {}-dimensional vector, expected {dimension}",
-            bad.len()
-        )));
-    }
-    Ok(())
-}
-
-/// Bounds on what describes a document: every listing page carries them,
-/// so a 1 MiB title would make each page megabytes.
-pub const MAX_TITLE_CHARS: usize = 500;
-pub const MAX_SOURCE_CHARS: usize = 2048;
-pub const MAX_METADATA_KEYS: usize = 32;
-pub const MAX_METADATA_KEY_CHARS: usize = 64;
-pub const MAX_METADATA_BYTES: usize = 8 * 1024;
-
-fn check_descriptors(input: &IngestInput) -> Result<(), RagError> {
-    let too_long = |what: &str, value: &Option<String>, limit: usize| match value {
-        Some(v) if v.chars().count() > limit => Err(RagError::invalid(format!(
-            "{what} is longer than {limit} characters"
-        ))),
-        _ => Ok(()),
-    };
-    too_long("title", &input.title, MAX_TITLE_CHARS)?;
-    too_long("source", &input.source, MAX_SOURCE_CHARS)?;
-    too_long("the file name", &input.filename, MAX_SOURCE_CHARS)?;
-    if input.metadata.len() > MAX_METADATA_KEYS {
-        return Err(RagError::invalid(format!(
-            "metadata has {} keys; at most {MAX_METADATA_KEYS} are allowed",
-            input.metadata.len()
-        )));
-    }
-    if let Some(key) = input
-        .metadata
-        .keys()
-        .find(|k| k.is_empty() || k.chars().count() > MAX_METADATA_KEY_CHARS)
-    {
-        return Err(RagError::invalid(format!(
-            "metadata keys must be 1 to {MAX_METADATA_KEY_CHARS} characters, not {:?}",
-            key.chars()
-                .take(MAX_METADATA_KEY_CHARS + 1)
-                .collect::<String>()
-        )));
-    }
-    let size = serde_json::to_vec(&input.metadata)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if size > MAX_METADATA_BYTES {
-        return Err(RagError::invalid(format!(
-            "metadata is {size} bytes as JSON; at most {MAX_METADATA_BYTES} are allowed"
-        )));
-    }
-    Ok(())
-}
-
-fn check_chunk_count(count: usize, limit: usize) -> Result<(), RagError> {
-    if count > limit {
-        return Err(RagError::TooManyChunks { count, limit });
-    }
-    Ok(())
 }
 
 fn first_words(text: &str) -> String {

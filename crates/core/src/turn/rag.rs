@@ -1,0 +1,240 @@
+//! Retrieve-then-answer: one search, one model call over the passages it
+//! found. `/query` always answers this way; `/chat` does for models that
+//! cannot call tools, with the conversation's memory window as the agent
+//! uses it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::{ChatEvent, ChatEventStream, ChatReply, ChatTurns, EventSink, TurnRequest, fold_stream, spawn_turn};
+use crate::agent::memory::window;
+use crate::answer::build_rag_request;
+use crate::backend::{ConversationStore, StoredMessage};
+use crate::chat::{ChatModel, ChatRequest, InferenceConfig, Message, Passage, StopReason};
+use crate::domain::{QueryResponse, SearchFilter, SearchMode, SourceReference};
+use crate::error::RagError;
+use crate::retrieve::{Retriever, SearchParams};
+
+/// A question for `/query`.
+#[derive(Debug, Clone, Default)]
+pub struct QueryInput {
+    pub query: String,
+    pub top_k: Option<usize>,
+    pub similarity_threshold: Option<f32>,
+    pub document_ids: Vec<Uuid>,
+    pub conversation_id: Option<Uuid>,
+    pub mode: Option<SearchMode>,
+}
+
+pub struct RetrieveThenAnswer {
+    retriever: Retriever,
+    model: Arc<dyn ChatModel>,
+    conversations: Arc<dyn ConversationStore>,
+    /// Stored messages sent back to the model as history.
+    memory_messages: usize,
+    max_answer_tokens: u32,
+}
+
+/// A retrieval made and the model request built from it.
+struct Prepared {
+    mode: SearchMode,
+    sources: Vec<SourceReference>,
+    request: ChatRequest,
+}
+
+impl RetrieveThenAnswer {
+    pub fn new(
+        retriever: Retriever,
+        model: Arc<dyn ChatModel>,
+        conversations: Arc<dyn ConversationStore>,
+        memory_messages: usize,
+        max_answer_tokens: u32,
+    ) -> Self {
+        Self {
+            retriever,
+            model,
+            conversations,
+            memory_messages,
+            max_answer_tokens,
+        }
+    }
+
+    /// Retrieves, then answers; with a `conversation_id`, from the
+    /// conversation's memory and stored in it.
+    pub async fn query(&self, input: QueryInput) -> Result<QueryResponse, RagError> {
+        Ok(self.answer(input, None).await?.0)
+    }
+
+    async fn answer(
+        &self,
+        input: QueryInput,
+        sink: Option<&EventSink>,
+    ) -> Result<(QueryResponse, StopReason), RagError> {
+        let started = Instant::now();
+        let prepared = self.prepare(&input).await?;
+        self.respond(input, prepared, started, sink).await
+    }
+
+    /// The model call and what follows it, once retrieval is done.
+    async fn respond(
+        &self,
+        input: QueryInput,
+        prepared: Prepared,
+        started: Instant,
+        sink: Option<&EventSink>,
+    ) -> Result<(QueryResponse, StopReason), RagError> {
+        if let Some(sink) = sink {
+            sink.send(ChatEvent::Sources {
+                sources: prepared.sources.clone(),
+            })
+            .await;
+        }
+        let response = fold_stream(self.model.as_ref(), prepared.request, sink).await?;
+        let answer = response.message.text();
+        if let Some(conversation_id) = input.conversation_id {
+            self.remember(conversation_id, &input.query, &answer)
+                .await?;
+        }
+        let reply = QueryResponse {
+            query: input.query,
+            answer,
+            sources: prepared.sources,
+            model_id: self.model.model_id().to_string(),
+            search_mode: prepared.mode,
+            latency_ms: started.elapsed().as_millis() as u64,
+            token_usage: response.usage,
+            conversation_id: input.conversation_id,
+        };
+        Ok((reply, response.stop_reason))
+    }
+
+    async fn prepare(&self, input: &QueryInput) -> Result<Prepared, RagError> {
+        let search = self.retriever.request(
+            input.query.clone(),
+            SearchParams {
+                top_k: input.top_k,
+                similarity_threshold: input.similarity_threshold,
+                mode: input.mode,
+                filter: SearchFilter {
+                    document_ids: input.document_ids.clone(),
+                },
+            },
+        )?;
+        let retrieved = self.retriever.retrieve(&search).await?;
+        let passages = retrieved
+            .hits
+            .iter()
+            .zip(&retrieved.sources)
+            .enumerate()
+            .map(|(i, (hit, source))| Passage {
+                number: i + 1,
+                title: source.title.clone(),
+                text: hit.content.clone(),
+            })
+            .collect();
+        let history = match input.conversation_id {
+            Some(id) => window(
+                self.conversations
+                    .history(id, self.memory_messages)
+                    .await?
+                    .into_iter()
+                    .map(|stored| stored.message)
+                    .collect(),
+                self.memory_messages,
+            ),
+            None => Vec::new(),
+        };
+        let request = build_rag_request(
+            &input.query,
+            passages,
+            history,
+            InferenceConfig {
+                max_tokens: Some(self.max_answer_tokens),
+                temperature: Some(0.2),
+            },
+        );
+        Ok(Prepared {
+            mode: retrieved.mode,
+            sources: retrieved.sources,
+            request,
+        })
+    }
+
+    async fn remember(
+        &self,
+        conversation_id: Uuid,
+        question: &str,
+        answer: &str,
+    ) -> Result<(), RagError> {
+        let now = Utc::now();
+        let messages = [
+            StoredMessage {
+                message: Message::user_text(question),
+                created_at: now,
+            },
+            StoredMessage {
+                message: Message::assistant_text(answer),
+                created_at: now,
+            },
+        ];
+        self.conversations
+            .append(conversation_id, &messages)
+            .await?;
+        Ok(())
+    }
+
+    fn input_of(request: TurnRequest) -> Result<QueryInput, RagError> {
+        if request.max_cycles.is_some() {
+            return Err(RagError::NotApplicable(
+                "max_cycles applies to the agent, and this deployment's model cannot call tools"
+                    .into(),
+            ));
+        }
+        Ok(QueryInput {
+            query: request.message,
+            top_k: request.top_k,
+            similarity_threshold: None,
+            document_ids: request.document_ids,
+            conversation_id: Some(request.conversation_id.unwrap_or_else(Uuid::new_v4)),
+            mode: request.mode,
+        })
+    }
+}
+
+#[async_trait]
+impl ChatTurns for RetrieveThenAnswer {
+    async fn chat(&self, request: TurnRequest) -> Result<ChatReply, RagError> {
+        let (response, stop_reason) = self.answer(Self::input_of(request)?, None).await?;
+        Ok(ChatReply::from_query(response, stop_reason))
+    }
+
+    /// Input errors and retrieval failures still surface before the
+    /// stream starts: the search runs first, then the stream opens with
+    /// its sources.
+    async fn chat_stream(
+        self: Arc<Self>,
+        request: TurnRequest,
+    ) -> Result<ChatEventStream, RagError> {
+        let started = Instant::now();
+        let input = Self::input_of(request)?;
+        let prepared = self.prepare(&input).await?;
+        Ok(spawn_turn(move |sink| async move {
+            let (response, stop_reason) =
+                self.respond(input, prepared, started, Some(&sink)).await?;
+            let done = ChatReply::from_query(response, stop_reason);
+            Ok(vec![ChatEvent::Done {
+                conversation_id: done.conversation_id,
+                model_id: done.model_id,
+                stop_reason: done.stop_reason,
+                outcome: done.outcome,
+                cycles: done.cycles,
+                token_usage: done.token_usage,
+                latency_ms: done.latency_ms,
+            }])
+        }))
+    }
+}
