@@ -188,7 +188,9 @@ impl Ingestor {
     /// again from their stored text. Returns how many were resumed.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RagError> {
         let metadata = &self.stores().metadata;
-        let mut resumed = 0;
+        // A document moved back from PROCESSING is listed again as
+        // PENDING; it is resumed once.
+        let mut resumed = std::collections::HashSet::new();
         for status in [DocumentStatus::Processing, DocumentStatus::Pending] {
             let mut cursor = None;
             loop {
@@ -200,6 +202,9 @@ impl Ingestor {
                     })
                     .await?;
                 for doc in &page.items {
+                    if !resumed.insert(doc.id) {
+                        continue;
+                    }
                     if status == DocumentStatus::Processing {
                         match metadata
                             .transition(
@@ -216,7 +221,6 @@ impl Ingestor {
                     }
                     tracing::info!(id = %doc.id, title = %doc.title, "resuming interrupted ingestion");
                     self.spawn_processing(doc.id);
-                    resumed += 1;
                 }
                 match page.next_cursor {
                     Some(next) => cursor = Some(next),
@@ -224,7 +228,7 @@ impl Ingestor {
                 }
             }
         }
-        Ok(resumed)
+        Ok(resumed.len())
     }
 
     /// Validates and parses the input, stores it as PENDING and returns the
