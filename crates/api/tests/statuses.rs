@@ -37,13 +37,18 @@ async fn call(state: &AppState, method: &str, path: &str, body: Value) -> (Statu
         .unwrap();
     let response = app(state.clone()).oneshot(request).await.unwrap();
     let status = response.status();
-    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX).await.unwrap();
+    let bytes = axum::body::to_bytes(response.into_body(), usize::MAX)
+        .await
+        .unwrap();
     (status, String::from_utf8_lossy(&bytes).into_owned())
 }
 
 fn code(body: &str) -> String {
     let value: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"));
-    value["error"]["code"].as_str().unwrap_or_default().to_string()
+    value["error"]["code"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// The `data` of the stream's `error` event.
@@ -66,25 +71,42 @@ async fn a_model_failure_has_one_code_as_json_and_as_a_stream_event() {
         LetterEmbedder::default(),
         FetchPolicy::default(),
     );
-    let (status, json_body) = call(&state, "POST", "/chat", json!({"message": "who owns it"})).await;
+    let (status, json_body) =
+        call(&state, "POST", "/chat", json!({"message": "who owns it"})).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(code(&json_body), "model_error");
     assert!(!json_body.contains("secret"), "{json_body}");
 
-    let (status, stream) = call(&state, "POST", "/chat/stream", json!({"message": "who owns it"})).await;
+    let (status, stream) = call(
+        &state,
+        "POST",
+        "/chat/stream",
+        json!({"message": "who owns it"}),
+    )
+    .await;
     assert_eq!(status, StatusCode::OK);
     let event = sse_error(&stream);
     assert_eq!(event["code"], "model_error", "{stream}");
-    assert_eq!(event["message"], serde_json::from_str::<Value>(&json_body).unwrap()["error"]["message"]);
+    assert_eq!(
+        event["message"],
+        serde_json::from_str::<Value>(&json_body).unwrap()["error"]["message"]
+    );
     assert!(!stream.contains("secret"), "{stream}");
 }
 
 #[tokio::test]
 async fn a_context_overflow_is_422_context_too_long_in_both_forms() {
     let overflow = || Scripted::Fail(|| ModelError::ContextTooLong);
-    let state = state(ScriptedModel::new(false, [overflow(), overflow()]), LetterEmbedder::default(), FetchPolicy::default());
+    let state = state(
+        ScriptedModel::new(false, [overflow(), overflow()]),
+        LetterEmbedder::default(),
+        FetchPolicy::default(),
+    );
     let (status, body) = call(&state, "POST", "/chat", json!({"message": "long"})).await;
-    assert_eq!((status, code(&body).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "context_too_long"));
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, "context_too_long")
+    );
     let (_, stream) = call(&state, "POST", "/chat/stream", json!({"message": "long"})).await;
     assert_eq!(sse_error(&stream)["code"], "context_too_long");
 }
@@ -94,22 +116,39 @@ async fn a_context_overflow_is_422_context_too_long_in_both_forms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_document_deleted_while_indexing_answers_409_to_the_waiting_ingest() {
     let gate = Gate::closed_after(0);
-    let state = state(ScriptedModel::new(false, []), LetterEmbedder::gated(gate.clone()), FetchPolicy::default());
+    let state = state(
+        ScriptedModel::new(false, []),
+        LetterEmbedder::gated(gate.clone()),
+        FetchPolicy::default(),
+    );
     let held = gate.held();
     let ingest = tokio::spawn({
         let state = state.clone();
         async move {
-            call(&state, "POST", "/documents/ingest", json!({"content": "Ownership moves values.", "wait": true})).await
+            call(
+                &state,
+                "POST",
+                "/documents/ingest",
+                json!({"content": "Ownership moves values.", "wait": true}),
+            )
+            .await
         }
     });
     held.await;
     let (_, list) = call(&state, "GET", "/documents", Value::Null).await;
-    let id = serde_json::from_str::<Value>(&list).unwrap()["items"][0]["id"].as_str().unwrap().to_string();
+    let id = serde_json::from_str::<Value>(&list).unwrap()["items"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let (status, _) = call(&state, "DELETE", &format!("/documents/{id}"), Value::Null).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     gate.open();
     let (status, body) = ingest.await.unwrap();
-    assert_eq!((status, code(&body).as_str()), (StatusCode::CONFLICT, "conflict"), "{body}");
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::CONFLICT, "conflict"),
+        "{body}"
+    );
 }
 
 /// One connection to a local server that answers `response`, or never
@@ -141,13 +180,44 @@ fn allowing(host: &str) -> FetchPolicy {
 
 #[tokio::test]
 async fn an_upstream_error_is_502_and_an_upstream_that_hangs_is_504() {
-    let host = one_shot_server(Some("HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n")).await;
-    let failing = state(ScriptedModel::new(false, []), LetterEmbedder::default(), allowing(&host));
-    let (status, body) = call(&failing, "POST", "/documents/ingest", json!({"url": format!("http://{host}/page")})).await;
-    assert_eq!((status, code(&body).as_str()), (StatusCode::BAD_GATEWAY, "url_fetch_failed"), "{body}");
+    let host = one_shot_server(Some(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
+    ))
+    .await;
+    let failing = state(
+        ScriptedModel::new(false, []),
+        LetterEmbedder::default(),
+        allowing(&host),
+    );
+    let (status, body) = call(
+        &failing,
+        "POST",
+        "/documents/ingest",
+        json!({"url": format!("http://{host}/page")}),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::BAD_GATEWAY, "url_fetch_failed"),
+        "{body}"
+    );
 
     let host = one_shot_server(None).await;
-    let hanging = state(ScriptedModel::new(false, []), LetterEmbedder::default(), allowing(&host));
-    let (status, body) = call(&hanging, "POST", "/documents/ingest", json!({"url": format!("http://{host}/page")})).await;
-    assert_eq!((status, code(&body).as_str()), (StatusCode::GATEWAY_TIMEOUT, "url_fetch_timeout"), "{body}");
+    let hanging = state(
+        ScriptedModel::new(false, []),
+        LetterEmbedder::default(),
+        allowing(&host),
+    );
+    let (status, body) = call(
+        &hanging,
+        "POST",
+        "/documents/ingest",
+        json!({"url": format!("http://{host}/page")}),
+    )
+    .await;
+    assert_eq!(
+        (status, code(&body).as_str()),
+        (StatusCode::GATEWAY_TIMEOUT, "url_fetch_timeout"),
+        "{body}"
+    );
 }

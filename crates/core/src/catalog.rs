@@ -12,7 +12,6 @@ use crate::backend::{
 };
 use crate::domain::{Document, Page, VectorSearchResult};
 use crate::error::{RagError, StoreError};
-use crate::ingest::{raw_key, text_key};
 
 /// The backends one deployment runs on.
 #[derive(Clone)]
@@ -22,6 +21,16 @@ pub struct Stores {
     pub vectors: Arc<dyn VectorStore>,
     pub lexical: Option<Arc<dyn LexicalIndex>>,
     pub conversations: Arc<dyn ConversationStore>,
+}
+
+/// Where a document's original upload is kept in the document store.
+pub fn raw_key(id: Uuid) -> String {
+    format!("documents/{id}/original")
+}
+
+/// Where its parsed text is kept.
+pub fn text_key(id: Uuid) -> String {
+    format!("documents/{id}/text.txt")
 }
 
 /// The most documents, or conversation messages, one listing returns.

@@ -32,11 +32,11 @@ pub mod tools;
 pub mod turn;
 
 pub use agent::{Agent, AgentSettings};
-pub use catalog::{Catalog, Stores};
 pub use backend::{
     ConversationStore, DocumentStore, Embedder, EmbedderState, LexicalIndex, ListQuery,
     MetadataStore, StatusUpdate, StoredMessage, VectorStore,
 };
+pub use catalog::{Catalog, Stores};
 pub use chat::ChatModel;
 pub use domain::*;
 pub use error::{EmbedError, ErrorClass, FetchError, ModelError, ParseError, RagError, StoreError};

@@ -37,7 +37,9 @@ use crate::domain::{
 use crate::error::{EmbedError, ModelError, StoreError};
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Default)]
@@ -81,7 +83,11 @@ impl MemoryStores {
         lock(&self.tables).files.remove(key);
     }
 
-    fn hits(&self, filter: &SearchFilter, score: impl Fn(&DocumentChunk) -> f32) -> Vec<VectorSearchResult> {
+    fn hits(
+        &self,
+        filter: &SearchFilter,
+        score: impl Fn(&DocumentChunk) -> f32,
+    ) -> Vec<VectorSearchResult> {
         let tables = lock(&self.tables);
         let mut hits: Vec<VectorSearchResult> = tables
             .chunks
@@ -130,7 +136,10 @@ impl MetadataStore for MemoryStores {
     async fn insert(&self, document: &Document) -> Result<(), StoreError> {
         let mut tables = lock(&self.tables);
         if tables.documents.contains_key(&document.id) {
-            return Err(StoreError::Conflict(format!("document {} exists", document.id)));
+            return Err(StoreError::Conflict(format!(
+                "document {} exists",
+                document.id
+            )));
         }
         tables.documents.insert(document.id, document.clone());
         Ok(())
@@ -177,7 +186,11 @@ impl MetadataStore for MemoryStores {
             .cloned()
             .collect();
         items.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
-        let start: usize = query.cursor.as_deref().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let start: usize = query
+            .cursor
+            .as_deref()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
         let end = (start + query.limit).min(items.len());
         let next_cursor = (end < items.len()).then(|| end.to_string());
         Ok(Page {

@@ -65,7 +65,11 @@ async fn until_status(memory: &MemoryStores, id: Uuid, wanted: DocumentStatus) -
 async fn until_chunks(memory: &MemoryStores, id: Uuid, wanted: usize) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while memory.chunk_count(id) != wanted {
-        assert!(Instant::now() < deadline, "{} chunks stored", memory.chunk_count(id));
+        assert!(
+            Instant::now() < deadline,
+            "{} chunks stored",
+            memory.chunk_count(id)
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
@@ -76,14 +80,19 @@ async fn a_document_goes_pending_processing_indexed() {
     let gate = Gate::closed_after(1);
     let ingestor = ingestor(&memory, LetterEmbedder::gated(gate.clone()));
     let held = gate.held();
-    let IngestOutcome::Created(document) = ingestor.ingest(six_chunk_document(), false).await.unwrap() else {
+    let IngestOutcome::Created(document) =
+        ingestor.ingest(six_chunk_document(), false).await.unwrap()
+    else {
         panic!("not created")
     };
     assert_eq!(document.status, DocumentStatus::Pending);
     held.await;
     // The second batch is held: the first is stored, the document claimed.
     until_chunks(&memory, document.id, 2).await;
-    assert_eq!(status(&memory, document.id).await.status, DocumentStatus::Processing);
+    assert_eq!(
+        status(&memory, document.id).await.status,
+        DocumentStatus::Processing
+    );
     gate.open();
     let indexed = until_status(&memory, document.id, DocumentStatus::Indexed).await;
     assert_eq!(indexed.chunk_count, 6);
@@ -115,7 +124,8 @@ async fn recovery_resumes_a_document_left_processing_with_half_its_chunks() {
     let memory = MemoryStores::default();
     let gate = Gate::closed_after(1);
     let interrupted = ingestor(&memory, LetterEmbedder::gated(gate.clone()));
-    let IngestOutcome::Created(document) = interrupted.accept(six_chunk_document()).await.unwrap() else {
+    let IngestOutcome::Created(document) = interrupted.accept(six_chunk_document()).await.unwrap()
+    else {
         panic!("not created")
     };
     let held = gate.held();
@@ -125,7 +135,10 @@ async fn recovery_resumes_a_document_left_processing_with_half_its_chunks() {
     });
     held.await;
     until_chunks(&memory, document.id, 2).await;
-    assert_eq!(status(&memory, document.id).await.status, DocumentStatus::Processing);
+    assert_eq!(
+        status(&memory, document.id).await.status,
+        DocumentStatus::Processing
+    );
     running.abort();
     assert!(running.await.unwrap_err().is_cancelled());
 
@@ -153,18 +166,24 @@ async fn a_corrupt_pdf_is_the_documents_fault_when_accepted_and_when_recovered()
         .await
         .unwrap_err();
     assert!(
-        matches!(error, RagError::Parse(ParseError::Malformed { .. } | ParseError::Empty)),
+        matches!(
+            error,
+            RagError::Parse(ParseError::Malformed { .. } | ParseError::Empty)
+        ),
         "{error:?}"
     );
 
     // The same bytes as the only file of a PENDING document (its text
     // never written): processing fails it with the parser's reason.
-    let IngestOutcome::Created(document) = ingestor.accept(six_chunk_document()).await.unwrap() else {
+    let IngestOutcome::Created(document) = ingestor.accept(six_chunk_document()).await.unwrap()
+    else {
         panic!("not created")
     };
     memory.remove_file(&rag_core::ingest::text_key(document.id));
     use rag_core::backend::DocumentStore;
-    DocumentStore::put(&memory, &raw_key(document.id), corrupt, "application/pdf").await.unwrap();
+    DocumentStore::put(&memory, &raw_key(document.id), corrupt, "application/pdf")
+        .await
+        .unwrap();
     let mut row = status(&memory, document.id).await;
     row.content_type = "application/pdf".into();
     MetadataStore::delete(&memory, document.id).await.unwrap();
@@ -172,7 +191,10 @@ async fn a_corrupt_pdf_is_the_documents_fault_when_accepted_and_when_recovered()
     let failed = ingestor.process(document.id).await.unwrap();
     assert_eq!(failed.status, DocumentStatus::Failed);
     let reason = failed.error.unwrap();
-    assert!(reason.contains("PDF") || reason.contains("no text"), "{reason}");
+    assert!(
+        reason.contains("PDF") || reason.contains("no text"),
+        "{reason}"
+    );
     assert_eq!(memory.chunk_count(document.id), 0);
 }
 
@@ -189,7 +211,13 @@ async fn a_document_over_the_chunk_cap_is_refused_before_anything_is_stored() {
             ..IngestSettings::default()
         },
     );
-    let error = ingestor.ingest(six_chunk_document(), true).await.unwrap_err();
-    assert!(matches!(error, RagError::TooManyChunks { count: 6, limit: 5 }), "{error}");
+    let error = ingestor
+        .ingest(six_chunk_document(), true)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, RagError::TooManyChunks { count: 6, limit: 5 }),
+        "{error}"
+    );
     assert_eq!(MetadataStore::count(&memory).await.unwrap(), 0);
 }

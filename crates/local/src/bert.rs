@@ -490,7 +490,7 @@ impl InplaceOp1 for MaskedSoftmax<'_> {
         }
         let (scale, masks) = (self.scale, self.additive_mask);
         // Compiled for the widest vector instructions this CPU has.
-        pulp::Arch::new().dispatch(|| {
+        crate::simd::arch().dispatch(|| {
             for (index, row) in scores.chunks_exact_mut(width).enumerate() {
                 let r = index / (heads * width);
                 let mask = &masks[r * width..(r + 1) * width];
@@ -568,7 +568,7 @@ impl CustomOp2 for BiasResidualNorm<'_> {
             candle_core::bail!("bias-residual-norm: mismatched inputs");
         }
         let mut out = vec![0f32; x.len()];
-        pulp::Arch::new().dispatch(|| {
+        crate::simd::arch().dispatch(|| {
             for ((row, x), residual) in out
                 .chunks_exact_mut(h)
                 .zip(x.chunks_exact(h))
@@ -600,7 +600,7 @@ impl InplaceOp1 for BiasGelu<'_> {
         if !x.len().is_multiple_of(h) {
             candle_core::bail!("bias-gelu: unexpected input size");
         }
-        pulp::Arch::new().dispatch(|| {
+        crate::simd::arch().dispatch(|| {
             for row in x.chunks_exact_mut(h) {
                 for (x, b) in row.iter_mut().zip(self.bias) {
                     *x = vecmath::gelu(*x + b);

@@ -13,6 +13,7 @@ mod hnsw;
 pub mod minilm;
 pub mod model_files;
 mod scan;
+pub mod simd;
 pub mod sqlite;
 mod vecmath;
 pub mod vectors;

@@ -25,7 +25,17 @@ struct Inner {
     encoder: Encoder,
     tokenizer: Tokenizer,
     dimension: usize,
+    /// The question lane: threads of their own for `embed_query`, so a
+    /// question is computed beside an ingestion's batches (the OS shares
+    /// the cores between them) instead of queueing behind them on rayon's
+    /// global pool, where a batch of 32 long chunks takes seconds.
+    questions: rayon::ThreadPool,
 }
+
+/// Threads of the question lane. Two, so two questions embed at once on a
+/// laptop; a question is a few milliseconds of work, so more would only
+/// take cores from ingestion.
+const QUESTION_THREADS: usize = 2;
 
 /// The embedded default embedder (384 dimensions).
 #[derive(Clone)]
@@ -70,11 +80,17 @@ impl MiniLmEmbedder {
             .map_err(candle_error)?;
         let weights = std::fs::read(dir.join("model.safetensors")).map_err(candle_error)?;
         let encoder = Encoder::load(&weights, &config).map_err(candle_error)?;
+        let questions = rayon::ThreadPoolBuilder::new()
+            .num_threads(QUESTION_THREADS)
+            .thread_name(|i| format!("embed-question-{i}"))
+            .build()
+            .map_err(candle_error)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 encoder,
                 tokenizer,
                 dimension: config.hidden_size,
+                questions,
             }),
         })
     }
@@ -105,6 +121,20 @@ impl MiniLmEmbedder {
             }
         }
         Ok(out)
+    }
+}
+
+impl MiniLmEmbedder {
+    /// Embeds one question on the question lane; call from a blocking
+    /// thread. The same computation as `embed_sync`, so the vector is the
+    /// same bit for bit.
+    pub fn embed_query_sync(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let inner = &self.inner;
+        inner
+            .questions
+            .install(|| inner.forward(&[text]))?
+            .pop()
+            .ok_or_else(|| EmbedError::permanent("the encoder returned no vector"))
     }
 }
 
@@ -155,6 +185,14 @@ impl Embedder for MiniLmEmbedder {
         let this = self.clone();
         let texts = texts.to_vec();
         tokio::task::spawn_blocking(move || this.embed_sync(&texts))
+            .await
+            .map_err(|e| EmbedError::permanent(format!("embedding task failed: {e}")))?
+    }
+
+    async fn embed_query(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        let this = self.clone();
+        let text = text.to_string();
+        tokio::task::spawn_blocking(move || this.embed_query_sync(&text))
             .await
             .map_err(|e| EmbedError::permanent(format!("embedding task failed: {e}")))?
     }

@@ -37,6 +37,10 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
     dot / (na * nb)
 }
 
+/// On the widest path this machine has, then with our kernels capped at
+/// AVX2 (the path every AVX2-only machine runs; on such a machine both
+/// passes are the same path). One test, so the cap cannot reach another
+/// test running beside it.
 #[tokio::test]
 async fn matches_sentence_transformers() {
     let path = concat!(
@@ -47,7 +51,14 @@ async fn matches_sentence_transformers() {
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let embedder = MiniLmEmbedder::load(&model_dir()).unwrap();
     assert_eq!(embedder.dimension(), 384);
+    eprintln!("widest path: {}", rag_local::simd::widest_path());
+    check(&embedder, &reference).await;
+    rag_local::simd::limit_to_avx2();
+    eprintln!("capped path: {}", rag_local::simd::widest_path());
+    check(&embedder, &reference).await;
+}
 
+async fn check(embedder: &MiniLmEmbedder, reference: &Reference) {
     let ours = embedder.embed(&reference.texts).await.unwrap();
     for ((text, want), got) in reference.texts.iter().zip(&reference.embeddings).zip(&ours) {
         assert_eq!(got.len(), 384);
@@ -74,5 +85,8 @@ async fn matches_sentence_transformers() {
             .pop()
             .unwrap();
         assert!(cosine(&single, batched) > 0.9999, "{text:?}");
+        // The question lane computes the same vector as a batch of one.
+        let question = embedder.embed_query(text).await.unwrap();
+        assert_eq!(question, single, "{text:?}");
     }
 }

@@ -9,7 +9,9 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use rag_core::StoredMessage;
 use rag_core::chat::{ContentBlock, Role, ToolResultStatus};
-use rag_core::{ChatEvent, ChatReply, QueryInput, QueryResponse, RagError, SearchMode, TurnRequest};
+use rag_core::{
+    ChatEvent, ChatReply, QueryInput, QueryResponse, RagError, SearchMode, TurnRequest,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;

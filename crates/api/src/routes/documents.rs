@@ -112,7 +112,13 @@ pub async fn ingest(
                 )
                 .await?
         }
-        (None, Some(url)) => state.service.ingestor().ingest_url(&url, input, wait).await?,
+        (None, Some(url)) => {
+            state
+                .service
+                .ingestor()
+                .ingest_url(&url, input, wait)
+                .await?
+        }
         _ => {
             return Err(ApiError::InvalidBody(
                 "give exactly one of `content` and `url`".to_string(),

@@ -5,8 +5,10 @@
 //! context-overflow trimming and citations of the passages tools returned.
 
 mod citations;
-pub mod memory;
 mod run;
+
+/// The memory window both kinds of turn use; kept here under its old path.
+pub use crate::turn::memory;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,8 +99,7 @@ impl Agent {
     /// what the agent takes. The message obeys the same limits as any
     /// search query, since the model's first move is usually one.
     fn check(&self, request: &TurnRequest) -> Result<u32, RagError> {
-        if request.top_k.is_some() || request.mode.is_some() || !request.document_ids.is_empty()
-        {
+        if request.top_k.is_some() || request.mode.is_some() || !request.document_ids.is_empty() {
             return Err(RagError::NotApplicable(
                 "top_k, mode and document_ids apply to retrieve-then-answer; \
                  this deployment's agent chooses its own searches"

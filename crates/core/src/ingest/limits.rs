@@ -75,7 +75,8 @@ mod tests {
         assert!(check_descriptors(&long_title).is_err());
         let mut many = IngestInput::default();
         for i in 0..=MAX_METADATA_KEYS {
-            many.metadata.insert(format!("k{i}"), serde_json::Value::Null);
+            many.metadata
+                .insert(format!("k{i}"), serde_json::Value::Null);
         }
         assert!(check_descriptors(&many).is_err());
         let mut empty_key = IngestInput::default();
@@ -90,7 +91,10 @@ mod tests {
         assert!(check_chunk_count(10, 10).is_ok());
         assert!(matches!(
             check_chunk_count(11, 10),
-            Err(RagError::TooManyChunks { count: 11, limit: 10 })
+            Err(RagError::TooManyChunks {
+                count: 11,
+                limit: 10
+            })
         ));
     }
 }

@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::backend::{Embedder, ListQuery, StatusUpdate};
 use crate::catalog::{Catalog, Stores, not_found};
+pub use crate::catalog::{raw_key, text_key};
 use crate::chunk::ChunkingOptions;
 use crate::domain::{Document, DocumentStatus};
 use crate::error::{RagError, StoreError};
@@ -58,14 +59,6 @@ impl IngestOutcome {
             IngestOutcome::Created(d) | IngestOutcome::Duplicate(d) => d,
         }
     }
-}
-
-pub fn raw_key(id: Uuid) -> String {
-    format!("documents/{id}/original")
-}
-
-pub fn text_key(id: Uuid) -> String {
-    format!("documents/{id}/text.txt")
 }
 
 pub fn content_hash(bytes: &[u8]) -> String {
@@ -433,7 +426,8 @@ impl Ingestor {
         let mut token_count: u64 = 0;
         while let Some(next) = embedded.next().await {
             let (batch_no, batch, embeddings) = next?;
-            let chunks = steps::stored_chunks(document.id, batch_no * batch_size, batch, embeddings);
+            let chunks =
+                steps::stored_chunks(document.id, batch_no * batch_size, batch, embeddings);
             token_count += chunks
                 .iter()
                 .map(|c| u64::from(c.metadata.token_count))

@@ -153,7 +153,10 @@ mod tests {
     fn the_count_agrees_with_the_split_and_the_cap_refuses() {
         let text = "One sentence here. ".repeat(200);
         let pieces = chunk(&text, options(100), 1000).unwrap();
-        assert_eq!(count_chunks(&text, options(100), 1000).unwrap(), pieces.len());
+        assert_eq!(
+            count_chunks(&text, options(100), 1000).unwrap(),
+            pieces.len()
+        );
         assert!(matches!(
             count_chunks(&text, options(100), pieces.len() - 1),
             Err(RagError::TooManyChunks { .. })
@@ -170,7 +173,10 @@ mod tests {
         let id = Uuid::new_v4();
         let stored = stored_chunks(id, 7, &pieces[..2], vec![vec![1.0], vec![2.0]]);
         assert_eq!(stored[0].metadata.chunk_index, 7);
-        assert_eq!(stored[1].metadata.chunk_id, ChunkMetadata::chunk_id_for(id, 8));
+        assert_eq!(
+            stored[1].metadata.chunk_id,
+            ChunkMetadata::chunk_id_for(id, 8)
+        );
         assert_eq!(stored[1].embedding, vec![2.0]);
         assert_eq!(stored[0].content, pieces[0].content);
     }
@@ -185,6 +191,9 @@ mod tests {
     #[tokio::test]
     async fn a_panic_on_the_blocking_thread_is_a_parser_fault() {
         let result: Result<(), RagError> = blocking("the chunker", || panic!("boom")).await;
-        assert!(matches!(result, Err(RagError::Parse(ParseError::Internal(_)))));
+        assert!(matches!(
+            result,
+            Err(RagError::Parse(ParseError::Internal(_)))
+        ));
     }
 }

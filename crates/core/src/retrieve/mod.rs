@@ -143,7 +143,10 @@ impl Retriever {
             ))
             .into());
         }
-        let mut hits = self.vectors.search(&vector, top_k, request.filter()).await?;
+        let mut hits = self
+            .vectors
+            .search(&vector, top_k, request.filter())
+            .await?;
         hits.retain(|hit| hit.score >= request.similarity_threshold());
         Ok(hits)
     }
@@ -161,4 +164,3 @@ impl Retriever {
             .await?)
     }
 }
-

@@ -148,22 +148,61 @@ mod tests {
     fn every_limit_is_checked_here() {
         for (query, params) in [
             (" \n\t", SearchParams::default()),
-            (&"x".repeat(MAX_QUERY_CHARS + 1) as &str, SearchParams::default()),
-            ("q", SearchParams { top_k: Some(0), ..Default::default() }),
-            ("q", SearchParams { top_k: Some(MAX_TOP_K + 1), ..Default::default() }),
-            ("q", SearchParams { similarity_threshold: Some(1.5), ..Default::default() }),
-            ("q", SearchParams { similarity_threshold: Some(f32::NAN), ..Default::default() }),
+            (
+                &"x".repeat(MAX_QUERY_CHARS + 1) as &str,
+                SearchParams::default(),
+            ),
+            (
+                "q",
+                SearchParams {
+                    top_k: Some(0),
+                    ..Default::default()
+                },
+            ),
+            (
+                "q",
+                SearchParams {
+                    top_k: Some(MAX_TOP_K + 1),
+                    ..Default::default()
+                },
+            ),
+            (
+                "q",
+                SearchParams {
+                    similarity_threshold: Some(1.5),
+                    ..Default::default()
+                },
+            ),
+            (
+                "q",
+                SearchParams {
+                    similarity_threshold: Some(f32::NAN),
+                    ..Default::default()
+                },
+            ),
         ] {
             let error = request(query, params).unwrap_err();
             assert!(matches!(error, RagError::InvalidInput(_)), "{error}");
         }
         let longest = "é".repeat(MAX_QUERY_CHARS);
-        assert!(request(&longest, SearchParams { top_k: Some(MAX_TOP_K), ..Default::default() }).is_ok());
+        assert!(
+            request(
+                &longest,
+                SearchParams {
+                    top_k: Some(MAX_TOP_K),
+                    ..Default::default()
+                }
+            )
+            .is_ok()
+        );
     }
 
     #[test]
     fn configured_defaults_obey_the_same_rules() {
-        let bad = SearchDefaults { top_k: 0, ..SearchDefaults::default() };
+        let bad = SearchDefaults {
+            top_k: 0,
+            ..SearchDefaults::default()
+        };
         assert!(bad.validate().is_err());
         assert!(SearchDefaults::default().validate().is_ok());
     }

@@ -7,9 +7,9 @@ use uuid::Uuid;
 
 use super::{Tool, ToolError, ToolOutput, parse_input, spec_for};
 use crate::backend::ListQuery;
+use crate::catalog::Catalog;
 use crate::chat::ToolSpec;
 use crate::domain::DocumentStatus;
-use crate::catalog::Catalog;
 
 /// Get a document's metadata, and optionally its full text, by id.
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::{Tool, ToolError, ToolOutput, parse_input, spec_for};
-use crate::chat::{ChatModel, ChatRequest, InferenceConfig, Message, ToolSpec};
 use crate::catalog::Catalog;
+use crate::chat::{ChatModel, ChatRequest, InferenceConfig, Message, ToolSpec};
 
 /// Summarise one indexed document: its main points, in a few paragraphs.
 /// Long documents are summarised part by part, then the parts combined.
@@ -49,10 +49,7 @@ impl Tool for SummarizeDocumentTool {
 
     async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
         let input: SummarizeDocumentInput = parse_input(input)?;
-        let document = self
-            .catalog
-            .get_document(input.document_id, false)
-            .await?;
+        let document = self.catalog.get_document(input.document_id, false).await?;
         let chunks = self.catalog.document_chunks(input.document_id).await?;
         if chunks.is_empty() {
             return Err(ToolError::Failed(format!(

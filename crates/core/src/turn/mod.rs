@@ -1,5 +1,5 @@
 //! A chat turn, whichever way a deployment answers it: the agent's tool
-//! loop (`crate::agent`) or retrieve-then-answer (`rag.rs`). Both implement
+//! loop (`agent/`) or retrieve-then-answer (`rag.rs`). Both implement
 //! [`ChatTurns`]; the binary picks one at wiring time from what the model
 //! can do, and the HTTP layer only calls it. Both stream through one fold
 //! of the model's stream (`fold.rs`) into one [`EventSink`], so they share
@@ -9,6 +9,7 @@
 //! holds a question without its answer.
 
 mod fold;
+pub mod memory;
 mod rag;
 
 use std::sync::Arc;
@@ -50,8 +51,10 @@ pub trait ChatTurns: Send + Sync {
     async fn chat(&self, request: TurnRequest) -> Result<ChatReply, RagError>;
     /// Runs one turn as a stream of events. Input errors surface before
     /// the stream starts; a failure after that is the stream's last item.
-    async fn chat_stream(self: Arc<Self>, request: TurnRequest)
-    -> Result<ChatEventStream, RagError>;
+    async fn chat_stream(
+        self: Arc<Self>,
+        request: TurnRequest,
+    ) -> Result<ChatEventStream, RagError>;
 }
 
 /// A streamed turn: events, then at most one error, which the API turns

@@ -10,8 +10,11 @@ use async_trait::async_trait;
 use chrono::Utc;
 use uuid::Uuid;
 
-use super::{ChatEvent, ChatEventStream, ChatReply, ChatTurns, EventSink, TurnRequest, fold_stream, spawn_turn};
-use crate::agent::memory::window;
+use super::memory::window;
+use super::{
+    ChatEvent, ChatEventStream, ChatReply, ChatTurns, EventSink, TurnRequest, fold_stream,
+    spawn_turn,
+};
 use crate::answer::build_rag_request;
 use crate::backend::{ConversationStore, StoredMessage};
 use crate::chat::{ChatModel, ChatRequest, InferenceConfig, Message, Passage, StopReason};

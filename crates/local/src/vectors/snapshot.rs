@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use super::checksum;
+use super::codec::checksum;
 use super::rows::{AnnSettings, Entry, Rows};
 use crate::hnsw::Graph;
 
@@ -402,7 +402,8 @@ mod tests {
 
     /// Waits until the graph file exists and differs in size from `before`.
     async fn wait_for_file(path: &std::path::Path, before: Option<u64>) -> u64 {
-        for _ in 0..500 {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+        while std::time::Instant::now() < deadline {
             if let Ok(meta) = std::fs::metadata(path)
                 && Some(meta.len()) != before
             {
@@ -410,6 +411,6 @@ mod tests {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        panic!("the graph was not saved within 5 s");
+        panic!("the graph was not saved within 120 s");
     }
 }
