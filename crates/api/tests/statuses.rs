@@ -170,6 +170,24 @@ async fn one_shot_server(response: Option<&'static str>) -> String {
     addr.to_string()
 }
 
+/// The status and code of ingesting a page of `host`, a server the
+/// fetcher is allowed to reach.
+async fn ingest_url_from(host: &str) -> (StatusCode, String) {
+    let state = state(
+        ScriptedModel::new(false, []),
+        LetterEmbedder::default(),
+        allowing(host),
+    );
+    let (status, body) = call(
+        &state,
+        "POST",
+        "/documents/ingest",
+        json!({"url": format!("http://{host}/page")}),
+    )
+    .await;
+    (status, code(&body))
+}
+
 fn allowing(host: &str) -> FetchPolicy {
     FetchPolicy {
         allowed_hosts: [host.to_string()].into_iter().collect(),
@@ -184,40 +202,13 @@ async fn an_upstream_error_is_502_and_an_upstream_that_hangs_is_504() {
         "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 0\r\n\r\n",
     ))
     .await;
-    let failing = state(
-        ScriptedModel::new(false, []),
-        LetterEmbedder::default(),
-        allowing(&host),
-    );
-    let (status, body) = call(
-        &failing,
-        "POST",
-        "/documents/ingest",
-        json!({"url": format!("http://{host}/page")}),
-    )
-    .await;
     assert_eq!(
-        (status, code(&body).as_str()),
-        (StatusCode::BAD_GATEWAY, "url_fetch_failed"),
-        "{body}"
+        ingest_url_from(&host).await,
+        (StatusCode::BAD_GATEWAY, "url_fetch_failed".to_string())
     );
-
     let host = one_shot_server(None).await;
-    let hanging = state(
-        ScriptedModel::new(false, []),
-        LetterEmbedder::default(),
-        allowing(&host),
-    );
-    let (status, body) = call(
-        &hanging,
-        "POST",
-        "/documents/ingest",
-        json!({"url": format!("http://{host}/page")}),
-    )
-    .await;
     assert_eq!(
-        (status, code(&body).as_str()),
-        (StatusCode::GATEWAY_TIMEOUT, "url_fetch_timeout"),
-        "{body}"
+        ingest_url_from(&host).await,
+        (StatusCode::GATEWAY_TIMEOUT, "url_fetch_timeout".to_string())
     );
 }
