@@ -373,6 +373,20 @@ def plot(report, out):
         plt.close(fig)
 
 
+def cpu_model():
+    """The CPU's model name and its widest vector extension, since the
+    embedding and scan figures depend on both (AVX-512 or AVX2 only)."""
+    name, flags = "unknown", set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name") and name == "unknown":
+                name = line.split(":", 1)[1].strip()
+            elif line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    widest = "avx512f" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse2"
+    return f"{name} ({widest})"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--peer-python", default=sys.executable,
@@ -393,7 +407,7 @@ def main():
     only = set(args.only or everything)
     work = tempfile.mkdtemp(prefix="rag-bench-")
     report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+        "machine": {"cpus": os.cpu_count(), "cpu": cpu_model(), "platform": platform.platform(),
                     "python": platform.python_version()},
         "commit": subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip(),
     }
@@ -415,7 +429,10 @@ def main():
     name = "side_by_side.json" if only == everything else f"side_by_side_{'_'.join(sorted(only))}.json"
     with open(os.path.join(args.out, name), "w") as f:
         json.dump(report, f, indent=2)
-    plot(report, args.out)
+    try:
+        plot(report, args.out)
+    except ImportError:
+        print("matplotlib is not installed: no plots", file=sys.stderr)
     print(json.dumps(report, indent=2))
 
 
