@@ -33,34 +33,16 @@ async fn interrupted_ingestion_resumes_after_restart(stack: Stack) {
         let (status, body) = upload(&server, page).await;
         assert_eq!(status, 202, "{body}");
     }
-    // Kill it while a document is half written: PROCESSING, with some of
-    // its vectors stored. Vectors are counted first, then the INDEXED
-    // documents' chunks, so a document finishing between the two reads
-    // is on both sides; more vectors than INDEXED chunks means a document
-    // not yet INDEXED had vectors.
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    loop {
-        let vectors = stack.vector_count(&server).await;
-        let (_, indexed) = get_json(&server.at("/documents?status=INDEXED&limit=100")).await;
-        let indexed_chunks: u64 = indexed["items"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|d| d["chunk_count"].as_u64().unwrap())
-            .sum();
-        let (_, processing) = get_json(&server.at("/documents?status=PROCESSING")).await;
-        let (_, pending) = get_json(&server.at("/documents?status=PENDING")).await;
-        let processing = processing["items"].as_array().unwrap().len();
-        if vectors > indexed_chunks && processing > 0 {
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline
-                && processing + pending["items"].as_array().unwrap().len() > 0,
-            "never caught a document half written (vectors {vectors}, indexed chunks {indexed_chunks})"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // Kill it while the background workers are still embedding. (That a
+    // document left PROCESSING with half of its chunks written is resumed
+    // once, with no chunk twice, is crates/core/tests/ingestion.rs, which
+    // holds it there with a gate; here the pages are one embedding batch
+    // each, so that state lasts milliseconds.)
+    let (_, in_flight) = get_json(&server.at("/documents?status=PENDING")).await;
+    assert!(
+        !in_flight["items"].as_array().unwrap().is_empty(),
+        "indexing finished too soon to test recovery"
+    );
     server.stop();
 
     let server = Server::start(data.path(), &stack, &[]);
