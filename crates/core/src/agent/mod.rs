@@ -19,7 +19,7 @@ use uuid::Uuid;
 use crate::backend::ConversationStore;
 use crate::chat::ChatModel;
 use crate::error::RagError;
-use crate::retrieve::MAX_QUERY_CHARS;
+use crate::retrieve::check_question;
 use crate::tools::ToolRegistry;
 use crate::turn::{ChatEventStream, ChatReply, ChatTurns, TurnRequest, spawn_turn};
 
@@ -106,7 +106,7 @@ impl Agent {
                     .into(),
             ));
         }
-        check_message(&request.message)?;
+        check_question("message", &request.message)?;
         let cycles = request.max_cycles.unwrap_or(self.settings.max_cycles);
         if cycles == 0 || cycles > MAX_CYCLES_LIMIT {
             return Err(RagError::invalid(format!(
@@ -115,18 +115,6 @@ impl Agent {
         }
         Ok(cycles)
     }
-}
-
-fn check_message(message: &str) -> Result<(), RagError> {
-    if message.trim().is_empty() {
-        return Err(RagError::invalid("the message must not be empty"));
-    }
-    if message.chars().count() > MAX_QUERY_CHARS {
-        return Err(RagError::invalid(format!(
-            "the message is longer than {MAX_QUERY_CHARS} characters"
-        )));
-    }
-    Ok(())
 }
 
 #[async_trait]

@@ -14,7 +14,9 @@ use crate::domain::{SearchMode, SourceReference, VectorSearchResult};
 use crate::error::{EmbedError, RagError};
 
 pub use fusion::reciprocal_rank_fusion;
-pub use request::{MAX_QUERY_CHARS, MAX_TOP_K, SearchDefaults, SearchParams, SearchRequest};
+pub use request::{
+    MAX_QUERY_CHARS, MAX_TOP_K, SearchDefaults, SearchParams, SearchRequest, check_question,
+};
 pub use sources::source_references;
 /// Each side of a hybrid search contributes this many times `top_k`
 /// candidates, so a chunk ranked low by one method can still be lifted by

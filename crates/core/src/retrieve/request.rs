@@ -66,14 +66,7 @@ impl SearchRequest {
         defaults: &SearchDefaults,
     ) -> Result<Self, RagError> {
         let query = query.into();
-        if query.trim().is_empty() {
-            return Err(RagError::invalid("the query must not be empty"));
-        }
-        if query.chars().count() > MAX_QUERY_CHARS {
-            return Err(RagError::invalid(format!(
-                "the query is longer than {MAX_QUERY_CHARS} characters"
-            )));
-        }
+        check_question("query", &query)?;
         let top_k = params.top_k.unwrap_or(defaults.top_k);
         check_top_k(top_k)?;
         let similarity_threshold = params
@@ -109,6 +102,20 @@ impl SearchRequest {
     pub fn filter(&self) -> &SearchFilter {
         &self.filter
     }
+}
+
+/// The rule for a question's text, wherever it arrives (`what` names it in
+/// the message): not all whitespace, at most `MAX_QUERY_CHARS` characters.
+pub fn check_question(what: &str, text: &str) -> Result<(), RagError> {
+    if text.trim().is_empty() {
+        return Err(RagError::invalid(format!("the {what} must not be empty")));
+    }
+    if text.chars().count() > MAX_QUERY_CHARS {
+        return Err(RagError::invalid(format!(
+            "the {what} is longer than {MAX_QUERY_CHARS} characters"
+        )));
+    }
+    Ok(())
 }
 
 fn check_top_k(top_k: usize) -> Result<(), RagError> {
