@@ -42,6 +42,10 @@ pub enum ApiError {
     HostNotAllowed,
     /// A state-changing request from another site's page.
     OriginNotAllowed,
+    /// No credential, or one that does not prove a principal.
+    Unauthenticated(String),
+    /// A principal whose role does not include what the route needs.
+    Forbidden(String),
 }
 
 impl From<RagError> for ApiError {
@@ -319,6 +323,10 @@ impl ApiError {
                 "origin_not_allowed",
                 "cross-origin requests that change data are refused; add the origin to CORS_ALLOWED_ORIGINS",
             ),
+            ApiError::Unauthenticated(m) => {
+                Mapped::new(StatusCode::UNAUTHORIZED, "unauthenticated", m.clone())
+            }
+            ApiError::Forbidden(m) => Mapped::new(StatusCode::FORBIDDEN, "forbidden", m.clone()),
         }
     }
 
@@ -371,6 +379,11 @@ impl IntoResponse for ApiError {
             && let Ok(value) = HeaderValue::from_str(&secs.to_string())
         {
             response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        if mapped.status == StatusCode::UNAUTHORIZED {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         if let Some(cause) = cause {
             response.extensions_mut().insert(cause);

@@ -6,6 +6,7 @@
 //! no AWS SDK and no lambda runtime (the binary decides how the router is
 //! served).
 
+pub mod auth;
 pub mod error;
 mod extract;
 pub mod guard;
@@ -16,10 +17,11 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use rag_core::RagService;
 use tower_http::trace::TraceLayer;
 
+pub use auth::{AuthMode, Authenticator};
 pub use error::ApiError;
 pub use guard::RequestGuard;
 
@@ -38,6 +40,9 @@ pub struct AppState {
     pub body_limit: usize,
     /// Host and Origin rules applied before every route.
     pub guard: RequestGuard,
+    /// How each request's principal is established, and the keys the
+    /// admin routes manage.
+    pub auth: Authenticator,
 }
 
 impl AppState {
@@ -47,6 +52,7 @@ impl AppState {
             wait_for_ingest_by_default: false,
             body_limit: DEFAULT_BODY_LIMIT,
             guard: RequestGuard::default(),
+            auth: Authenticator::default(),
         }
     }
 }
@@ -56,6 +62,7 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.body_limit;
     let guard = state.guard.clone();
     let cors = guard.cors_layer();
+    let auth = state.auth.clone();
     let router = Router::new()
         .route("/", get(routes::ui::index))
         .route("/ui/app.js", get(routes::ui::script))
@@ -73,10 +80,16 @@ pub fn app(state: AppState) -> Router {
             get(routes::documents::get).delete(routes::documents::delete),
         )
         .route("/tools", get(routes::tools::list))
+        .route(
+            "/admin/keys",
+            post(routes::keys::create).get(routes::keys::list),
+        )
+        .route("/admin/keys/{id}", delete(routes::keys::revoke))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(auth, auth::resolve))
         .layer(axum::middleware::from_fn(error::log_server_errors))
         .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(guard, guard::check))

@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 use crate::AppState;
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{answer, documents, health, tools};
+use crate::routes::{answer, documents, health, keys, tools};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use crate::routes::{answer, documents, health, tools};
         answer::query, answer::chat, answer::chat_stream, answer::conversation,
         documents::list, documents::ingest, documents::upload, documents::get, documents::delete,
         tools::list,
+        keys::create, keys::list, keys::revoke,
     ),
     components(schemas(
         ErrorBody, ErrorDetail,
@@ -27,12 +28,15 @@ use crate::routes::{answer, documents, health, tools};
         rag_core::HealthReport, rag_core::health::EmbeddingModelInfo, rag_core::ChatEvent,
         rag_core::ChatReply, rag_core::ChatOutcome, rag_core::agent::ToolCallRecord,
         rag_core::chat::StopReason, rag_core::chat::ToolSpec,
+        keys::CreateKeyRequest, keys::KeyList, rag_core::keys::ApiKeyView,
+        rag_core::keys::CreatedKey,
     )),
     tags(
         (name = "documents", description = "Ingest, list, inspect and delete documents"),
         (name = "answers", description = "Questions, chat and streaming chat"),
         (name = "agent", description = "The agent's tools"),
         (name = "service", description = "Health"),
+        (name = "admin", description = "API keys (tenant admins and operators)"),
     )
 )]
 pub struct ApiDoc;
@@ -60,6 +64,7 @@ pub fn document(has_agent: bool) -> Value {
             }
         }
     }
+    describe_security(&mut doc);
     describe_upload_form(&mut doc["paths"]["/documents/upload"]["post"]);
     let metadata = &mut doc["components"]["schemas"]["IngestRequest"]["properties"]["metadata"];
     metadata["maxProperties"] = json!(32);
@@ -91,7 +96,14 @@ fn complete_responses(path: &str, operation: &mut Value) {
     let has_body = operation.get("requestBody").is_some();
     let mut statuses = vec![
         ("400", "invalid parameters or body"),
-        ("403", "the Host or Origin is not allowed"),
+        (
+            "401",
+            "no credential, or one that is malformed, unknown, expired or revoked",
+        ),
+        (
+            "403",
+            "the Host or Origin is not allowed, or the credential's role does not include this",
+        ),
         ("500", "internal error (the cause is logged, not shown)"),
         ("503", "a backend is temporarily unavailable"),
     ];
@@ -113,6 +125,18 @@ fn complete_responses(path: &str, operation: &mut Value) {
             .entry(status)
             .or_insert_with(|| error_response(description));
     }
+}
+
+/// The credentials a deployment with `RAG_AGENT_AUTH=api_key` takes: a
+/// bearer key, or the same key in `x-api-key`. The empty requirement is a
+/// deployment without credentials (`none`, loopback only). An operator key
+/// names the tenant it acts for in `x-tenant-id`.
+fn describe_security(doc: &mut Value) {
+    doc["components"]["securitySchemes"] = json!({
+        "bearer_key": {"type": "http", "scheme": "bearer", "description": "an API key (rag_<id>_<secret>) as a bearer token"},
+        "header_key": {"type": "apiKey", "in": "header", "name": "x-api-key"}
+    });
+    doc["security"] = json!([{"bearer_key": []}, {"header_key": []}, {}]);
 }
 
 fn describe_upload_form(operation: &mut Value) {
@@ -164,7 +188,7 @@ mod tests {
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, operation) in item.as_object().unwrap() {
                 let responses = operation["responses"].as_object().unwrap();
-                for status in ["400", "403", "500", "503"] {
+                for status in ["400", "401", "403", "500", "503"] {
                     assert!(
                         responses.contains_key(status),
                         "{method} {path} lacks {status}"

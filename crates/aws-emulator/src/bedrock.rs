@@ -141,7 +141,7 @@ pub struct BedrockState {
     pub(crate) call_counter: Mutex<u64>,
     pub(crate) embedder: Option<Arc<dyn rag_core::Embedder>>,
     /// Knowledge base id -> (source URI, text) passages.
-    pub(crate) knowledge_bases: Mutex<std::collections::HashMap<String, Vec<(String, String)>>>,
+    pub(crate) knowledge_bases: Mutex<std::collections::HashMap<String, Vec<KnowledgeBasePassage>>>,
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -296,8 +296,46 @@ pub fn hashed_bag_of_words(text: &str, dimension: usize) -> Vec<f32> {
     v
 }
 
+/// One passage of an emulated knowledge base, with the metadata
+/// attributes a `Retrieve` filter is evaluated against.
+#[derive(Debug, Clone)]
+pub(crate) struct KnowledgeBasePassage {
+    pub uri: String,
+    pub text: String,
+    pub attributes: serde_json::Map<String, Value>,
+}
+
+/// Whether a passage's attributes satisfy a `RetrievalFilter`. The
+/// emulator knows `equals` and `andAll`, the forms rag-agent sends; any
+/// other is refused rather than silently ignored.
+fn kb_filter_matches(
+    filter: &Value,
+    attributes: &serde_json::Map<String, Value>,
+) -> Result<bool, String> {
+    if let Some(equals) = filter.get("equals") {
+        let key = equals
+            .get("key")
+            .and_then(Value::as_str)
+            .ok_or("equals.key is required")?;
+        let value = equals.get("value").ok_or("equals.value is required")?;
+        return Ok(attributes.get(key) == Some(value));
+    }
+    if let Some(all) = filter.get("andAll").and_then(Value::as_array) {
+        for sub in all {
+            if !kb_filter_matches(sub, attributes)? {
+                return Ok(false);
+            }
+        }
+        return Ok(true);
+    }
+    Err(format!(
+        "the emulator does not evaluate this filter: {filter}"
+    ))
+}
+
 /// Bedrock Knowledge Bases `Retrieve`: passages ranked by the cosine of
-/// hashed bags of words, so a test can predict the order.
+/// hashed bags of words, so a test can predict the order; a filter keeps
+/// only the passages whose attributes match it.
 pub async fn retrieve(
     State(state): State<Arc<EmulatorState>>,
     Path(knowledge_base_id): Path<String>,
@@ -333,10 +371,25 @@ pub async fn retrieve(
         )
         .into_response();
     };
+    let filter = request.pointer("/retrievalConfiguration/vectorSearchConfiguration/filter");
+    let mut kept = Vec::with_capacity(passages.len());
+    for passage in passages {
+        match filter.map(|f| kb_filter_matches(f, &passage.attributes)) {
+            None | Some(Ok(true)) => kept.push(passage),
+            Some(Ok(false)) => {}
+            Some(Err(message)) => return AwsError::validation(message).into_response(),
+        }
+    }
     let q = hashed_bag_of_words(query, 512);
-    let mut scored: Vec<(f32, &String, &String)> = passages
-        .iter()
-        .map(|(uri, text)| (cosine(&q, &hashed_bag_of_words(text, 512)), uri, text))
+    let mut scored: Vec<(f32, &String, &String)> = kept
+        .into_iter()
+        .map(|p| {
+            (
+                cosine(&q, &hashed_bag_of_words(&p.text, 512)),
+                &p.uri,
+                &p.text,
+            )
+        })
         .collect();
     scored.sort_by(|a, b| b.0.total_cmp(&a.0));
     let results: Vec<Value> = scored

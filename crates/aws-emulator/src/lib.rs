@@ -128,7 +128,19 @@ impl Emulator {
     }
 
     /// Adds a passage to a knowledge base that `Retrieve` searches.
-    pub fn add_knowledge_base_passage(&self, knowledge_base_id: &str, uri: &str, text: &str) {
+    /// Adds a passage with metadata attributes (a JSON object), as a
+    /// `.metadata.json` sidecar gives a knowledge base's documents.
+    pub fn add_knowledge_base_passage(
+        &self,
+        knowledge_base_id: &str,
+        uri: &str,
+        text: &str,
+        attributes: serde_json::Value,
+    ) {
+        let attributes = match attributes {
+            serde_json::Value::Object(map) => map,
+            _ => serde_json::Map::new(),
+        };
         self.state
             .bedrock
             .knowledge_bases
@@ -136,7 +148,11 @@ impl Emulator {
             .unwrap()
             .entry(knowledge_base_id.to_string())
             .or_default()
-            .push((uri.to_string(), text.to_string()));
+            .push(bedrock::KnowledgeBasePassage {
+                uri: uri.to_string(),
+                text: text.to_string(),
+                attributes,
+            });
     }
 
     pub fn set_faults(&self, faults: Faults) {

@@ -2,6 +2,13 @@
 //! put/get/list/delete of vectors and `QueryVectors` with exact top-k and the
 //! metadata filter language. Limits follow the service (topK <= 100,
 //! PutVectors/DeleteVectors <= 500, GetVectors <= 100).
+//!
+//! Both index modes keep their documented semantics: an `ENHANCED` index
+//! applies a filter before the search, so it returns the true top-k of the
+//! matching vectors; a `CLASSIC` index (the default at creation) applies it
+//! during the search, emulated as a filter over the nearest
+//! `CLASSIC_CANDIDATES_PER_HIT * topK` vectors, so a selective filter can
+//! return fewer than topK, as the service may.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
@@ -18,10 +25,41 @@ pub struct VectorState {
     buckets: Mutex<HashMap<String, HashMap<String, Index>>>,
 }
 
+/// How many nearest vectors per requested hit a `CLASSIC` search looks at
+/// before its filter.
+const CLASSIC_CANDIDATES_PER_HIT: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mode {
+    Classic,
+    Enhanced,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Classic => "CLASSIC",
+            Mode::Enhanced => "ENHANCED",
+        }
+    }
+
+    fn parse(value: Option<&Value>) -> Result<Option<Self>, AwsError> {
+        match value.and_then(Value::as_str) {
+            None => Ok(None),
+            Some("CLASSIC") => Ok(Some(Mode::Classic)),
+            Some("ENHANCED") => Ok(Some(Mode::Enhanced)),
+            Some(other) => Err(AwsError::validation(format!(
+                "index mode must be CLASSIC or ENHANCED, not {other}"
+            ))),
+        }
+    }
+}
+
 #[derive(Debug)]
 struct Index {
     dimension: usize,
     metric: Metric,
+    mode: Mode,
     created: f64,
     non_filterable: Vec<String>,
     vectors: BTreeMap<String, (Vec<f32>, Value)>,
@@ -94,6 +132,7 @@ pub async fn handle(
         "DeleteVectorBucket" => vectors.delete_bucket(&body),
         "CreateIndex" => vectors.create_index(&body),
         "GetIndex" => vectors.get_index(&body),
+        "UpdateIndexMode" => vectors.update_index_mode(&body),
         "DeleteIndex" => vectors.delete_index(&body),
         "PutVectors" => vectors.put(&body),
         "GetVectors" => vectors.get(&body),
@@ -276,12 +315,22 @@ impl VectorState {
             Index {
                 dimension,
                 metric,
+                mode: Mode::Classic,
                 created: now(),
                 non_filterable,
                 vectors: BTreeMap::new(),
             },
         );
         Ok(json!({}))
+    }
+
+    fn update_index_mode(&self, body: &Value) -> Result<Value, AwsError> {
+        let mode = Mode::parse(body.get("indexMode"))?
+            .ok_or_else(|| AwsError::validation("indexMode is required"))?;
+        self.with_index(body, |index| {
+            index.mode = mode;
+            Ok(json!({}))
+        })
     }
 
     fn get_index(&self, body: &Value) -> Result<Value, AwsError> {
@@ -296,6 +345,7 @@ impl VectorState {
                 "dataType": "float32",
                 "dimension": index.dimension,
                 "distanceMetric": index.metric.name(),
+                "indexMode": index.mode.name(),
             });
             if !index.non_filterable.is_empty() {
                 description["metadataConfiguration"] =
@@ -420,6 +470,7 @@ impl VectorState {
             as usize;
         let query = float32(body.get("queryVector"))?;
         let filter = body.get("filter").filter(|f| !f.is_null());
+        let query_mode = Mode::parse(body.get("queryMode"))?;
         let return_metadata = flag(body, "returnMetadata");
         let return_distance = flag(body, "returnDistance");
         self.with_index(body, |index| {
@@ -430,17 +481,34 @@ impl VectorState {
                     index.dimension
                 )));
             }
-            let mut scored = Vec::new();
-            for (key, (data, metadata)) in &index.vectors {
-                if let Some(filter) = filter {
-                    let filterable = filterable_part(metadata, &index.non_filterable);
-                    if !filter::matches(filter, &filterable).map_err(AwsError::validation)? {
-                        continue;
+            let mode = match (index.mode, query_mode) {
+                (Mode::Enhanced, Some(Mode::Classic)) => {
+                    return Err(AwsError::validation(
+                        "CLASSIC queries are not allowed on an ENHANCED index",
+                    ));
+                }
+                (_, Some(mode)) => mode,
+                (mode, None) => mode,
+            };
+            let mut scored: Vec<(f32, &String, &Value)> = index
+                .vectors
+                .iter()
+                .map(|(key, (data, metadata))| (index.metric.distance(&query, data), key, metadata))
+                .collect();
+            scored.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
+            if mode == Mode::Classic && filter.is_some() {
+                scored.truncate(top_k * CLASSIC_CANDIDATES_PER_HIT);
+            }
+            if let Some(filter) = filter {
+                let mut kept = Vec::with_capacity(scored.len());
+                for candidate in scored {
+                    let filterable = filterable_part(candidate.2, &index.non_filterable);
+                    if filter::matches(filter, &filterable).map_err(AwsError::validation)? {
+                        kept.push(candidate);
                     }
                 }
-                scored.push((index.metric.distance(&query, data), key, metadata));
+                scored = kept;
             }
-            scored.sort_by(|a, b| a.0.total_cmp(&b.0).then_with(|| a.1.cmp(b.1)));
             let vectors: Vec<Value> = scored
                 .into_iter()
                 .take(top_k)

@@ -1,16 +1,21 @@
 //! Document metadata and conversations in one DynamoDB table.
 //!
-//! Items (`PK` / `SK`):
-//! - `DOC#<id>` / `METADATA`: the document, with `GSI1PK = STATUS#<status>`
-//!   and `GSI1SK = <created_at>#<id>` so GSI1 lists by status, newest first
-//!   (the id suffix makes equal timestamps sort and page deterministically).
-//! - `HASH#<sha256>` / `DOC#<id>`: finds documents by content for
-//!   duplicate detection without a scan.
-//! - `STATS` / `DOCUMENTS`: the document count, kept in the same
-//!   transactions that insert and delete documents.
-//! - `CONV#<id>` / `MESSAGE#<timestamp>#<seq>`: one conversation turn.
+//! Every key starts with the tenant (`T#<tenant>#`), so a call for one
+//! tenant can only ever name that tenant's items. Items (`PK` / `SK`):
+//! - `T#<tenant>#DOC#<id>` / `METADATA`: the document, with
+//!   `GSI1PK = T#<tenant>#STATUS#<status>` and `GSI1SK = <created_at>#<id>`
+//!   so GSI1 lists a tenant's documents by status, newest first (the id
+//!   suffix makes equal timestamps sort and page deterministically).
+//! - `T#<tenant>#HASH#<sha256>` / `DOC#<id>`: finds a tenant's documents by
+//!   content for duplicate detection without a scan.
+//! - `T#<tenant>#STATS` / `DOCUMENTS`: the tenant's document count, kept in
+//!   the same transactions that insert and delete documents.
+//! - `TENANTS` / `T#<tenant>`: one item per tenant that ever stored a
+//!   document, for work that spans tenants (resuming ingestion).
+//! - `T#<tenant>#CONV#<id>` / `MESSAGE#<timestamp>#<seq>`: one turn.
 
 mod attr;
+mod keys;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
@@ -20,7 +25,7 @@ use aws_sdk_dynamodb::types::{
 use chrono::{SecondsFormat, Utc};
 use rag_core::{
     ConversationStore, Document, DocumentStatus, ListQuery, MetadataStore, Page, StatusUpdate,
-    StoreError, StoredMessage,
+    StoreError, StoredMessage, Tenant,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -38,9 +43,27 @@ pub struct DynamoDbStore {
     table: String,
 }
 
-fn doc_pk(id: Uuid) -> String {
-    format!("DOC#{id}")
+fn doc_pk(tenant: &Tenant, id: Uuid) -> String {
+    format!("T#{tenant}#DOC#{id}")
 }
+
+fn hash_pk(tenant: &Tenant, content_hash: &str) -> String {
+    format!("T#{tenant}#HASH#{content_hash}")
+}
+
+fn status_pk(tenant: &Tenant, status: DocumentStatus) -> String {
+    format!("T#{tenant}#STATUS#{}", status.as_str())
+}
+
+fn stats_pk(tenant: &Tenant) -> String {
+    format!("T#{tenant}#STATS")
+}
+
+fn conversation_pk(tenant: &Tenant, id: Uuid) -> String {
+    format!("T#{tenant}#CONV#{id}")
+}
+
+const TENANTS_PK: &str = "TENANTS";
 
 fn gsi1sk(document: &Document) -> String {
     format!("{}#{}", timestamp(&document.created_at), document.id)
@@ -131,19 +154,16 @@ impl DynamoDbStore {
         c.into_store_error(|| format!("table {}", self.table))
     }
 
-    fn document_item(&self, document: &Document) -> Result<Item, StoreError> {
+    fn document_item(&self, tenant: &Tenant, document: &Document) -> Result<Item, StoreError> {
         let mut value = serde_json::to_value(document).map_err(StoreError::permanent)?;
         if let Value::Object(map) = &mut value {
             // Content is never stored in metadata: it lives in the document store.
             map.remove("content");
         }
         let mut item = object_to_item(&value);
-        item.insert("PK".into(), s(doc_pk(document.id)));
+        item.insert("PK".into(), s(doc_pk(tenant, document.id)));
         item.insert("SK".into(), s("METADATA"));
-        item.insert(
-            "GSI1PK".into(),
-            s(format!("STATUS#{}", document.status.as_str())),
-        );
+        item.insert("GSI1PK".into(), s(status_pk(tenant, document.status)));
         item.insert("GSI1SK".into(), s(gsi1sk(document)));
         Ok(item)
     }
@@ -159,12 +179,12 @@ impl DynamoDbStore {
             .map_err(|e| StoreError::permanent(format!("malformed document item: {e}")))
     }
 
-    fn counter_update(&self, delta: i64) -> Result<TransactWriteItem, StoreError> {
+    fn counter_update(&self, tenant: &Tenant, delta: i64) -> Result<TransactWriteItem, StoreError> {
         Ok(TransactWriteItem::builder()
             .update(
                 Update::builder()
                     .table_name(&self.table)
-                    .key("PK", s("STATS"))
+                    .key("PK", s(stats_pk(tenant)))
                     .key("SK", s("DOCUMENTS"))
                     .update_expression("ADD document_count :delta")
                     .expression_attribute_values(":delta", AttributeValue::N(delta.to_string()))
@@ -180,6 +200,7 @@ impl DynamoDbStore {
     /// partition ends.
     async fn query_status(
         &self,
+        tenant: &Tenant,
         status: DocumentStatus,
         before: Option<&str>,
         limit: usize,
@@ -195,7 +216,7 @@ impl DynamoDbStore {
                 .scan_index_forward(false)
                 .limit((limit - documents.len()) as i32)
                 .set_exclusive_start_key(start_key.take())
-                .expression_attribute_values(":pk", s(format!("STATUS#{}", status.as_str())));
+                .expression_attribute_values(":pk", s(status_pk(tenant, status)));
             request = match before {
                 Some(cursor) => request
                     .key_condition_expression("GSI1PK = :pk AND GSI1SK < :before")
@@ -216,20 +237,29 @@ impl DynamoDbStore {
 
 #[async_trait]
 impl MetadataStore for DynamoDbStore {
-    async fn insert(&self, document: &Document) -> Result<(), StoreError> {
+    async fn insert(&self, tenant: &Tenant, document: &Document) -> Result<(), StoreError> {
         let put_doc = Put::builder()
             .table_name(&self.table)
-            .set_item(Some(self.document_item(document)?))
+            .set_item(Some(self.document_item(tenant, document)?))
             .condition_expression("attribute_not_exists(PK)")
             .build()
             .map_err(StoreError::permanent)?;
         let mut hash_item = Item::new();
-        hash_item.insert("PK".into(), s(format!("HASH#{}", document.content_hash)));
-        hash_item.insert("SK".into(), s(doc_pk(document.id)));
+        hash_item.insert("PK".into(), s(hash_pk(tenant, &document.content_hash)));
+        hash_item.insert("SK".into(), s(format!("DOC#{}", document.id)));
         hash_item.insert("document_id".into(), s(document.id.to_string()));
         let put_hash = Put::builder()
             .table_name(&self.table)
             .set_item(Some(hash_item))
+            .build()
+            .map_err(StoreError::permanent)?;
+        let mut tenant_item = Item::new();
+        tenant_item.insert("PK".into(), s(TENANTS_PK));
+        tenant_item.insert("SK".into(), s(format!("T#{tenant}")));
+        tenant_item.insert("tenant".into(), s(tenant.as_str()));
+        let put_tenant = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(tenant_item))
             .build()
             .map_err(StoreError::permanent)?;
         let result = self
@@ -237,7 +267,8 @@ impl MetadataStore for DynamoDbStore {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().put(put_doc).build())
             .transact_items(TransactWriteItem::builder().put(put_hash).build())
-            .transact_items(self.counter_update(1)?)
+            .transact_items(TransactWriteItem::builder().put(put_tenant).build())
+            .transact_items(self.counter_update(tenant, 1)?)
             .send()
             .await;
         match result {
@@ -256,12 +287,12 @@ impl MetadataStore for DynamoDbStore {
         }
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<Document>, StoreError> {
+    async fn get(&self, tenant: &Tenant, id: Uuid) -> Result<Option<Document>, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("PK", s(doc_pk(id)))
+            .key("PK", s(doc_pk(tenant, id)))
             .key("SK", s("METADATA"))
             .consistent_read(true)
             .send()
@@ -272,6 +303,7 @@ impl MetadataStore for DynamoDbStore {
 
     async fn transition(
         &self,
+        tenant: &Tenant,
         id: Uuid,
         from: DocumentStatus,
         to: DocumentStatus,
@@ -287,14 +319,14 @@ impl MetadataStore for DynamoDbStore {
             .client
             .update_item()
             .table_name(&self.table)
-            .key("PK", s(doc_pk(id)))
+            .key("PK", s(doc_pk(tenant, id)))
             .key("SK", s("METADATA"))
             .condition_expression("#status = :from")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#error", "error")
             .expression_attribute_values(":from", s(from.as_str()))
             .expression_attribute_values(":to", s(to.as_str()))
-            .expression_attribute_values(":gsi1pk", s(format!("STATUS#{}", to.as_str())))
+            .expression_attribute_values(":gsi1pk", s(status_pk(tenant, to)))
             .expression_attribute_values(":now", s(timestamp(&Utc::now())))
             .expression_attribute_values(":error", to_attr(&json!(update.error)))
             .return_values(ReturnValue::AllNew);
@@ -326,7 +358,7 @@ impl MetadataStore for DynamoDbStore {
                 if !is_condition_failure(&c) {
                     return Err(self.err(c));
                 }
-                match self.get(id).await? {
+                match self.get(tenant, id).await? {
                     None => Err(StoreError::NotFound {
                         what: format!("document {id}"),
                     }),
@@ -343,18 +375,17 @@ impl MetadataStore for DynamoDbStore {
     /// Newest first. Each status is its own GSI1 partition; a listing over
     /// all statuses reads one page from each and merges them, and the cursor
     /// is the last item's `GSI1SK`, so pages never skip or repeat.
-    async fn list(&self, query: &ListQuery) -> Result<Page<Document>, StoreError> {
+    async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Page<Document>, StoreError> {
         let statuses: Vec<DocumentStatus> = match query.status {
             Some(status) => vec![status],
             None => DocumentStatus::ALL.to_vec(),
         };
         let limit = query.limit.max(1);
-        let pages = futures::future::try_join_all(
-            statuses
-                .iter()
-                .map(|status| self.query_status(*status, query.cursor.as_deref(), limit + 1)),
-        )
-        .await?;
+        let pages =
+            futures::future::try_join_all(statuses.iter().map(|status| {
+                self.query_status(tenant, *status, query.cursor.as_deref(), limit + 1)
+            }))
+            .await?;
         let mut items: Vec<Document> = pages.into_iter().flatten().collect();
         items.sort_by_key(|d| std::cmp::Reverse(gsi1sk(d)));
         let next_cursor = if items.len() > limit {
@@ -366,21 +397,21 @@ impl MetadataStore for DynamoDbStore {
         Ok(Page { items, next_cursor })
     }
 
-    async fn delete(&self, id: Uuid) -> Result<bool, StoreError> {
-        let Some(document) = self.get(id).await? else {
+    async fn delete(&self, tenant: &Tenant, id: Uuid) -> Result<bool, StoreError> {
+        let Some(document) = self.get(tenant, id).await? else {
             return Ok(false);
         };
         let delete_doc = Delete::builder()
             .table_name(&self.table)
-            .key("PK", s(doc_pk(id)))
+            .key("PK", s(doc_pk(tenant, id)))
             .key("SK", s("METADATA"))
             .condition_expression("attribute_exists(PK)")
             .build()
             .map_err(StoreError::permanent)?;
         let delete_hash = Delete::builder()
             .table_name(&self.table)
-            .key("PK", s(format!("HASH#{}", document.content_hash)))
-            .key("SK", s(doc_pk(id)))
+            .key("PK", s(hash_pk(tenant, &document.content_hash)))
+            .key("SK", s(format!("DOC#{id}")))
             .build()
             .map_err(StoreError::permanent)?;
         let result = self
@@ -388,7 +419,7 @@ impl MetadataStore for DynamoDbStore {
             .transact_write_items()
             .transact_items(TransactWriteItem::builder().delete(delete_doc).build())
             .transact_items(TransactWriteItem::builder().delete(delete_hash).build())
-            .transact_items(self.counter_update(-1)?)
+            .transact_items(self.counter_update(tenant, -1)?)
             .send()
             .await;
         match result {
@@ -405,13 +436,17 @@ impl MetadataStore for DynamoDbStore {
         }
     }
 
-    async fn find_by_hash(&self, content_hash: &str) -> Result<Option<Document>, StoreError> {
+    async fn find_by_hash(
+        &self,
+        tenant: &Tenant,
+        content_hash: &str,
+    ) -> Result<Option<Document>, StoreError> {
         let output = self
             .client
             .query()
             .table_name(&self.table)
             .key_condition_expression("PK = :pk")
-            .expression_attribute_values(":pk", s(format!("HASH#{content_hash}")))
+            .expression_attribute_values(":pk", s(hash_pk(tenant, content_hash)))
             .send()
             .await
             .map_err(|e| self.err(classify(e)))?;
@@ -423,7 +458,7 @@ impl MetadataStore for DynamoDbStore {
             else {
                 continue;
             };
-            if let Some(document) = self.get(id).await?
+            if let Some(document) = self.get(tenant, id).await?
                 && document.status != DocumentStatus::Failed
             {
                 return Ok(Some(document));
@@ -432,12 +467,12 @@ impl MetadataStore for DynamoDbStore {
         Ok(None)
     }
 
-    async fn count(&self) -> Result<u64, StoreError> {
+    async fn count(&self, tenant: &Tenant) -> Result<u64, StoreError> {
         let output = self
             .client
             .get_item()
             .table_name(&self.table)
-            .key("PK", s("STATS"))
+            .key("PK", s(stats_pk(tenant)))
             .key("SK", s("DOCUMENTS"))
             .send()
             .await
@@ -451,6 +486,32 @@ impl MetadataStore for DynamoDbStore {
             .max(0) as u64)
     }
 
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        let mut tenants = Vec::new();
+        let mut start_key = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("PK = :pk")
+                .expression_attribute_values(":pk", s(TENANTS_PK))
+                .set_exclusive_start_key(start_key)
+                .send()
+                .await
+                .map_err(|e| self.err(classify(e)))?;
+            for item in output.items() {
+                if let Some(name) = item.get("tenant").and_then(|a| a.as_s().ok()) {
+                    tenants.push(Tenant::new(name).map_err(StoreError::permanent)?);
+                }
+            }
+            start_key = output.last_evaluated_key().cloned();
+            if start_key.is_none() {
+                return Ok(tenants);
+            }
+        }
+    }
+
     fn backend_name(&self) -> &'static str {
         "dynamodb"
     }
@@ -460,10 +521,11 @@ impl MetadataStore for DynamoDbStore {
 impl ConversationStore for DynamoDbStore {
     async fn append(
         &self,
+        tenant: &Tenant,
         conversation_id: Uuid,
         messages: &[StoredMessage],
     ) -> Result<(), StoreError> {
-        let pk = format!("CONV#{conversation_id}");
+        let pk = conversation_pk(tenant, conversation_id);
         let items: Vec<Item> = messages
             .iter()
             .enumerate()
@@ -532,6 +594,7 @@ impl ConversationStore for DynamoDbStore {
 
     async fn history(
         &self,
+        tenant: &Tenant,
         conversation_id: Uuid,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
@@ -548,7 +611,7 @@ impl ConversationStore for DynamoDbStore {
                 .query()
                 .table_name(&self.table)
                 .key_condition_expression("PK = :pk AND begins_with(SK, :prefix)")
-                .expression_attribute_values(":pk", s(format!("CONV#{conversation_id}")))
+                .expression_attribute_values(":pk", s(conversation_pk(tenant, conversation_id)))
                 .expression_attribute_values(":prefix", s("MESSAGE#"))
                 .scan_index_forward(false)
                 .limit((limit - items.len()) as i32)

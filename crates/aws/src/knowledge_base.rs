@@ -1,12 +1,19 @@
 //! The agent's `knowledge_base_search` tool over Bedrock Knowledge Bases
 //! (`Retrieve` in bedrock-agent-runtime). Offered only when a knowledge
 //! base id is configured.
+//!
+//! A knowledge base is one index for the whole account, so every retrieval
+//! carries a filter on the metadata attribute `tenant` (set in each source
+//! document's `.metadata.json`): a caller finds only passages marked with
+//! its own tenant, and a passage marked with none is found by nobody.
 
 use async_trait::async_trait;
 use aws_sdk_bedrockagentruntime::Client;
 use aws_sdk_bedrockagentruntime::types::{
-    KnowledgeBaseQuery, KnowledgeBaseRetrievalConfiguration, KnowledgeBaseVectorSearchConfiguration,
+    FilterAttribute, KnowledgeBaseQuery, KnowledgeBaseRetrievalConfiguration,
+    KnowledgeBaseVectorSearchConfiguration, RetrievalFilter,
 };
+use rag_core::Tenant;
 use rag_core::chat::ToolSpec;
 use rag_core::tools::{Tool, ToolError, ToolOutput, parse_input, spec_for};
 use schemars::JsonSchema;
@@ -18,6 +25,9 @@ use rag_core::retry::RetryPolicy;
 
 /// Knowledge bases return at most 100 results per call.
 const MAX_RESULTS: usize = 100;
+
+/// The metadata attribute that names a passage's tenant.
+pub const TENANT_ATTRIBUTE: &str = "tenant";
 
 /// Search the organisation's Amazon Bedrock knowledge base for passages
 /// relevant to a query. Returns the best passages with their source
@@ -58,7 +68,11 @@ impl Tool for KnowledgeBaseSearchTool {
         spec_for::<KnowledgeBaseSearchInput>("knowledge_base_search")
     }
 
-    async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
+    async fn call(
+        &self,
+        tenant: &Tenant,
+        input: serde_json::Value,
+    ) -> Result<ToolOutput, ToolError> {
         let input: KnowledgeBaseSearchInput = parse_input(input)?;
         if input.query.trim().is_empty() {
             return Err(ToolError::InvalidInput("query must not be empty".into()));
@@ -73,6 +87,13 @@ impl Tool for KnowledgeBaseSearchTool {
             .vector_search_configuration(
                 KnowledgeBaseVectorSearchConfiguration::builder()
                     .number_of_results(input.top_k as i32)
+                    .filter(RetrievalFilter::Equals(
+                        FilterAttribute::builder()
+                            .key(TENANT_ATTRIBUTE)
+                            .value(aws_smithy_types::Document::String(tenant.to_string()))
+                            .build()
+                            .map_err(|e| ToolError::Failed(e.to_string()))?,
+                    ))
                     .build(),
             )
             .build();

@@ -6,7 +6,7 @@ use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::ServerSideEncryption;
 use bytes::Bytes;
-use rag_core::{DocumentStore, StoreError};
+use rag_core::{DocumentStore, StoreError, Tenant};
 
 use crate::sdk_error::classify;
 
@@ -32,15 +32,23 @@ impl S3DocumentStore {
         }
     }
 
-    fn object_key(&self, key: &str) -> String {
-        format!("{}{}", self.prefix, key)
+    /// `<prefix><tenant>/<key>`: the tenant is a plain path segment, so
+    /// no key of one tenant names an object of another.
+    fn object_key(&self, tenant: &Tenant, key: &str) -> String {
+        format!("{}{}/{}", self.prefix, tenant, key)
     }
 }
 
 #[async_trait]
 impl DocumentStore for S3DocumentStore {
-    async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StoreError> {
-        let object_key = self.object_key(key);
+    async fn put(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<(), StoreError> {
+        let object_key = self.object_key(tenant, key);
         self.client
             .put_object()
             .bucket(&self.bucket)
@@ -54,8 +62,8 @@ impl DocumentStore for S3DocumentStore {
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        let object_key = self.object_key(key);
+    async fn get(&self, tenant: &Tenant, key: &str) -> Result<Bytes, StoreError> {
+        let object_key = self.object_key(tenant, key);
         let output = self
             .client
             .get_object()
@@ -72,8 +80,8 @@ impl DocumentStore for S3DocumentStore {
         Ok(data.into_bytes())
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        let object_key = self.object_key(key);
+    async fn delete(&self, tenant: &Tenant, key: &str) -> Result<(), StoreError> {
+        let object_key = self.object_key(tenant, key);
         match self
             .client
             .delete_object()
@@ -90,8 +98,8 @@ impl DocumentStore for S3DocumentStore {
         }
     }
 
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        let object_key = self.object_key(key);
+    async fn exists(&self, tenant: &Tenant, key: &str) -> Result<bool, StoreError> {
+        let object_key = self.object_key(tenant, key);
         match self
             .client
             .head_object()

@@ -2,15 +2,22 @@
 //! along as metadata (text non-filterable), so a search needs no second
 //! lookup. S3 Vectors returns a distance; `similarity_from_distance` is the
 //! one place it becomes the similarity the rest of the service expects.
+//!
+//! Tenants share the index. Each vector's key starts with its tenant
+//! (`<tenant>#<chunk id>`) and its metadata carries a filterable `tenant`,
+//! and every `QueryVectors` filters on it. The index runs in `ENHANCED`
+//! mode, where filters apply before the search, so a small tenant beside
+//! a large one still gets its own true top-k (`CLASSIC` filters during the
+//! search and may return fewer).
 
 use async_trait::async_trait;
 use aws_sdk_s3vectors::Client;
 use aws_sdk_s3vectors::types::{
-    DataType, DistanceMetric, MetadataConfiguration, PutInputVector, VectorData,
+    DataType, DistanceMetric, IndexMode, MetadataConfiguration, PutInputVector, VectorData,
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 use rag_core::{
-    ChunkMetadata, DocumentChunk, SearchFilter, StoreError, VectorSearchResult, VectorStore,
+    ChunkMetadata, DocumentChunk, SearchFilter, StoreError, Tenant, VectorSearchResult, VectorStore,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -62,8 +69,11 @@ impl S3VectorStore {
 
     /// Checks that the index exists with this dimension and the cosine
     /// metric (writing into another would corrupt every search), creating
-    /// the vector bucket and the index when missing if `create` allows.
-    pub async fn ensure_index(&self, create: bool) -> Result<(), StoreError> {
+    /// the vector bucket and the index when missing if `create` allows,
+    /// and puts it in `ENHANCED` mode. Returns a warning when the index is
+    /// in another mode and `create` forbids changing it: tenants stay
+    /// isolated, but a small tenant's searches may return fewer hits.
+    pub async fn ensure_index(&self, create: bool) -> Result<Option<String>, StoreError> {
         match self
             .client
             .get_index()
@@ -91,7 +101,16 @@ impl S3VectorStore {
                         index.distance_metric().as_str()
                     )));
                 }
-                return Ok(());
+                if index.index_mode() == Some(&IndexMode::Enhanced) {
+                    return Ok(None);
+                }
+                if create {
+                    return Ok(self.enhance().await);
+                }
+                return Ok(Some(format!(
+                    "the S3 Vectors index {} is not in ENHANCED mode and S3_VECTOR_CREATE_INDEX forbids changing it; tenants stay isolated, but a small tenant's searches may return fewer than top_k hits (set it with UpdateIndexMode)",
+                    self.index
+                )));
             }
             Err(e) => match self.err(classify(e)) {
                 StoreError::NotFound { .. } if create => {}
@@ -140,7 +159,32 @@ impl S3VectorStore {
                 return Err(self.err(c));
             }
         }
-        Ok(())
+        Ok(self.enhance().await)
+    }
+
+    /// Puts the index in `ENHANCED` mode; a failure (a role without
+    /// `s3vectors:UpdateIndexMode`, a service that lacks the call) is a
+    /// warning, not a refusal to start, since isolation does not depend on
+    /// the mode.
+    async fn enhance(&self) -> Option<String> {
+        let result = self
+            .client
+            .update_index_mode()
+            .vector_bucket_name(&self.bucket)
+            .index_name(&self.index)
+            .index_mode(IndexMode::Enhanced)
+            .send()
+            .await;
+        match result {
+            Ok(_) => None,
+            Err(e) => {
+                let c = classify(e);
+                Some(format!(
+                    "could not put the S3 Vectors index {} in ENHANCED mode ({}); tenants stay isolated, but a small tenant's searches may return fewer than top_k hits",
+                    self.index, c.message
+                ))
+            }
+        }
     }
 
     /// The keys of a document's vectors that exist. Chunk keys are
@@ -149,13 +193,14 @@ impl S3VectorStore {
     /// comes back empty finds them all without a scan of the index.
     async fn existing_keys(
         &self,
+        tenant: &Tenant,
         document_id: Uuid,
     ) -> Result<Vec<(String, Option<Value>)>, StoreError> {
         let mut found = Vec::new();
         let mut start = 0u32;
         loop {
             let keys: Vec<String> = (start..start + GET_BATCH as u32)
-                .map(|i| ChunkMetadata::chunk_id_for(document_id, i))
+                .map(|i| vector_key(tenant, &ChunkMetadata::chunk_id_for(document_id, i)))
                 .collect();
             let output = self
                 .client
@@ -184,10 +229,11 @@ impl S3VectorStore {
     /// Every chunk of a document, in order, from the vectors' metadata.
     pub async fn chunks_of(
         &self,
+        tenant: &Tenant,
         document_id: Uuid,
     ) -> Result<Vec<VectorSearchResult>, StoreError> {
         let mut chunks: Vec<VectorSearchResult> = self
-            .existing_keys(document_id)
+            .existing_keys(tenant, document_id)
             .await?
             .into_iter()
             .filter_map(|(key, metadata)| from_metadata(&key, metadata.as_ref()?, 1.0))
@@ -197,9 +243,16 @@ impl S3VectorStore {
     }
 }
 
-fn to_metadata(chunk: &DocumentChunk) -> Value {
+/// A vector's key: its tenant, then the chunk id. Tenant ids never hold a
+/// `#`, so the tenant is exactly the part before the first one.
+fn vector_key(tenant: &Tenant, chunk_id: &str) -> String {
+    format!("{tenant}#{chunk_id}")
+}
+
+fn to_metadata(tenant: &Tenant, chunk: &DocumentChunk) -> Value {
     let m = &chunk.metadata;
     json!({
+        "tenant": tenant.as_str(),
         "document_id": m.document_id.to_string(),
         "chunk_index": m.chunk_index,
         "start_char": m.start_char,
@@ -210,6 +263,7 @@ fn to_metadata(chunk: &DocumentChunk) -> Value {
 }
 
 fn from_metadata(key: &str, metadata: &Value, score: f32) -> Option<VectorSearchResult> {
+    let (_, key) = key.split_once('#')?;
     let document_id: Uuid = metadata.get("document_id")?.as_str()?.parse().ok()?;
     let number = |field: &str| {
         metadata
@@ -233,20 +287,22 @@ fn from_metadata(key: &str, metadata: &Value, score: f32) -> Option<VectorSearch
     })
 }
 
-/// The S3 Vectors filter for a search filter: one document is `$eq`,
-/// several are `$in`.
-fn filter_document(filter: &SearchFilter) -> Option<Value> {
+/// The S3 Vectors filter for a tenant's search: always its tenant, and
+/// with documents named, one is `$eq`, several are `$in`.
+fn filter_document(tenant: &Tenant, filter: &SearchFilter) -> Value {
+    let tenant = json!({"tenant": {"$eq": tenant.as_str()}});
     let ids: Vec<String> = filter.document_ids.iter().map(Uuid::to_string).collect();
-    match ids.len() {
-        0 => None,
-        1 => Some(json!({"document_id": {"$eq": ids[0]}})),
-        _ => Some(json!({"document_id": {"$in": ids}})),
-    }
+    let documents = match ids.len() {
+        0 => return tenant,
+        1 => json!({"document_id": {"$eq": ids[0]}}),
+        _ => json!({"document_id": {"$in": ids}}),
+    };
+    json!({"$and": [tenant, documents]})
 }
 
 #[async_trait]
 impl VectorStore for S3VectorStore {
-    async fn upsert(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError> {
+    async fn upsert(&self, tenant: &Tenant, chunks: &[DocumentChunk]) -> Result<(), StoreError> {
         for chunk in chunks {
             if chunk.embedding.len() != self.dimension {
                 return Err(StoreError::Invalid(format!(
@@ -262,9 +318,9 @@ impl VectorStore for S3VectorStore {
                 .iter()
                 .map(|chunk| {
                     PutInputVector::builder()
-                        .key(&chunk.metadata.chunk_id)
+                        .key(vector_key(tenant, &chunk.metadata.chunk_id))
                         .data(VectorData::Float32(chunk.embedding.clone()))
-                        .metadata(to_document(&to_metadata(chunk)))
+                        .metadata(to_document(&to_metadata(tenant, chunk)))
                         .build()
                         .map_err(StoreError::permanent)
                 })
@@ -283,6 +339,7 @@ impl VectorStore for S3VectorStore {
 
     async fn search(
         &self,
+        tenant: &Tenant,
         query: &[f32],
         top_k: usize,
         filter: &SearchFilter,
@@ -301,7 +358,7 @@ impl VectorStore for S3VectorStore {
             .index_name(&self.index)
             .top_k(top_k.clamp(1, MAX_TOP_K) as i32)
             .query_vector(VectorData::Float32(query.to_vec()))
-            .set_filter(filter_document(filter).as_ref().map(to_document))
+            .filter(to_document(&filter_document(tenant, filter)))
             .return_metadata(true)
             .return_distance(true)
             .send()
@@ -319,9 +376,13 @@ impl VectorStore for S3VectorStore {
         Ok(hits)
     }
 
-    async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError> {
+    async fn delete_document(
+        &self,
+        tenant: &Tenant,
+        document_id: Uuid,
+    ) -> Result<usize, StoreError> {
         let keys: Vec<String> = self
-            .existing_keys(document_id)
+            .existing_keys(tenant, document_id)
             .await?
             .into_iter()
             .map(|(k, _)| k)
@@ -347,15 +408,18 @@ impl VectorStore for S3VectorStore {
 
     /// S3 Vectors has no count; listing a whole index on every health check
     /// would cost one call per thousand vectors.
-    async fn count(&self) -> Result<Option<usize>, StoreError> {
+    async fn count(&self, _tenant: &Tenant) -> Result<Option<usize>, StoreError> {
         Ok(None)
     }
 
     async fn chunks_of(
         &self,
+        tenant: &Tenant,
         document_id: Uuid,
     ) -> Result<Option<Vec<VectorSearchResult>>, StoreError> {
-        S3VectorStore::chunks_of(self, document_id).await.map(Some)
+        S3VectorStore::chunks_of(self, tenant, document_id)
+            .await
+            .map(Some)
     }
 
     fn backend_name(&self) -> &'static str {
@@ -376,21 +440,47 @@ mod tests {
     }
 
     #[test]
-    fn filters_by_one_or_several_documents() {
+    fn filters_by_tenant_always_and_by_one_or_several_documents() {
         let a = Uuid::new_v4();
         let b = Uuid::new_v4();
-        assert_eq!(filter_document(&SearchFilter::default()), None);
+        let t = Tenant::new("team-a").unwrap();
+        let tenant = json!({"tenant": {"$eq": "team-a"}});
+        assert_eq!(filter_document(&t, &SearchFilter::default()), tenant);
         assert_eq!(
-            filter_document(&SearchFilter {
-                document_ids: vec![a]
-            }),
-            Some(json!({"document_id": {"$eq": a.to_string()}}))
+            filter_document(
+                &t,
+                &SearchFilter {
+                    document_ids: vec![a]
+                }
+            ),
+            json!({"$and": [tenant, {"document_id": {"$eq": a.to_string()}}]})
         );
         assert_eq!(
-            filter_document(&SearchFilter {
-                document_ids: vec![a, b]
-            }),
-            Some(json!({"document_id": {"$in": [a.to_string(), b.to_string()]}}))
+            filter_document(
+                &t,
+                &SearchFilter {
+                    document_ids: vec![a, b]
+                }
+            ),
+            json!({"$and": [tenant, {"document_id": {"$in": [a.to_string(), b.to_string()]}}]})
+        );
+    }
+
+    #[test]
+    fn keys_carry_the_tenant_and_hits_carry_the_chunk_id() {
+        let t = Tenant::new("team-a").unwrap();
+        let doc = Uuid::new_v4();
+        let chunk_id = ChunkMetadata::chunk_id_for(doc, 3);
+        let key = vector_key(&t, &chunk_id);
+        assert_eq!(key, format!("team-a#{chunk_id}"));
+        let metadata = json!({
+            "tenant": "team-a", "document_id": doc.to_string(), "chunk_index": 3,
+            "start_char": 0, "end_char": 4, "token_count": 1, "text": "text",
+        });
+        let hit = from_metadata(&key, &metadata, 0.5).unwrap();
+        assert_eq!(
+            (hit.chunk_id.as_str(), hit.metadata.chunk_index),
+            (chunk_id.as_str(), 3)
         );
     }
 }

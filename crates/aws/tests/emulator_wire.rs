@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::t;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,7 +17,7 @@ use rag_core::chat::{
     ToolSpec,
 };
 use rag_core::retrying_model::RetryingChatModel;
-use rag_core::{EmbedError, Embedder, ModelError, SearchFilter, VectorStore};
+use rag_core::{EmbedError, Embedder, ModelError, SearchFilter, Tenant, VectorStore};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -109,6 +111,16 @@ async fn query_vectors_matches_brute_force_on_random_data() {
             .data_type(DataType::Float32)
             .dimension(dim as i32)
             .distance_metric(DistanceMetric::from(metric))
+            .send()
+            .await
+            .unwrap();
+        // ENHANCED filters before the search, so a filtered query's
+        // answer is the brute-force one (CLASSIC may return fewer).
+        client
+            .update_index_mode()
+            .vector_bucket_name("b")
+            .index_name(&index)
+            .index_mode(aws_sdk_s3vectors::types::IndexMode::Enhanced)
             .send()
             .await
             .unwrap();
@@ -216,19 +228,22 @@ fn json_to_document(value: &Value) -> aws_smithy_types::Document {
 async fn vector_store_ranks_by_similarity_and_filters_by_document() {
     let emulator = Emulator::start().await.unwrap();
     let store = S3VectorStore::new(common::s3vectors(&emulator.url), "b", "chunks", 3);
-    store.ensure_index(true).await.unwrap();
+    assert_eq!(store.ensure_index(true).await.unwrap(), None);
     let a = Uuid::new_v4();
     let b = Uuid::new_v4();
     store
-        .upsert(&[
-            common::chunk(a, 0, "east", vec![1.0, 0.0, 0.0]),
-            common::chunk(a, 1, "north-east", vec![1.0, 1.0, 0.0]),
-            common::chunk(b, 0, "north", vec![0.0, 1.0, 0.0]),
-        ])
+        .upsert(
+            &t(),
+            &[
+                common::chunk(a, 0, "east", vec![1.0, 0.0, 0.0]),
+                common::chunk(a, 1, "north-east", vec![1.0, 1.0, 0.0]),
+                common::chunk(b, 0, "north", vec![0.0, 1.0, 0.0]),
+            ],
+        )
         .await
         .unwrap();
     let hits = store
-        .search(&[1.0, 0.1, 0.0], 3, &SearchFilter::default())
+        .search(&t(), &[1.0, 0.1, 0.0], 3, &SearchFilter::default())
         .await
         .unwrap();
     let texts: Vec<_> = hits.iter().map(|h| h.content.as_str()).collect();
@@ -239,6 +254,7 @@ async fn vector_store_ranks_by_similarity_and_filters_by_document() {
 
     let only_b = store
         .search(
+            &t(),
             &[1.0, 0.0, 0.0],
             3,
             &SearchFilter {
@@ -251,6 +267,7 @@ async fn vector_store_ranks_by_similarity_and_filters_by_document() {
     assert_eq!(only_b[0].document_id, b);
     let both = store
         .search(
+            &t(),
             &[1.0, 0.0, 0.0],
             3,
             &SearchFilter {
@@ -262,13 +279,124 @@ async fn vector_store_ranks_by_similarity_and_filters_by_document() {
     assert_eq!(both.len(), 3);
     assert!(
         store
-            .search(&[1.0, 0.0], 3, &SearchFilter::default())
+            .search(&t(), &[1.0, 0.0], 3, &SearchFilter::default())
             .await
             .is_err()
     );
     assert_eq!(emulator.vector_count("b", "chunks"), 3);
-    assert_eq!(store.delete_document(a).await.unwrap(), 2);
+    assert_eq!(store.delete_document(&t(), a).await.unwrap(), 2);
     assert_eq!(emulator.vector_count("b", "chunks"), 1);
+}
+
+/// Deterministic pseudo-random vectors around a few shared centres, so
+/// every tenant's vectors are near every query.
+fn clustered(n: usize, dim: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut state = seed
+        .wrapping_mul(2862933555777941757)
+        .wrapping_add(3037000493);
+    let mut next = || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) as f32 / (1u64 << 31) as f32) - 0.5
+    };
+    let centres: Vec<Vec<f32>> = (0..4).map(|_| (0..dim).map(|_| next()).collect()).collect();
+    (0..n)
+        .map(|i| {
+            centres[i % centres.len()]
+                .iter()
+                .map(|c| c + 0.5 * next())
+                .collect()
+        })
+        .collect()
+}
+
+/// A small tenant beside a large one in one index: every search is
+/// filtered to its tenant, an ENHANCED index returns the small tenant's
+/// true top-k, and the same index in CLASSIC mode (filters during the
+/// search) returns fewer, as the service may. No tenant ever sees
+/// another's vectors, and deleting under another tenant removes nothing.
+#[tokio::test]
+async fn vector_search_is_per_tenant_and_enhanced_mode_keeps_a_small_tenants_recall() {
+    use aws_sdk_s3vectors::types::IndexMode;
+    let emulator = Emulator::start().await.unwrap();
+    let client = common::s3vectors(&emulator.url);
+    let store = S3VectorStore::new(client.clone(), "b", "chunks", 8);
+    assert_eq!(store.ensure_index(true).await.unwrap(), None);
+    let index = client
+        .get_index()
+        .vector_bucket_name("b")
+        .index_name("chunks")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        index.index().unwrap().index_mode(),
+        Some(&IndexMode::Enhanced)
+    );
+
+    let (big, small) = (Tenant::new("big").unwrap(), Tenant::new("small").unwrap());
+    let big_doc = Uuid::new_v4();
+    let big_rows: Vec<_> = clustered(2000, 8, 1)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| common::chunk(big_doc, i as u32, "big", v))
+        .collect();
+    store.upsert(&big, &big_rows).await.unwrap();
+    let small_doc = Uuid::new_v4();
+    let small_rows: Vec<_> = clustered(40, 8, 2)
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| common::chunk(small_doc, i as u32, "small", v))
+        .collect();
+    store.upsert(&small, &small_rows).await.unwrap();
+
+    let queries = clustered(10, 8, 3);
+    for query in &queries {
+        let hits = store
+            .search(&small, query, 10, &SearchFilter::default())
+            .await
+            .unwrap();
+        assert_eq!(hits.len(), 10, "ENHANCED returns a full top-k");
+        assert!(hits.iter().all(|h| h.document_id == small_doc));
+        // Naming the other tenant's document finds nothing.
+        let across = store
+            .search(
+                &small,
+                query,
+                10,
+                &SearchFilter {
+                    document_ids: vec![big_doc],
+                },
+            )
+            .await
+            .unwrap();
+        assert!(across.is_empty());
+    }
+    assert!(store.chunks_of(&small, big_doc).await.unwrap().is_empty());
+    assert_eq!(store.delete_document(&small, big_doc).await.unwrap(), 0);
+    assert_eq!(store.chunks_of(&big, big_doc).await.unwrap().len(), 2000);
+
+    client
+        .update_index_mode()
+        .vector_bucket_name("b")
+        .index_name("chunks")
+        .index_mode(IndexMode::Classic)
+        .send()
+        .await
+        .unwrap();
+    let mut classic = 0;
+    for query in &queries {
+        let hits = store
+            .search(&small, query, 10, &SearchFilter::default())
+            .await
+            .unwrap();
+        assert!(hits.iter().all(|h| h.document_id == small_doc));
+        classic += hits.len();
+    }
+    assert!(classic < queries.len() * 10, "CLASSIC found {classic}");
+    // With creation off, a CLASSIC index starts with a warning, not an error.
+    assert!(store.ensure_index(false).await.unwrap().is_some());
 }
 
 #[tokio::test]
@@ -537,11 +665,27 @@ async fn knowledge_base_search_tool_retrieves_ranked_passages() {
         "KB1",
         "s3://kb/ownership.md",
         "Ownership rules: each value has one owner.",
+        json!({"tenant": "default"}),
     );
     emulator.add_knowledge_base_passage(
         "KB1",
         "s3://kb/traits.md",
         "Traits define shared behaviour.",
+        json!({"tenant": "default"}),
+    );
+    // Another tenant's passage, and one marked with no tenant: neither is
+    // ever found for the default tenant.
+    emulator.add_knowledge_base_passage(
+        "KB1",
+        "s3://kb/other.md",
+        "Who owns a value: the other tenant's ownership notes.",
+        json!({"tenant": "other"}),
+    );
+    emulator.add_knowledge_base_passage(
+        "KB1",
+        "s3://kb/unmarked.md",
+        "Who owns a value, unmarked.",
+        json!({}),
     );
     let client = common::bedrock_agent(&emulator.url);
     let tool = rag_aws::KnowledgeBaseSearchTool::new(client.clone(), "KB1", fast_retry(4));
@@ -552,27 +696,27 @@ async fn knowledge_base_search_tool_retrieves_ranked_passages() {
 
     emulator.push_fault(Fault::Throttle);
     let out = tool
-        .call(json!({"query": "who owns a value", "top_k": 2}))
+        .call(&t(), json!({"query": "who owns a value", "top_k": 4}))
         .await
         .unwrap();
     let rag_core::tools::ToolOutput::Text(out) = out else {
         panic!("knowledge base results are text: {out:?}")
     };
     let passages: Vec<Value> = serde_json::from_str(&out).unwrap();
-    assert_eq!(passages.len(), 2);
+    assert_eq!(passages.len(), 2, "{passages:?}");
     assert_eq!(passages[0]["source"], "s3://kb/ownership.md");
     assert!(passages[0]["score"].as_f64().unwrap() > passages[1]["score"].as_f64().unwrap());
 
     assert!(matches!(
-        tool.call(json!({"query": "x", "top_k": 0})).await,
+        tool.call(&t(), json!({"query": "x", "top_k": 0})).await,
         Err(ToolError::InvalidInput(_))
     ));
     assert!(matches!(
-        tool.call(json!({"nope": 1})).await,
+        tool.call(&t(), json!({"nope": 1})).await,
         Err(ToolError::InvalidInput(_))
     ));
     let missing = rag_aws::KnowledgeBaseSearchTool::new(client, "NOPE", fast_retry(2));
-    match missing.call(json!({"query": "x"})).await {
+    match missing.call(&t(), json!({"query": "x"})).await {
         Err(ToolError::Failed(message)) => assert!(message.contains("not found"), "{message}"),
         other => panic!("{other:?}"),
     }

@@ -12,11 +12,11 @@ use rag_aws_emulator::MotoServer;
 use rag_core::chat::Message;
 use rag_core::{
     ConversationStore, DocumentStatus, DocumentStore, ListQuery, MetadataStore, StatusUpdate,
-    StoreError, StoredMessage, VectorStore,
+    StoreError, StoredMessage, Tenant, VectorStore,
 };
 use uuid::Uuid;
 
-use common::{chunk, document};
+use common::{chunk, document, t};
 
 #[tokio::test]
 async fn s3_documents_round_trip_with_content_type_and_encryption() {
@@ -26,19 +26,24 @@ async fn s3_documents_round_trip_with_content_type_and_encryption() {
     let store = S3DocumentStore::new(client.clone(), "docs", "/raw/");
 
     store
-        .put("a/original", Bytes::from_static(b"hello"), "text/markdown")
+        .put(
+            &t(),
+            "a/original",
+            Bytes::from_static(b"hello"),
+            "text/markdown",
+        )
         .await
         .unwrap();
     assert_eq!(
-        store.get("a/original").await.unwrap(),
+        store.get(&t(), "a/original").await.unwrap(),
         Bytes::from_static(b"hello")
     );
-    assert!(store.exists("a/original").await.unwrap());
+    assert!(store.exists(&t(), "a/original").await.unwrap());
 
     let head = client
         .head_object()
         .bucket("docs")
-        .key("raw/a/original")
+        .key("raw/default/a/original")
         .send()
         .await
         .unwrap();
@@ -48,11 +53,11 @@ async fn s3_documents_round_trip_with_content_type_and_encryption() {
         Some("AES256")
     );
 
-    store.delete("a/original").await.unwrap();
-    store.delete("a/original").await.unwrap();
-    assert!(!store.exists("a/original").await.unwrap());
+    store.delete(&t(), "a/original").await.unwrap();
+    store.delete(&t(), "a/original").await.unwrap();
+    assert!(!store.exists(&t(), "a/original").await.unwrap());
     assert!(matches!(
-        store.get("a/original").await,
+        store.get(&t(), "a/original").await,
         Err(StoreError::NotFound { .. })
     ));
 }
@@ -84,28 +89,31 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
             start + Duration::seconds(i as i64),
             *status,
         );
-        store.insert(&doc).await.unwrap();
+        store.insert(&t(), &doc).await.unwrap();
         docs.push(doc);
     }
     assert!(matches!(
-        store.insert(&docs[0]).await,
+        store.insert(&t(), &docs[0]).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(store.count().await.unwrap(), 7);
-    let got = store.get(docs[3].id).await.unwrap().unwrap();
+    assert_eq!(store.count(&t()).await.unwrap(), 7);
+    let got = store.get(&t(), docs[3].id).await.unwrap().unwrap();
     assert_eq!(got, docs[3]);
-    assert_eq!(store.get(Uuid::new_v4()).await.unwrap(), None);
+    assert_eq!(store.get(&t(), Uuid::new_v4()).await.unwrap(), None);
 
     // Pages of three over all statuses: newest first, no gaps, no repeats.
     let mut seen = Vec::new();
     let mut cursor = None;
     loop {
         let page = store
-            .list(&ListQuery {
-                status: None,
-                limit: 3,
-                cursor: cursor.clone(),
-            })
+            .list(
+                &t(),
+                &ListQuery {
+                    status: None,
+                    limit: 3,
+                    cursor: cursor.clone(),
+                },
+            )
             .await
             .unwrap();
         seen.extend(page.items.iter().map(|d| d.title.clone()));
@@ -119,11 +127,14 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
         ["doc6", "doc5", "doc4", "doc3", "doc2", "doc1", "doc0"]
     );
     let indexed = store
-        .list(&ListQuery {
-            status: Some(DocumentStatus::Indexed),
-            limit: 10,
-            cursor: None,
-        })
+        .list(
+            &t(),
+            &ListQuery {
+                status: Some(DocumentStatus::Indexed),
+                limit: 10,
+                cursor: None,
+            },
+        )
         .await
         .unwrap();
     let titles: Vec<_> = indexed.items.iter().map(|d| d.title.as_str()).collect();
@@ -135,6 +146,7 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
     let id = docs[0].id;
     let claimed = store
         .transition(
+            &t(),
             id,
             DocumentStatus::Pending,
             DocumentStatus::Processing,
@@ -146,6 +158,7 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
     assert!(matches!(
         store
             .transition(
+                &t(),
                 id,
                 DocumentStatus::Pending,
                 DocumentStatus::Processing,
@@ -157,6 +170,7 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
     let indexed_at = Utc::now();
     let done = store
         .transition(
+            &t(),
             id,
             DocumentStatus::Processing,
             DocumentStatus::Indexed,
@@ -174,11 +188,14 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
     assert_eq!(done.token_count, 3400);
     assert!(done.indexed_at.is_some());
     let listed = store
-        .list(&ListQuery {
-            status: Some(DocumentStatus::Indexed),
-            limit: 10,
-            cursor: None,
-        })
+        .list(
+            &t(),
+            &ListQuery {
+                status: Some(DocumentStatus::Indexed),
+                limit: 10,
+                cursor: None,
+            },
+        )
         .await
         .unwrap();
     assert!(
@@ -188,6 +205,7 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
     assert!(matches!(
         store
             .transition(
+                &t(),
                 Uuid::new_v4(),
                 DocumentStatus::Pending,
                 DocumentStatus::Processing,
@@ -199,16 +217,20 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
 
     // Duplicates are found by content, failed ones are not.
     assert_eq!(
-        store.find_by_hash("hash-doc3").await.unwrap().map(|d| d.id),
+        store
+            .find_by_hash(&t(), "hash-doc3")
+            .await
+            .unwrap()
+            .map(|d| d.id),
         Some(docs[3].id)
     );
-    assert_eq!(store.find_by_hash("hash-doc2").await.unwrap(), None);
-    assert_eq!(store.find_by_hash("nothing").await.unwrap(), None);
+    assert_eq!(store.find_by_hash(&t(), "hash-doc2").await.unwrap(), None);
+    assert_eq!(store.find_by_hash(&t(), "nothing").await.unwrap(), None);
 
-    assert!(store.delete(docs[3].id).await.unwrap());
-    assert!(!store.delete(docs[3].id).await.unwrap());
-    assert_eq!(store.count().await.unwrap(), 6);
-    assert_eq!(store.find_by_hash("hash-doc3").await.unwrap(), None);
+    assert!(store.delete(&t(), docs[3].id).await.unwrap());
+    assert!(!store.delete(&t(), docs[3].id).await.unwrap());
+    assert_eq!(store.count(&t()).await.unwrap(), 6);
+    assert_eq!(store.find_by_hash(&t(), "hash-doc3").await.unwrap(), None);
 
     // Conversations keep order, and a limit keeps the latest messages.
     let conversation = Uuid::new_v4();
@@ -223,12 +245,21 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
             created_at: now,
         })
         .collect();
-    store.append(conversation, &turns).await.unwrap();
-    let history = store.history(conversation, 4).await.unwrap();
+    store.append(&t(), conversation, &turns).await.unwrap();
+    let history = store.history(&t(), conversation, 4).await.unwrap();
     let texts: Vec<String> = history.iter().map(|m| m.message.text()).collect();
     assert_eq!(texts, ["q26", "a27", "q28", "a29"]);
-    assert_eq!(store.history(conversation, 100).await.unwrap().len(), 30);
-    assert!(store.history(Uuid::new_v4(), 10).await.unwrap().is_empty());
+    assert_eq!(
+        store.history(&t(), conversation, 100).await.unwrap().len(),
+        30
+    );
+    assert!(
+        store
+            .history(&t(), Uuid::new_v4(), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[tokio::test]
@@ -255,21 +286,110 @@ async fn s3_vectors_index_creation_writes_and_deletes() {
     let chunks: Vec<_> = (0..650)
         .map(|i| chunk(doc, i, &format!("chunk {i}"), vec![1.0, i as f32, 0.5, 0.0]))
         .collect();
-    store.upsert(&chunks).await.unwrap();
+    store.upsert(&t(), &chunks).await.unwrap();
     store
-        .upsert(&[chunk(other, 0, "other", vec![0.0, 1.0, 0.0, 0.0])])
+        .upsert(&t(), &[chunk(other, 0, "other", vec![0.0, 1.0, 0.0, 0.0])])
         .await
         .unwrap();
     // Upserting again overwrites rather than duplicates.
-    store.upsert(&chunks[..10]).await.unwrap();
+    store.upsert(&t(), &chunks[..10]).await.unwrap();
 
-    let listed = store.chunks_of(doc).await.unwrap();
+    let listed = store.chunks_of(&t(), doc).await.unwrap();
     assert_eq!(listed.len(), 650);
     assert_eq!(listed[649].content, "chunk 649");
     assert_eq!(listed[649].metadata.start_char, 6490);
 
-    assert_eq!(store.delete_document(doc).await.unwrap(), 650);
-    assert!(store.chunks_of(doc).await.unwrap().is_empty());
-    assert_eq!(store.chunks_of(other).await.unwrap().len(), 1);
-    assert_eq!(store.delete_document(doc).await.unwrap(), 0);
+    assert_eq!(store.delete_document(&t(), doc).await.unwrap(), 650);
+    assert!(store.chunks_of(&t(), doc).await.unwrap().is_empty());
+    assert_eq!(store.chunks_of(&t(), other).await.unwrap().len(), 1);
+    assert_eq!(store.delete_document(&t(), doc).await.unwrap(), 0);
+}
+
+/// Two tenants in one table and one bucket: every key carries the tenant,
+/// so one tenant's id, hash or conversation id finds nothing of the
+/// other's, and what one deletes leaves the other's intact.
+#[tokio::test]
+async fn dynamodb_and_s3_keep_tenants_apart() {
+    let moto = MotoServer::start();
+    let store = DynamoDbStore::new(common::dynamodb(&moto.url), "rag");
+    store.create_table().await.unwrap();
+    let s3 = common::s3(&moto.url);
+    s3.create_bucket().bucket("docs").send().await.unwrap();
+    let files = S3DocumentStore::new(s3.clone(), "docs", "documents/");
+    let (a, b) = (
+        Tenant::new("team-a").unwrap(),
+        Tenant::new("team-b").unwrap(),
+    );
+
+    let doc = document("shared", Utc::now(), DocumentStatus::Pending);
+    store.insert(&a, &doc).await.unwrap();
+    files
+        .put(
+            &a,
+            "x/original",
+            Bytes::from_static(b"a's bytes"),
+            "text/plain",
+        )
+        .await
+        .unwrap();
+    let conversation = Uuid::new_v4();
+    let said = StoredMessage {
+        message: Message::user_text("a's question"),
+        created_at: Utc::now(),
+    };
+    store.append(&a, conversation, &[said]).await.unwrap();
+
+    let all = ListQuery {
+        status: None,
+        limit: 10,
+        cursor: None,
+    };
+    assert_eq!(store.get(&b, doc.id).await.unwrap(), None);
+    assert!(store.list(&b, &all).await.unwrap().items.is_empty());
+    assert_eq!(
+        store.find_by_hash(&b, &doc.content_hash).await.unwrap(),
+        None
+    );
+    assert_eq!(store.count(&b).await.unwrap(), 0);
+    assert!(matches!(
+        store
+            .transition(
+                &b,
+                doc.id,
+                DocumentStatus::Pending,
+                DocumentStatus::Processing,
+                StatusUpdate::default()
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(!store.delete(&b, doc.id).await.unwrap());
+    assert!(
+        store
+            .history(&b, conversation, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(matches!(
+        files.get(&b, "x/original").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    files.delete(&b, "x/original").await.unwrap();
+
+    assert_eq!(store.get(&a, doc.id).await.unwrap().unwrap().id, doc.id);
+    assert_eq!(store.count(&a).await.unwrap(), 1);
+    assert_eq!(store.history(&a, conversation, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        files.get(&a, "x/original").await.unwrap(),
+        Bytes::from_static(b"a's bytes")
+    );
+    let head = s3
+        .head_object()
+        .bucket("docs")
+        .key("documents/team-a/x/original")
+        .send()
+        .await;
+    assert!(head.is_ok(), "objects live under <prefix><tenant>/");
+    assert_eq!(store.tenants().await.unwrap(), vec![a]);
 }

@@ -56,6 +56,10 @@ pub struct Connection {
         global = true
     )]
     pub headers: Vec<String>,
+    /// The API key of a server with RAG_AGENT_AUTH=api_key, sent as
+    /// `Authorization: Bearer <key>`.
+    #[arg(long, env = "RAG_AGENT_API_KEY", hide_env_values = true, global = true)]
+    pub api_key: Option<String>,
     /// Print JSON for scripts instead of text for people.
     #[arg(long, global = true)]
     pub json: bool,
@@ -216,7 +220,16 @@ pub fn fail(error: &CliError, json: bool) -> u8 {
 
 async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
     let connection = command.connection();
-    let client = ApiClient::new(&connection.url, &connection.headers)?;
+    let mut headers = connection.headers.clone();
+    if let Some(key) = connection
+        .api_key
+        .as_deref()
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+    {
+        headers.push(format!("Authorization: Bearer {key}"));
+    }
+    let client = ApiClient::new(&connection.url, &headers)?;
     let json = connection.json;
     match command {
         ClientCommand::Ingest(c) => ingest::run(&client, &c.args, json).await,

@@ -13,6 +13,7 @@ use crate::domain::{
     Document, DocumentChunk, DocumentStatus, Page, SearchFilter, VectorSearchResult,
 };
 use crate::error::{EmbedError, StoreError};
+use crate::tenant::Tenant;
 
 /// Texts per embedding call unless an embedder says otherwise.
 pub const DEFAULT_EMBED_BATCH_SIZE: usize = 32;
@@ -61,27 +62,35 @@ pub enum EmbedderState {
 
 /// Holds chunk embeddings and finds the nearest ones.
 ///
-/// Invariants: `upsert` is idempotent per chunk id; `search` returns at most
+/// Every call names its tenant and sees only that tenant's vectors; a
+/// search for one tenant returns its own true top-k however many vectors
+/// other tenants hold. Invariants: `upsert` is idempotent per chunk id; `search` returns at most
 /// `top_k` hits ordered by `score` descending, where `score` is a similarity
 /// (higher is better) — adapters whose backend returns a distance convert it.
 #[async_trait]
 pub trait VectorStore: Send + Sync {
-    async fn upsert(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError>;
+    async fn upsert(&self, tenant: &Tenant, chunks: &[DocumentChunk]) -> Result<(), StoreError>;
     async fn search(
         &self,
+        tenant: &Tenant,
         query: &[f32],
         top_k: usize,
         filter: &SearchFilter,
     ) -> Result<Vec<VectorSearchResult>, StoreError>;
     /// Removes every vector of a document; returns how many there were.
-    async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError>;
-    /// How many vectors the store holds, when it can tell cheaply; `None`
-    /// for services that would need a full listing to count.
-    async fn count(&self) -> Result<Option<usize>, StoreError>;
+    async fn delete_document(
+        &self,
+        tenant: &Tenant,
+        document_id: Uuid,
+    ) -> Result<usize, StoreError>;
+    /// How many vectors the tenant has, when the store can tell cheaply;
+    /// `None` for services that would need a full listing to count.
+    async fn count(&self, tenant: &Tenant) -> Result<Option<usize>, StoreError>;
     /// Every stored chunk of a document in order, for stores that keep the
     /// chunk text with the vector; `None` when this store does not.
     async fn chunks_of(
         &self,
+        _tenant: &Tenant,
         _document_id: Uuid,
     ) -> Result<Option<Vec<VectorSearchResult>>, StoreError> {
         Ok(None)
@@ -91,33 +100,55 @@ pub trait VectorStore: Send + Sync {
 }
 
 /// Keyword search over chunk text (BM25 or similar) and the chunk listing
-/// behind the document view.
+/// behind the document view, each call within one tenant.
 #[async_trait]
 pub trait LexicalIndex: Send + Sync {
     /// Names the engine for `/health`, e.g. `sqlite-fts5`.
     fn backend_name(&self) -> &'static str;
-    async fn index_chunks(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError>;
+    async fn index_chunks(
+        &self,
+        tenant: &Tenant,
+        chunks: &[DocumentChunk],
+    ) -> Result<(), StoreError>;
     /// Hits ordered best first; `score` is higher-is-better.
     async fn search(
         &self,
+        tenant: &Tenant,
         query: &str,
         top_k: usize,
         filter: &SearchFilter,
     ) -> Result<Vec<VectorSearchResult>, StoreError>;
-    async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError>;
-    async fn chunks_of(&self, document_id: Uuid) -> Result<Vec<VectorSearchResult>, StoreError>;
+    async fn delete_document(
+        &self,
+        tenant: &Tenant,
+        document_id: Uuid,
+    ) -> Result<usize, StoreError>;
+    async fn chunks_of(
+        &self,
+        tenant: &Tenant,
+        document_id: Uuid,
+    ) -> Result<Vec<VectorSearchResult>, StoreError>;
 }
 
 /// Raw bytes by key: the original upload and the parsed text (S3 or disk).
+/// Keys are relative to the tenant: the adapter puts the tenant in front
+/// of every key it writes or reads, so one tenant's key never names
+/// another's object.
 #[async_trait]
 pub trait DocumentStore: Send + Sync {
-    async fn put(&self, key: &str, bytes: Bytes, content_type: &str) -> Result<(), StoreError>;
+    async fn put(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        bytes: Bytes,
+        content_type: &str,
+    ) -> Result<(), StoreError>;
     /// `StoreError::NotFound` when the key does not exist.
-    async fn get(&self, key: &str) -> Result<Bytes, StoreError>;
+    async fn get(&self, tenant: &Tenant, key: &str) -> Result<Bytes, StoreError>;
     /// Deleting a missing key is not an error.
-    async fn delete(&self, key: &str) -> Result<(), StoreError>;
-    async fn exists(&self, key: &str) -> Result<bool, StoreError> {
-        match self.get(key).await {
+    async fn delete(&self, tenant: &Tenant, key: &str) -> Result<(), StoreError>;
+    async fn exists(&self, tenant: &Tenant, key: &str) -> Result<bool, StoreError> {
+        match self.get(tenant, key).await {
             Ok(_) => Ok(true),
             Err(StoreError::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),
@@ -144,28 +175,37 @@ pub struct ListQuery {
     pub cursor: Option<String>,
 }
 
-/// Document metadata (DynamoDB items or SQLite rows).
+/// Document metadata (DynamoDB items or SQLite rows), each call within one
+/// tenant: another tenant's document is as absent as an unknown one.
 #[async_trait]
 pub trait MetadataStore: Send + Sync {
     /// Fails with `Conflict` if the id exists.
-    async fn insert(&self, document: &Document) -> Result<(), StoreError>;
-    async fn get(&self, id: Uuid) -> Result<Option<Document>, StoreError>;
+    async fn insert(&self, tenant: &Tenant, document: &Document) -> Result<(), StoreError>;
+    async fn get(&self, tenant: &Tenant, id: Uuid) -> Result<Option<Document>, StoreError>;
     /// Moves a document from `from` to `to` only if it is still in `from`,
     /// so two writers cannot both claim it; `Conflict` otherwise.
     async fn transition(
         &self,
+        tenant: &Tenant,
         id: Uuid,
         from: DocumentStatus,
         to: DocumentStatus,
         update: StatusUpdate,
     ) -> Result<Document, StoreError>;
     /// Newest first.
-    async fn list(&self, query: &ListQuery) -> Result<Page<Document>, StoreError>;
+    async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Page<Document>, StoreError>;
     /// Returns whether the document existed.
-    async fn delete(&self, id: Uuid) -> Result<bool, StoreError>;
-    /// A non-failed document with these exact bytes, if any.
-    async fn find_by_hash(&self, content_hash: &str) -> Result<Option<Document>, StoreError>;
-    async fn count(&self) -> Result<u64, StoreError>;
+    async fn delete(&self, tenant: &Tenant, id: Uuid) -> Result<bool, StoreError>;
+    /// A non-failed document of this tenant with these exact bytes, if any.
+    async fn find_by_hash(
+        &self,
+        tenant: &Tenant,
+        content_hash: &str,
+    ) -> Result<Option<Document>, StoreError>;
+    async fn count(&self, tenant: &Tenant) -> Result<u64, StoreError>;
+    /// Every tenant that has ever stored a document, for the work that
+    /// spans tenants: resuming interrupted ingestions at start-up.
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError>;
     fn backend_name(&self) -> &'static str;
 }
 
@@ -176,17 +216,20 @@ pub struct StoredMessage {
     pub created_at: DateTime<Utc>,
 }
 
-/// Conversation memory keyed by conversation id.
+/// Conversation memory keyed by tenant and conversation id: the same id
+/// under another tenant is another, empty conversation.
 #[async_trait]
 pub trait ConversationStore: Send + Sync {
     async fn append(
         &self,
+        tenant: &Tenant,
         conversation_id: Uuid,
         messages: &[StoredMessage],
     ) -> Result<(), StoreError>;
     /// The latest `limit` messages, oldest first.
     async fn history(
         &self,
+        tenant: &Tenant,
         conversation_id: Uuid,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError>;

@@ -12,6 +12,7 @@ use crate::backend::{
 };
 use crate::domain::{Document, Page, VectorSearchResult};
 use crate::error::{RagError, StoreError};
+use crate::tenant::Tenant;
 
 /// The backends one deployment runs on.
 #[derive(Clone)]
@@ -23,14 +24,15 @@ pub struct Stores {
     pub conversations: Arc<dyn ConversationStore>,
 }
 
-/// Where a document's original upload is kept in the document store.
+/// Where a document's original upload is kept in the document store,
+/// relative to its tenant's place there.
 pub fn raw_key(id: Uuid) -> String {
-    format!("documents/{id}/original")
+    format!("{id}/original")
 }
 
 /// Where its parsed text is kept.
 pub fn text_key(id: Uuid) -> String {
-    format!("documents/{id}/text.txt")
+    format!("{id}/text.txt")
 }
 
 /// The most documents, or conversation messages, one listing returns.
@@ -50,20 +52,22 @@ impl Catalog {
         &self.stores
     }
 
-    /// One document; with `include_content`, its parsed text too.
+    /// One document of the tenant; with `include_content`, its parsed
+    /// text too. Another tenant's id is as unknown as a made-up one.
     pub async fn get_document(
         &self,
+        tenant: &Tenant,
         id: Uuid,
         include_content: bool,
     ) -> Result<Document, RagError> {
         let mut document = self
             .stores
             .metadata
-            .get(id)
+            .get(tenant, id)
             .await?
             .ok_or_else(|| not_found(id))?;
         if include_content {
-            match self.stores.documents.get(&text_key(id)).await {
+            match self.stores.documents.get(tenant, &text_key(id)).await {
                 Ok(bytes) => document.content = Some(String::from_utf8_lossy(&bytes).into_owned()),
                 Err(StoreError::NotFound { .. }) => {}
                 Err(e) => return Err(e.into()),
@@ -74,32 +78,45 @@ impl Catalog {
 
     /// A document's chunks in order, from the lexical index when there is
     /// one (it keeps every chunk's text), else from the vector store.
-    pub async fn document_chunks(&self, id: Uuid) -> Result<Vec<VectorSearchResult>, RagError> {
-        self.get_document(id, false).await?;
+    pub async fn document_chunks(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+    ) -> Result<Vec<VectorSearchResult>, RagError> {
+        self.get_document(tenant, id, false).await?;
         match &self.stores.lexical {
-            Some(lexical) => Ok(lexical.chunks_of(id).await?),
-            None => Ok(self.stores.vectors.chunks_of(id).await?.unwrap_or_default()),
+            Some(lexical) => Ok(lexical.chunks_of(tenant, id).await?),
+            None => Ok(self
+                .stores
+                .vectors
+                .chunks_of(tenant, id)
+                .await?
+                .unwrap_or_default()),
         }
     }
 
-    pub async fn list_documents(&self, query: &ListQuery) -> Result<Page<Document>, RagError> {
+    pub async fn list_documents(
+        &self,
+        tenant: &Tenant,
+        query: &ListQuery,
+    ) -> Result<Page<Document>, RagError> {
         check_limit(query.limit)?;
-        Ok(self.stores.metadata.list(query).await?)
+        Ok(self.stores.metadata.list(tenant, query).await?)
     }
 
     /// Removes a document everywhere: vectors, lexical entries, files and
     /// metadata, in that order, so a crash midway leaves a listed document
     /// that can be deleted again rather than invisible orphans.
-    pub async fn delete_document(&self, id: Uuid) -> Result<(), RagError> {
-        if self.stores.metadata.get(id).await?.is_none() {
+    pub async fn delete_document(&self, tenant: &Tenant, id: Uuid) -> Result<(), RagError> {
+        if self.stores.metadata.get(tenant, id).await?.is_none() {
             return Err(not_found(id));
         }
-        self.stores.vectors.delete_document(id).await?;
+        self.stores.vectors.delete_document(tenant, id).await?;
         if let Some(lexical) = &self.stores.lexical {
-            lexical.delete_document(id).await?;
+            lexical.delete_document(tenant, id).await?;
         }
-        self.remove_files(id).await;
-        self.stores.metadata.delete(id).await?;
+        self.remove_files(tenant, id).await;
+        self.stores.metadata.delete(tenant, id).await?;
         Ok(())
     }
 
@@ -107,30 +124,31 @@ impl Catalog {
     /// unknown conversation has none.
     pub async fn conversation(
         &self,
+        tenant: &Tenant,
         id: Uuid,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, RagError> {
         check_limit(limit)?;
-        Ok(self.stores.conversations.history(id, limit).await?)
+        Ok(self.stores.conversations.history(tenant, id, limit).await?)
     }
 
     /// Best effort: logs and carries on, because it runs on paths that are
     /// already handling another error.
-    pub(crate) async fn remove_index_entries(&self, id: Uuid) {
-        if let Err(e) = self.stores.vectors.delete_document(id).await {
+    pub(crate) async fn remove_index_entries(&self, tenant: &Tenant, id: Uuid) {
+        if let Err(e) = self.stores.vectors.delete_document(tenant, id).await {
             tracing::error!(%id, error = %e, "could not remove vectors");
         }
         if let Some(lexical) = &self.stores.lexical
-            && let Err(e) = lexical.delete_document(id).await
+            && let Err(e) = lexical.delete_document(tenant, id).await
         {
             tracing::error!(%id, error = %e, "could not remove lexical entries");
         }
     }
 
     /// Best effort, as [`Catalog::remove_index_entries`].
-    pub(crate) async fn remove_files(&self, id: Uuid) {
+    pub(crate) async fn remove_files(&self, tenant: &Tenant, id: Uuid) {
         for key in [raw_key(id), text_key(id)] {
-            if let Err(e) = self.stores.documents.delete(&key).await {
+            if let Err(e) = self.stores.documents.delete(tenant, &key).await {
                 tracing::error!(%id, error = %e, key, "could not remove file");
             }
         }

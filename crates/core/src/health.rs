@@ -13,6 +13,7 @@ use crate::chat::ChatModel;
 use crate::domain::SearchMode;
 use crate::error::RagError;
 use crate::retrieve::Retriever;
+use crate::tenant::Tenant;
 
 /// Whether each part of the deployment is usable, for `/health`.
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -27,8 +28,13 @@ pub struct HealthReport {
     pub chat_model: String,
     pub search_modes: Vec<SearchMode>,
     pub default_search_mode: SearchMode,
-    pub document_count: u64,
-    /// Absent for vector services that cannot count without a full listing.
+    /// The caller's tenant's documents; absent unless an admin of that
+    /// tenant asks, so an open `/health` says nothing about anyone's data.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub document_count: Option<u64>,
+    /// As `document_count`, and also absent for vector services that cannot
+    /// count without a full listing.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub vector_count: Option<usize>,
     pub warnings: Vec<String>,
 }
@@ -50,9 +56,16 @@ pub struct HealthCheck {
 }
 
 impl HealthCheck {
-    pub async fn report(&self) -> Result<HealthReport, RagError> {
-        let document_count = self.stores.metadata.count().await?;
-        let vector_count = self.stores.vectors.count().await?;
+    /// The report, with document and vector counts of `counts_for` when
+    /// given (the caller is that tenant's admin).
+    pub async fn report(&self, counts_for: Option<&Tenant>) -> Result<HealthReport, RagError> {
+        let (document_count, vector_count) = match counts_for {
+            Some(tenant) => (
+                Some(self.stores.metadata.count(tenant).await?),
+                self.stores.vectors.count(tenant).await?,
+            ),
+            None => (None, None),
+        };
         let mut backends = BTreeMap::new();
         backends.insert(
             "metadata".to_string(),

@@ -19,12 +19,15 @@ pub mod error;
 pub mod fetch;
 pub mod health;
 pub mod ingest;
+pub mod keys;
 pub mod loading;
 pub mod parse;
+pub mod principal;
 pub mod retrieve;
 pub mod retry;
 pub mod retrying_model;
 pub mod service;
+pub mod tenant;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;
 pub mod text;
@@ -42,7 +45,9 @@ pub use domain::*;
 pub use error::{EmbedError, ErrorClass, FetchError, ModelError, ParseError, RagError, StoreError};
 pub use health::HealthReport;
 pub use ingest::{IngestInput, IngestOutcome, Ingestor};
+pub use principal::{Principal, Role, Scope};
 pub use service::{RagService, ServiceSettings};
+pub use tenant::{DEFAULT_TENANT, InvalidTenant, Tenant};
 pub use turn::{
     ChatEvent, ChatEventStream, ChatOutcome, ChatReply, ChatTurns, QueryInput, RetrieveThenAnswer,
     TurnRequest,

@@ -19,6 +19,7 @@ use crate::parse::{DocumentParser, ParseLimits, ProcessParser, ThreadParser, Wor
 use crate::retrieve::{Retriever, SearchDefaults};
 use crate::retry::RetryPolicy;
 use crate::retrying_model::RetryingChatModel;
+use crate::tenant::Tenant;
 use crate::tools::{StandardToolParts, ToolRegistry};
 use crate::turn::{ChatTurns, RetrieveThenAnswer};
 
@@ -225,7 +226,9 @@ impl RagService {
         &self.tool_parts
     }
 
-    pub async fn health(&self) -> Result<HealthReport, RagError> {
-        self.health.report().await
+    /// The health report; with `counts_for`, that tenant's document and
+    /// vector counts too (for its admin).
+    pub async fn health(&self, counts_for: Option<&Tenant>) -> Result<HealthReport, RagError> {
+        self.health.report(counts_for).await
     }
 }

@@ -35,6 +35,7 @@ use crate::domain::{
     Document, DocumentChunk, DocumentStatus, Page, SearchFilter, TokenUsage, VectorSearchResult,
 };
 use crate::error::{EmbedError, ModelError, StoreError};
+use crate::tenant::Tenant;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -50,10 +51,11 @@ struct Tables {
     conversations: HashMap<Uuid, Vec<StoredMessage>>,
 }
 
-/// Every store of a deployment, in memory.
+/// Every store of a deployment, in memory: one set of tables per tenant,
+/// so a call for one tenant cannot see another's rows.
 #[derive(Clone, Default)]
 pub struct MemoryStores {
-    tables: Arc<Mutex<Tables>>,
+    tenants: Arc<Mutex<BTreeMap<Tenant, Tables>>>,
 }
 
 impl MemoryStores {
@@ -69,55 +71,65 @@ impl MemoryStores {
         }
     }
 
-    /// How many chunks of a document are stored.
+    /// Runs `f` on a tenant's tables, creating them on first use.
+    fn with<T>(&self, tenant: &Tenant, f: impl FnOnce(&mut Tables) -> T) -> T {
+        let mut tenants = lock(&self.tenants);
+        f(tenants.entry(tenant.clone()).or_default())
+    }
+
+    /// How many chunks of a document are stored, in any tenant.
     pub fn chunk_count(&self, document_id: Uuid) -> usize {
-        lock(&self.tables)
-            .chunks
+        lock(&self.tenants)
             .values()
+            .flat_map(|t| t.chunks.values())
             .filter(|c| c.metadata.document_id == document_id)
             .count()
     }
 
-    /// Writes a file directly, as a crash would have left it.
-    pub fn remove_file(&self, key: &str) {
-        lock(&self.tables).files.remove(key);
+    /// Removes a file directly, as a crash would have left it.
+    pub fn remove_file(&self, tenant: &Tenant, key: &str) {
+        self.with(tenant, |t| t.files.remove(key));
     }
 
     fn hits(
         &self,
+        tenant: &Tenant,
         filter: &SearchFilter,
         score: impl Fn(&DocumentChunk) -> f32,
     ) -> Vec<VectorSearchResult> {
-        let tables = lock(&self.tables);
-        let mut hits: Vec<VectorSearchResult> = tables
-            .chunks
-            .values()
-            .filter(|c| filter.allows(&c.metadata.document_id))
-            .map(|c| result(c, score(c)))
-            .collect();
-        hits.sort_by(|a, b| b.score.total_cmp(&a.score));
-        hits
+        self.with(tenant, |tables| {
+            let mut hits: Vec<VectorSearchResult> = tables
+                .chunks
+                .values()
+                .filter(|c| filter.allows(&c.metadata.document_id))
+                .map(|c| result(c, score(c)))
+                .collect();
+            hits.sort_by(|a, b| b.score.total_cmp(&a.score));
+            hits
+        })
     }
 
-    fn chunks_in_order(&self, document_id: Uuid) -> Vec<VectorSearchResult> {
-        let tables = lock(&self.tables);
-        let mut chunks: Vec<VectorSearchResult> = tables
-            .chunks
-            .values()
-            .filter(|c| c.metadata.document_id == document_id)
-            .map(|c| result(c, 0.0))
-            .collect();
-        chunks.sort_by_key(|c| c.metadata.chunk_index);
-        chunks
+    fn chunks_in_order(&self, tenant: &Tenant, document_id: Uuid) -> Vec<VectorSearchResult> {
+        self.with(tenant, |tables| {
+            let mut chunks: Vec<VectorSearchResult> = tables
+                .chunks
+                .values()
+                .filter(|c| c.metadata.document_id == document_id)
+                .map(|c| result(c, 0.0))
+                .collect();
+            chunks.sort_by_key(|c| c.metadata.chunk_index);
+            chunks
+        })
     }
 
-    fn delete_chunks(&self, document_id: Uuid) -> usize {
-        let mut tables = lock(&self.tables);
-        let before = tables.chunks.len();
-        tables
-            .chunks
-            .retain(|_, c| c.metadata.document_id != document_id);
-        before - tables.chunks.len()
+    fn delete_chunks(&self, tenant: &Tenant, document_id: Uuid) -> usize {
+        self.with(tenant, |tables| {
+            let before = tables.chunks.len();
+            tables
+                .chunks
+                .retain(|_, c| c.metadata.document_id != document_id);
+            before - tables.chunks.len()
+        })
     }
 }
 
@@ -133,58 +145,62 @@ fn result(chunk: &DocumentChunk, score: f32) -> VectorSearchResult {
 
 #[async_trait]
 impl MetadataStore for MemoryStores {
-    async fn insert(&self, document: &Document) -> Result<(), StoreError> {
-        let mut tables = lock(&self.tables);
-        if tables.documents.contains_key(&document.id) {
-            return Err(StoreError::Conflict(format!(
-                "document {} exists",
-                document.id
-            )));
-        }
-        tables.documents.insert(document.id, document.clone());
-        Ok(())
+    async fn insert(&self, tenant: &Tenant, document: &Document) -> Result<(), StoreError> {
+        self.with(tenant, |tables| {
+            if tables.documents.contains_key(&document.id) {
+                return Err(StoreError::Conflict(format!(
+                    "document {} exists",
+                    document.id
+                )));
+            }
+            tables.documents.insert(document.id, document.clone());
+            Ok(())
+        })
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<Document>, StoreError> {
-        Ok(lock(&self.tables).documents.get(&id).cloned())
+    async fn get(&self, tenant: &Tenant, id: Uuid) -> Result<Option<Document>, StoreError> {
+        Ok(self.with(tenant, |t| t.documents.get(&id).cloned()))
     }
 
     async fn transition(
         &self,
+        tenant: &Tenant,
         id: Uuid,
         from: DocumentStatus,
         to: DocumentStatus,
         update: StatusUpdate,
     ) -> Result<Document, StoreError> {
-        let mut tables = lock(&self.tables);
-        let document = tables
-            .documents
-            .get_mut(&id)
-            .filter(|d| d.status == from)
-            .ok_or_else(|| StoreError::Conflict(format!("document {id} is not {from:?}")))?;
-        document.status = to;
-        document.updated_at = Utc::now();
-        if let Some(n) = update.chunk_count {
-            document.chunk_count = n;
-        }
-        if let Some(n) = update.token_count {
-            document.token_count = n;
-        }
-        document.error = update.error;
-        if update.indexed_at.is_some() {
-            document.indexed_at = update.indexed_at;
-        }
-        Ok(document.clone())
+        self.with(tenant, |tables| {
+            let document = tables
+                .documents
+                .get_mut(&id)
+                .filter(|d| d.status == from)
+                .ok_or_else(|| StoreError::Conflict(format!("document {id} is not {from:?}")))?;
+            document.status = to;
+            document.updated_at = Utc::now();
+            if let Some(n) = update.chunk_count {
+                document.chunk_count = n;
+            }
+            if let Some(n) = update.token_count {
+                document.token_count = n;
+            }
+            document.error = update.error;
+            if update.indexed_at.is_some() {
+                document.indexed_at = update.indexed_at;
+            }
+            Ok(document.clone())
+        })
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Page<Document>, StoreError> {
-        let tables = lock(&self.tables);
-        let mut items: Vec<Document> = tables
-            .documents
-            .values()
-            .filter(|d| query.status.is_none_or(|s| d.status == s))
-            .cloned()
-            .collect();
+    async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Page<Document>, StoreError> {
+        let mut items: Vec<Document> = self.with(tenant, |tables| {
+            tables
+                .documents
+                .values()
+                .filter(|d| query.status.is_none_or(|s| d.status == s))
+                .cloned()
+                .collect()
+        });
         items.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
         let start: usize = query
             .cursor
@@ -199,20 +215,33 @@ impl MetadataStore for MemoryStores {
         })
     }
 
-    async fn delete(&self, id: Uuid) -> Result<bool, StoreError> {
-        Ok(lock(&self.tables).documents.remove(&id).is_some())
+    async fn delete(&self, tenant: &Tenant, id: Uuid) -> Result<bool, StoreError> {
+        Ok(self.with(tenant, |t| t.documents.remove(&id).is_some()))
     }
 
-    async fn find_by_hash(&self, content_hash: &str) -> Result<Option<Document>, StoreError> {
-        Ok(lock(&self.tables)
-            .documents
-            .values()
-            .find(|d| d.content_hash == content_hash && d.status != DocumentStatus::Failed)
-            .cloned())
+    async fn find_by_hash(
+        &self,
+        tenant: &Tenant,
+        content_hash: &str,
+    ) -> Result<Option<Document>, StoreError> {
+        Ok(self.with(tenant, |t| {
+            t.documents
+                .values()
+                .find(|d| d.content_hash == content_hash && d.status != DocumentStatus::Failed)
+                .cloned()
+        }))
     }
 
-    async fn count(&self) -> Result<u64, StoreError> {
-        Ok(lock(&self.tables).documents.len() as u64)
+    async fn count(&self, tenant: &Tenant) -> Result<u64, StoreError> {
+        Ok(self.with(tenant, |t| t.documents.len() as u64))
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
+        Ok(lock(&self.tenants)
+            .iter()
+            .filter(|(_, t)| !t.documents.is_empty())
+            .map(|(tenant, _)| tenant.clone())
+            .collect())
     }
 
     fn backend_name(&self) -> &'static str {
@@ -222,23 +251,26 @@ impl MetadataStore for MemoryStores {
 
 #[async_trait]
 impl DocumentStore for MemoryStores {
-    async fn put(&self, key: &str, bytes: Bytes, _content_type: &str) -> Result<(), StoreError> {
-        lock(&self.tables).files.insert(key.to_string(), bytes);
+    async fn put(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        bytes: Bytes,
+        _content_type: &str,
+    ) -> Result<(), StoreError> {
+        self.with(tenant, |t| t.files.insert(key.to_string(), bytes));
         Ok(())
     }
 
-    async fn get(&self, key: &str) -> Result<Bytes, StoreError> {
-        lock(&self.tables)
-            .files
-            .get(key)
-            .cloned()
+    async fn get(&self, tenant: &Tenant, key: &str) -> Result<Bytes, StoreError> {
+        self.with(tenant, |t| t.files.get(key).cloned())
             .ok_or_else(|| StoreError::NotFound {
                 what: key.to_string(),
             })
     }
 
-    async fn delete(&self, key: &str) -> Result<(), StoreError> {
-        lock(&self.tables).files.remove(key);
+    async fn delete(&self, tenant: &Tenant, key: &str) -> Result<(), StoreError> {
+        self.with(tenant, |t| t.files.remove(key));
         Ok(())
     }
 
@@ -249,35 +281,41 @@ impl DocumentStore for MemoryStores {
 
 #[async_trait]
 impl VectorStore for MemoryStores {
-    async fn upsert(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError> {
-        let mut tables = lock(&self.tables);
-        for chunk in chunks {
-            tables
-                .chunks
-                .insert(chunk.metadata.chunk_id.clone(), chunk.clone());
-        }
+    async fn upsert(&self, tenant: &Tenant, chunks: &[DocumentChunk]) -> Result<(), StoreError> {
+        self.with(tenant, |tables| {
+            for chunk in chunks {
+                tables
+                    .chunks
+                    .insert(chunk.metadata.chunk_id.clone(), chunk.clone());
+            }
+        });
         Ok(())
     }
 
     async fn search(
         &self,
+        tenant: &Tenant,
         query: &[f32],
         top_k: usize,
         filter: &SearchFilter,
     ) -> Result<Vec<VectorSearchResult>, StoreError> {
-        let mut hits = self.hits(filter, |c| {
+        let mut hits = self.hits(tenant, filter, |c| {
             c.embedding.iter().zip(query).map(|(a, b)| a * b).sum()
         });
         hits.truncate(top_k);
         Ok(hits)
     }
 
-    async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError> {
-        Ok(self.delete_chunks(document_id))
+    async fn delete_document(
+        &self,
+        tenant: &Tenant,
+        document_id: Uuid,
+    ) -> Result<usize, StoreError> {
+        Ok(self.delete_chunks(tenant, document_id))
     }
 
-    async fn count(&self) -> Result<Option<usize>, StoreError> {
-        Ok(Some(lock(&self.tables).chunks.len()))
+    async fn count(&self, tenant: &Tenant) -> Result<Option<usize>, StoreError> {
+        Ok(Some(self.with(tenant, |t| t.chunks.len())))
     }
 
     fn backend_name(&self) -> &'static str {
@@ -292,18 +330,23 @@ impl LexicalIndex for MemoryStores {
     }
 
     /// Chunks share one table with the vectors; indexing is the upsert.
-    async fn index_chunks(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError> {
-        VectorStore::upsert(self, chunks).await
+    async fn index_chunks(
+        &self,
+        tenant: &Tenant,
+        chunks: &[DocumentChunk],
+    ) -> Result<(), StoreError> {
+        VectorStore::upsert(self, tenant, chunks).await
     }
 
     async fn search(
         &self,
+        tenant: &Tenant,
         query: &str,
         top_k: usize,
         filter: &SearchFilter,
     ) -> Result<Vec<VectorSearchResult>, StoreError> {
         let terms: Vec<String> = query.split_whitespace().map(str::to_lowercase).collect();
-        let mut hits = self.hits(filter, |c| {
+        let mut hits = self.hits(tenant, filter, |c| {
             let text = c.content.to_lowercase();
             terms.iter().filter(|t| text.contains(t.as_str())).count() as f32
         });
@@ -312,12 +355,20 @@ impl LexicalIndex for MemoryStores {
         Ok(hits)
     }
 
-    async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError> {
-        Ok(self.delete_chunks(document_id))
+    async fn delete_document(
+        &self,
+        tenant: &Tenant,
+        document_id: Uuid,
+    ) -> Result<usize, StoreError> {
+        Ok(self.delete_chunks(tenant, document_id))
     }
 
-    async fn chunks_of(&self, document_id: Uuid) -> Result<Vec<VectorSearchResult>, StoreError> {
-        Ok(self.chunks_in_order(document_id))
+    async fn chunks_of(
+        &self,
+        tenant: &Tenant,
+        document_id: Uuid,
+    ) -> Result<Vec<VectorSearchResult>, StoreError> {
+        Ok(self.chunks_in_order(tenant, document_id))
     }
 }
 
@@ -325,29 +376,33 @@ impl LexicalIndex for MemoryStores {
 impl ConversationStore for MemoryStores {
     async fn append(
         &self,
+        tenant: &Tenant,
         conversation_id: Uuid,
         messages: &[StoredMessage],
     ) -> Result<(), StoreError> {
-        lock(&self.tables)
-            .conversations
-            .entry(conversation_id)
-            .or_default()
-            .extend_from_slice(messages);
+        self.with(tenant, |t| {
+            t.conversations
+                .entry(conversation_id)
+                .or_default()
+                .extend_from_slice(messages)
+        });
         Ok(())
     }
 
     async fn history(
         &self,
+        tenant: &Tenant,
         conversation_id: Uuid,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
-        let tables = lock(&self.tables);
-        let all = tables
-            .conversations
-            .get(&conversation_id)
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        Ok(all[all.len().saturating_sub(limit)..].to_vec())
+        Ok(self.with(tenant, |t| {
+            let all = t
+                .conversations
+                .get(&conversation_id)
+                .map(Vec::as_slice)
+                .unwrap_or_default();
+            all[all.len().saturating_sub(limit)..].to_vec()
+        }))
     }
 }
 

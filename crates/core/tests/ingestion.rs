@@ -15,8 +15,13 @@ use rag_core::parse::{ParseLimits, ThreadParser};
 use rag_core::test_util::{Gate, LetterEmbedder, MemoryStores};
 use rag_core::{
     Document, DocumentStatus, Embedder, IngestInput, IngestOutcome, Ingestor, ParseError, RagError,
+    Tenant,
 };
 use uuid::Uuid;
+
+fn tenant() -> Tenant {
+    Tenant::default_tenant()
+}
 
 fn ingestor(memory: &MemoryStores, embedder: LetterEmbedder) -> Arc<Ingestor> {
     Ingestor::new(
@@ -45,7 +50,10 @@ fn six_chunk_document() -> IngestInput {
 }
 
 async fn status(memory: &MemoryStores, id: Uuid) -> Document {
-    MetadataStore::get(memory, id).await.unwrap().unwrap()
+    MetadataStore::get(memory, &tenant(), id)
+        .await
+        .unwrap()
+        .unwrap()
 }
 
 async fn until_status(memory: &MemoryStores, id: Uuid, wanted: DocumentStatus) -> Document {
@@ -80,8 +88,10 @@ async fn a_document_goes_pending_processing_indexed() {
     let gate = Gate::closed_after(1);
     let ingestor = ingestor(&memory, LetterEmbedder::gated(gate.clone()));
     let held = gate.held();
-    let IngestOutcome::Created(document) =
-        ingestor.ingest(six_chunk_document(), false).await.unwrap()
+    let IngestOutcome::Created(document) = ingestor
+        .ingest(&tenant(), six_chunk_document(), false)
+        .await
+        .unwrap()
     else {
         panic!("not created")
     };
@@ -104,14 +114,20 @@ async fn a_document_goes_pending_processing_indexed() {
 async fn the_same_bytes_again_are_a_duplicate_unless_a_new_version_is_asked() {
     let memory = MemoryStores::default();
     let ingestor = ingestor(&memory, LetterEmbedder::default());
-    let first = ingestor.ingest(six_chunk_document(), true).await.unwrap();
-    let again = ingestor.ingest(six_chunk_document(), true).await.unwrap();
+    let first = ingestor
+        .ingest(&tenant(), six_chunk_document(), true)
+        .await
+        .unwrap();
+    let again = ingestor
+        .ingest(&tenant(), six_chunk_document(), true)
+        .await
+        .unwrap();
     assert!(matches!(again, IngestOutcome::Duplicate(ref d) if d.id == first.document().id));
     let version = IngestInput {
         new_version: true,
         ..six_chunk_document()
     };
-    let second = ingestor.ingest(version, true).await.unwrap();
+    let second = ingestor.ingest(&tenant(), version, true).await.unwrap();
     assert!(matches!(second, IngestOutcome::Created(ref d) if d.status == DocumentStatus::Indexed));
 }
 
@@ -124,14 +140,17 @@ async fn recovery_resumes_a_document_left_processing_with_half_its_chunks() {
     let memory = MemoryStores::default();
     let gate = Gate::closed_after(1);
     let interrupted = ingestor(&memory, LetterEmbedder::gated(gate.clone()));
-    let IngestOutcome::Created(document) = interrupted.accept(six_chunk_document()).await.unwrap()
+    let IngestOutcome::Created(document) = interrupted
+        .accept(&tenant(), six_chunk_document())
+        .await
+        .unwrap()
     else {
         panic!("not created")
     };
     let held = gate.held();
     let running = tokio::spawn({
         let interrupted = interrupted.clone();
-        async move { interrupted.process(document.id).await }
+        async move { interrupted.process(&tenant(), document.id).await }
     });
     held.await;
     until_chunks(&memory, document.id, 2).await;
@@ -156,6 +175,7 @@ async fn a_corrupt_pdf_is_the_documents_fault_when_accepted_and_when_recovered()
     let corrupt = bytes::Bytes::from_static(b"%PDF-1.7\n1 0 obj << /Type /Catalog /Pages 9 0 R >>\nendobj\ntrailer << /Root 1 0 R >>\n%%EOF");
     let error = ingestor
         .ingest(
+            &tenant(),
             IngestInput {
                 bytes: corrupt.clone(),
                 declared_content_type: Some("application/pdf".into()),
@@ -175,20 +195,33 @@ async fn a_corrupt_pdf_is_the_documents_fault_when_accepted_and_when_recovered()
 
     // The same bytes as the only file of a PENDING document (its text
     // never written): processing fails it with the parser's reason.
-    let IngestOutcome::Created(document) = ingestor.accept(six_chunk_document()).await.unwrap()
+    let IngestOutcome::Created(document) = ingestor
+        .accept(&tenant(), six_chunk_document())
+        .await
+        .unwrap()
     else {
         panic!("not created")
     };
-    memory.remove_file(&rag_core::ingest::text_key(document.id));
+    memory.remove_file(&tenant(), &rag_core::ingest::text_key(document.id));
     use rag_core::backend::DocumentStore;
-    DocumentStore::put(&memory, &raw_key(document.id), corrupt, "application/pdf")
-        .await
-        .unwrap();
+    DocumentStore::put(
+        &memory,
+        &tenant(),
+        &raw_key(document.id),
+        corrupt,
+        "application/pdf",
+    )
+    .await
+    .unwrap();
     let mut row = status(&memory, document.id).await;
     row.content_type = "application/pdf".into();
-    MetadataStore::delete(&memory, document.id).await.unwrap();
-    MetadataStore::insert(&memory, &row).await.unwrap();
-    let failed = ingestor.process(document.id).await.unwrap();
+    MetadataStore::delete(&memory, &tenant(), document.id)
+        .await
+        .unwrap();
+    MetadataStore::insert(&memory, &tenant(), &row)
+        .await
+        .unwrap();
+    let failed = ingestor.process(&tenant(), document.id).await.unwrap();
     assert_eq!(failed.status, DocumentStatus::Failed);
     let reason = failed.error.unwrap();
     assert!(
@@ -212,12 +245,83 @@ async fn a_document_over_the_chunk_cap_is_refused_before_anything_is_stored() {
         },
     );
     let error = ingestor
-        .ingest(six_chunk_document(), true)
+        .ingest(&tenant(), six_chunk_document(), true)
         .await
         .unwrap_err();
     assert!(
         matches!(error, RagError::TooManyChunks { count: 6, limit: 5 }),
         "{error}"
     );
-    assert_eq!(MetadataStore::count(&memory).await.unwrap(), 0);
+    assert_eq!(MetadataStore::count(&memory, &tenant()).await.unwrap(), 0);
+}
+
+/// Duplicates are found within a tenant only: the same bytes in another
+/// tenant are a new document of its own, and recovery resumes interrupted
+/// work of every tenant under that tenant.
+#[tokio::test]
+async fn duplicates_and_recovery_stay_within_each_tenant() {
+    let memory = MemoryStores::default();
+    let ingestor = ingestor(&memory, LetterEmbedder::default());
+    let (a, b) = (
+        Tenant::new("team-a").unwrap(),
+        Tenant::new("team-b").unwrap(),
+    );
+    let first = ingestor
+        .ingest(&a, six_chunk_document(), true)
+        .await
+        .unwrap();
+    let other = ingestor
+        .ingest(&b, six_chunk_document(), true)
+        .await
+        .unwrap();
+    assert!(matches!(other, IngestOutcome::Created(ref d) if d.id != first.document().id));
+    assert!(
+        MetadataStore::get(&memory, &b, first.document().id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    let IngestOutcome::Created(pending_a) = ingestor
+        .accept(
+            &a,
+            IngestInput {
+                new_version: true,
+                ..six_chunk_document()
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not created")
+    };
+    let IngestOutcome::Created(pending_b) = ingestor
+        .accept(
+            &b,
+            IngestInput {
+                new_version: true,
+                ..six_chunk_document()
+            },
+        )
+        .await
+        .unwrap()
+    else {
+        panic!("not created")
+    };
+    let restarted = self::ingestor(&memory, LetterEmbedder::default());
+    assert_eq!(restarted.recover().await.unwrap(), 2);
+    for (tenant, id) in [(&a, pending_a.id), (&b, pending_b.id)] {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let doc = MetadataStore::get(&memory, tenant, id)
+                .await
+                .unwrap()
+                .unwrap();
+            if doc.status == DocumentStatus::Indexed {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still {:?}", doc.status);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }

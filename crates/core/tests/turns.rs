@@ -16,7 +16,7 @@ use rag_core::test_util::{LetterEmbedder, MemoryStores, Scripted, ScriptedModel}
 use rag_core::tools::{Tool, ToolError, ToolOutput, ToolRegistry, spec_for};
 use rag_core::{
     ChatEvent, ChatOutcome, ChatTurns, IngestInput, ModelError, RagError, RagService,
-    ServiceSettings, TurnRequest,
+    ServiceSettings, Tenant, TurnRequest,
 };
 use schemars::JsonSchema;
 use serde_json::{Value, json};
@@ -41,7 +41,7 @@ impl Tool for SlowTool {
         spec_for::<Nothing>(self.name)
     }
 
-    async fn call(&self, _input: Value) -> Result<ToolOutput, ToolError> {
+    async fn call(&self, _tenant: &Tenant, _input: Value) -> Result<ToolOutput, ToolError> {
         *self.calls.lock().unwrap() += 1;
         tokio::time::sleep(self.pause).await;
         Ok(ToolOutput::Text(self.output.to_string()))
@@ -74,9 +74,8 @@ fn uses(calls: &[(&str, &str)]) -> Scripted {
 
 fn ask(message: &str, conversation_id: Uuid) -> TurnRequest {
     TurnRequest {
-        message: message.into(),
         conversation_id: Some(conversation_id),
-        ..TurnRequest::default()
+        ..TurnRequest::new(Tenant::default_tenant(), message)
     }
 }
 
@@ -117,6 +116,7 @@ async fn service(model: &ScriptedModel, memory_messages: usize) -> Arc<RagServic
         service
             .ingestor()
             .ingest(
+                &Tenant::default_tenant(),
                 IngestInput {
                     bytes: text.to_string().into(),
                     declared_content_type: Some("text/plain".into()),
@@ -137,7 +137,10 @@ async fn service(model: &ScriptedModel, memory_messages: usize) -> Arc<RagServic
 }
 
 async fn history(store: &dyn ConversationStore, id: Uuid) -> Vec<StoredMessage> {
-    store.history(id, 1000).await.unwrap()
+    store
+        .history(&Tenant::default_tenant(), id, 1000)
+        .await
+        .unwrap()
 }
 
 /// Polls until `done` holds, for up to 30 s: generous, so a loaded
@@ -490,4 +493,109 @@ async fn the_standard_tools_search_the_catalog_and_cite_what_they_found() {
         panic!()
     };
     assert!(content.contains("\n[1]"), "{content}");
+}
+
+/// The agent's tools act as the caller: a model that asks, from tenant B,
+/// for tenant A's document ids (and searches for A's words) gets nothing
+/// of A's back, in any tool, and A's documents are intact afterwards.
+#[tokio::test]
+async fn the_agents_tools_see_only_the_callers_tenant_whatever_ids_the_model_asks_for() {
+    let owner = Tenant::default_tenant();
+    let probe = ScriptedModel::new(true, []);
+    let service = service(&probe, 20).await;
+    let listing = rag_core::ListQuery {
+        status: None,
+        limit: 10,
+        cursor: None,
+    };
+    let theirs: Vec<Uuid> = service
+        .catalog()
+        .list_documents(&owner, &listing)
+        .await
+        .unwrap()
+        .items
+        .iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(theirs.len(), 2);
+    let model = ScriptedModel::new(
+        true,
+        [
+            Scripted::Tools(vec![
+                (
+                    "g".into(),
+                    "get_document".into(),
+                    json!({"document_id": theirs[0], "include_content": true}),
+                ),
+                (
+                    "s".into(),
+                    "summarize_document".into(),
+                    json!({"document_id": theirs[1]}),
+                ),
+                (
+                    "v".into(),
+                    "vector_search".into(),
+                    json!({"query": "ownership owner value scope", "filter_document_id": theirs[0]}),
+                ),
+                (
+                    "w".into(),
+                    "vector_search".into(),
+                    json!({"query": "ownership owner value scope borrowing"}),
+                ),
+                ("l".into(), "list_documents".into(), json!({})),
+            ]),
+            Scripted::Text("Nothing found.".into()),
+        ],
+    );
+    let agent = Agent::new(
+        Arc::new(model.clone()),
+        ToolRegistry::standard(service.tool_parts()),
+        service.catalog().stores().conversations.clone(),
+        AgentSettings::default(),
+    );
+    let reply = agent
+        .chat(TurnRequest::new(
+            Tenant::new("intruder").unwrap(),
+            "Find it.",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(reply.tool_calls.len(), 5);
+    let results = model.requests.lock().unwrap()[1].messages.clone();
+    let returned: String = results
+        .iter()
+        .flat_map(|m| &m.content)
+        .filter_map(|block| match block {
+            ContentBlock::ToolResult { content, .. } => Some(content.clone()),
+            _ => None,
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    for word in ["Ownership", "owner", "Borrowing", "reference"] {
+        assert!(!returned.contains(word), "{word} leaked: {returned}");
+    }
+    let statuses: Vec<_> = reply.tool_calls.iter().map(|c| c.status).collect();
+    assert_eq!(
+        statuses[0],
+        ToolResultStatus::Error,
+        "{:?}",
+        reply.tool_calls[0]
+    );
+    assert_eq!(
+        statuses[1],
+        ToolResultStatus::Error,
+        "{:?}",
+        reply.tool_calls[1]
+    );
+    assert!(
+        reply.tool_calls[0].summary.contains("not found"),
+        "{:?}",
+        reply.tool_calls[0]
+    );
+    let still = service
+        .catalog()
+        .list_documents(&owner, &listing)
+        .await
+        .unwrap();
+    assert_eq!(still.items.len(), 2);
 }

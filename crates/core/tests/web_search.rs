@@ -47,9 +47,12 @@ async fn searxng_results_become_numbered_titles_urls_and_snippets() {
     .unwrap();
     assert_eq!(tool.spec().name, "web_search");
     let out = text(
-        tool.call(json!({"query": "rust", "max_results": 2}))
-            .await
-            .unwrap(),
+        tool.call(
+            &rag_core::Tenant::default_tenant(),
+            json!({"query": "rust", "max_results": 2}),
+        )
+        .await
+        .unwrap(),
     );
     assert!(
         out.starts_with("1. About rust\nhttps://a.example/1\nFirst snippet."),
@@ -59,11 +62,16 @@ async fn searxng_results_become_numbered_titles_urls_and_snippets() {
     assert!(!out.contains("Third"), "max_results is respected");
     assert!(out.len() < 1000, "snippets are capped");
     assert!(matches!(
-        tool.call(json!({"query": " "})).await,
+        tool.call(&rag_core::Tenant::default_tenant(), json!({"query": " "}))
+            .await,
         Err(ToolError::InvalidInput(_))
     ));
     assert!(matches!(
-        tool.call(json!({"query": "x", "max_results": 11})).await,
+        tool.call(
+            &rag_core::Tenant::default_tenant(),
+            json!({"query": "x", "max_results": 11})
+        )
+        .await,
         Err(ToolError::InvalidInput(_))
     ));
 }
@@ -93,7 +101,14 @@ async fn brave_sends_its_token_and_reads_its_shape() {
         Duration::from_secs(5),
     )
     .unwrap();
-    let out = text(tool.call(json!({"query": "rust"})).await.unwrap());
+    let out = text(
+        tool.call(
+            &rag_core::Tenant::default_tenant(),
+            json!({"query": "rust"}),
+        )
+        .await
+        .unwrap(),
+    );
     assert_eq!(out, "1. Brave result\nhttps://b.example\ncount=5");
 
     let wrong = WebSearchTool::new(
@@ -104,7 +119,13 @@ async fn brave_sends_its_token_and_reads_its_shape() {
         Duration::from_secs(5),
     )
     .unwrap();
-    match wrong.call(json!({"query": "rust"})).await {
+    match wrong
+        .call(
+            &rag_core::Tenant::default_tenant(),
+            json!({"query": "rust"}),
+        )
+        .await
+    {
         Err(ToolError::Failed(m)) => assert!(m.contains("401"), "{m}"),
         other => panic!("{other:?}"),
     }
@@ -120,7 +141,13 @@ async fn an_unreachable_provider_is_a_tool_failure_not_a_panic() {
         Duration::from_secs(5),
     )
     .unwrap();
-    match tool.call(json!({"query": "rust"})).await {
+    match tool
+        .call(
+            &rag_core::Tenant::default_tenant(),
+            json!({"query": "rust"}),
+        )
+        .await
+    {
         Err(ToolError::Failed(m)) => assert!(m.contains("unreachable"), "{m}"),
         other => panic!("{other:?}"),
     }

@@ -19,7 +19,9 @@
 
 use std::time::{Duration, Instant};
 
-use rag_core::{ChunkMetadata, DocumentChunk, SearchFilter, VectorSearchResult, VectorStore};
+use rag_core::{
+    ChunkMetadata, DocumentChunk, SearchFilter, Tenant, VectorSearchResult, VectorStore,
+};
 use rag_local::{AnnSettings, LocalVectorIndex};
 use uuid::Uuid;
 
@@ -99,6 +101,7 @@ async fn main() {
         .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect();
     let dir = tempfile::tempdir().expect("a temporary directory");
+    let tenant = Tenant::default_tenant();
     let index = LocalVectorIndex::open_with(&dir.path().join("vectors.log"), dimension, settings)
         .expect("open");
     // One document per row, so a hit's document id names its row.
@@ -129,11 +132,11 @@ async fn main() {
                 }
             })
             .collect();
-        index.upsert(&chunks).await.expect("upsert");
+        index.upsert(&tenant, &chunks).await.expect("upsert");
     }
     let upsert_seconds = start.elapsed().as_secs_f64();
     if !efs.is_empty() && base.len() >= settings.min_rows {
-        while !index.graph_ready() {
+        while !index.graph_ready(&tenant) {
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -141,18 +144,20 @@ async fn main() {
     drop(base);
     let filter = SearchFilter::default();
     let exact = measure(&queries, &truth, &row_of, |q| {
-        index.search_exact(q, 10, &filter).expect("search")
+        index.search_exact(&tenant, q, 10, &filter).expect("search")
     });
     let graph: Vec<String> = efs
         .iter()
         .map(|&ef| {
             let measured = measure(&queries, &truth, &row_of, |q| {
-                index.search_approximate(q, 10, ef).expect("search")
+                index
+                    .search_approximate(&tenant, q, 10, ef)
+                    .expect("search")
             });
             format!("{{\"ef_search\": {ef}, {measured}}}")
         })
         .collect();
-    let reopen = if index.graph_ready() {
+    let reopen = if index.graph_ready(&tenant) {
         let closing = Instant::now();
         drop(index);
         let close_seconds = closing.elapsed().as_secs_f64();
@@ -165,7 +170,7 @@ async fn main() {
         format!(
             ", \"close_seconds\": {close_seconds:.3}, \"reopen_seconds\": {:.3}, \"graph_loaded_on_reopen\": {}, \"graph_file_mib\": {:.1}",
             opening.elapsed().as_secs_f64(),
-            index.graph_ready(),
+            index.graph_ready(&tenant),
             graph_bytes as f64 / (1024.0 * 1024.0)
         )
     } else {

@@ -1,5 +1,9 @@
 //! One SQLite file for document metadata, conversations, chunks and their
 //! FTS5 (BM25) index. WAL mode; schema versions in `PRAGMA user_version`.
+//!
+//! Every table has a `tenant` column and every statement names it, so a
+//! call for one tenant cannot read or change another's rows; the second
+//! migration gave the rows written before tenants existed to `default`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -10,13 +14,14 @@ use rag_core::backend::{ConversationStore, LexicalIndex, MetadataStore};
 use rag_core::text::{is_stop_word, words};
 use rag_core::{
     ChunkMetadata, Document, DocumentChunk, DocumentStatus, ListQuery, Page, SearchFilter,
-    StatusUpdate, StoreError, StoredMessage, VectorSearchResult,
+    StatusUpdate, StoreError, StoredMessage, Tenant, VectorSearchResult,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
 use uuid::Uuid;
 
 /// Each entry upgrades the schema by one version; applied in order, once.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE documents (
     id TEXT PRIMARY KEY,
     title TEXT NOT NULL,
@@ -72,7 +77,60 @@ CREATE TABLE messages (
     message TEXT NOT NULL
 );
 CREATE INDEX messages_by_conversation ON messages (conversation_id, id);
-"#];
+"#,
+    r#"
+ALTER TABLE documents ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+DROP INDEX documents_by_created;
+DROP INDEX documents_by_status;
+DROP INDEX documents_by_hash;
+CREATE INDEX documents_by_created ON documents (tenant, created_at DESC, id DESC);
+CREATE INDEX documents_by_status ON documents (tenant, status, created_at DESC, id DESC);
+CREATE INDEX documents_by_hash ON documents (tenant, content_hash);
+
+ALTER TABLE chunks ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+DROP INDEX chunks_by_document;
+CREATE INDEX chunks_by_document ON chunks (tenant, document_id, chunk_index);
+
+DROP TRIGGER chunks_ai;
+DROP TRIGGER chunks_ad;
+DROP TRIGGER chunks_au;
+DROP TABLE chunks_fts;
+CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    content, tenant UNINDEXED, content='chunks', content_rowid='rowid', tokenize='porter unicode61'
+);
+CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts (rowid, content, tenant) VALUES (new.rowid, new.content, new.tenant);
+END;
+CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, content, tenant)
+        VALUES ('delete', old.rowid, old.content, old.tenant);
+END;
+CREATE TRIGGER chunks_au AFTER UPDATE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, content, tenant)
+        VALUES ('delete', old.rowid, old.content, old.tenant);
+    INSERT INTO chunks_fts (rowid, content, tenant) VALUES (new.rowid, new.content, new.tenant);
+END;
+INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild');
+
+ALTER TABLE messages ADD COLUMN tenant TEXT NOT NULL DEFAULT 'default';
+DROP INDEX messages_by_conversation;
+CREATE INDEX messages_by_conversation ON messages (tenant, conversation_id, id);
+"#,
+    r#"
+CREATE TABLE api_keys (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    role TEXT NOT NULL,
+    name TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    expires_at TEXT,
+    last_used_at TEXT,
+    revoked INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX api_keys_by_tenant ON api_keys (tenant, created_at DESC);
+"#,
+];
 
 /// The SQLite-backed metadata store, lexical index and conversation store.
 /// One connection behind a mutex: SQLite serialises writers anyway, and the
@@ -203,10 +261,10 @@ fn document_from_row(row: &Row<'_>) -> rusqlite::Result<Document> {
     })
 }
 
-fn get_document(conn: &Connection, id: Uuid) -> Result<Option<Document>, StoreError> {
+fn get_document(conn: &Connection, tenant: &str, id: Uuid) -> Result<Option<Document>, StoreError> {
     conn.query_row(
-        &format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id = ?1"),
-        [id.to_string()],
+        &format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE tenant = ?1 AND id = ?2"),
+        [tenant.to_string(), id.to_string()],
         document_from_row,
     )
     .optional()
@@ -229,17 +287,18 @@ fn decode_cursor(cursor: &str) -> Result<(String, String), StoreError> {
 
 #[async_trait]
 impl MetadataStore for SqliteStore {
-    async fn insert(&self, document: &Document) -> Result<(), StoreError> {
+    async fn insert(&self, tenant: &Tenant, document: &Document) -> Result<(), StoreError> {
         let d = document.clone();
+        let tenant = tenant.to_string();
         self.with(move |conn| {
             let extra = serde_json::to_string(&d.extra_metadata).map_err(StoreError::permanent)?;
             let result = conn.execute(
-                &format!("INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)"),
+                &format!("INSERT INTO documents ({DOCUMENT_COLUMNS}, tenant) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"),
                 params![
                     d.id.to_string(), d.title, d.source, d.content_type, d.status.as_str(),
                     d.chunk_count, d.token_count as i64, d.chunk_size, d.chunk_overlap,
                     d.size_bytes as i64, d.content_hash, d.error, timestamp(&d.created_at),
-                    timestamp(&d.updated_at), d.indexed_at.as_ref().map(timestamp), extra
+                    timestamp(&d.updated_at), d.indexed_at.as_ref().map(timestamp), extra, tenant
                 ],
             );
             match result {
@@ -255,17 +314,20 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn get(&self, id: Uuid) -> Result<Option<Document>, StoreError> {
-        self.with(move |conn| get_document(conn, id)).await
+    async fn get(&self, tenant: &Tenant, id: Uuid) -> Result<Option<Document>, StoreError> {
+        let tenant = tenant.to_string();
+        self.with(move |conn| get_document(conn, &tenant, id)).await
     }
 
     async fn transition(
         &self,
+        tenant: &Tenant,
         id: Uuid,
         from: DocumentStatus,
         to: DocumentStatus,
         update: StatusUpdate,
     ) -> Result<Document, StoreError> {
+        let tenant = tenant.to_string();
         self.with(move |conn| {
             let changed = conn
                 .execute(
@@ -274,7 +336,7 @@ impl MetadataStore for SqliteStore {
                         token_count = COALESCE(?6, token_count),
                         error = ?7,
                         indexed_at = COALESCE(?8, indexed_at)
-                     WHERE id = ?1 AND status = ?2",
+                     WHERE id = ?1 AND status = ?2 AND tenant = ?9",
                     params![
                         id.to_string(),
                         from.as_str(),
@@ -284,10 +346,11 @@ impl MetadataStore for SqliteStore {
                         update.token_count.map(|t| t as i64),
                         update.error,
                         update.indexed_at.as_ref().map(timestamp),
+                        tenant,
                     ],
                 )
                 .map_err(db_error)?;
-            let current = get_document(conn, id)?;
+            let current = get_document(conn, &tenant, id)?;
             match (changed, current) {
                 (1, Some(doc)) => Ok(doc),
                 (_, None) => Err(StoreError::NotFound {
@@ -303,11 +366,12 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn list(&self, query: &ListQuery) -> Result<Page<Document>, StoreError> {
+    async fn list(&self, tenant: &Tenant, query: &ListQuery) -> Result<Page<Document>, StoreError> {
         let query = query.clone();
+        let tenant = tenant.to_string();
         self.with(move |conn| {
-            let mut sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE 1 = 1");
-            let mut args: Vec<String> = Vec::new();
+            let mut sql = format!("SELECT {DOCUMENT_COLUMNS} FROM documents WHERE tenant = ?1");
+            let mut args: Vec<String> = vec![tenant];
             if let Some(status) = query.status {
                 args.push(status.as_str().to_string());
                 sql.push_str(&format!(" AND status = ?{}", args.len()));
@@ -342,25 +406,35 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn delete(&self, id: Uuid) -> Result<bool, StoreError> {
+    async fn delete(&self, tenant: &Tenant, id: Uuid) -> Result<bool, StoreError> {
+        let tenant = tenant.to_string();
         self.with(move |conn| {
             let n = conn
-                .execute("DELETE FROM documents WHERE id = ?1", [id.to_string()])
+                .execute(
+                    "DELETE FROM documents WHERE tenant = ?1 AND id = ?2",
+                    [tenant, id.to_string()],
+                )
                 .map_err(db_error)?;
             Ok(n > 0)
         })
         .await
     }
 
-    async fn find_by_hash(&self, content_hash: &str) -> Result<Option<Document>, StoreError> {
+    async fn find_by_hash(
+        &self,
+        tenant: &Tenant,
+        content_hash: &str,
+    ) -> Result<Option<Document>, StoreError> {
         let hash = content_hash.to_string();
+        let tenant = tenant.to_string();
         self.with(move |conn| {
             conn.query_row(
                 &format!(
-                    "SELECT {DOCUMENT_COLUMNS} FROM documents WHERE content_hash = ?1 AND status != 'FAILED'
+                    "SELECT {DOCUMENT_COLUMNS} FROM documents
+                     WHERE tenant = ?1 AND content_hash = ?2 AND status != 'FAILED'
                      ORDER BY created_at DESC LIMIT 1"
                 ),
-                [hash],
+                [tenant, hash],
                 document_from_row,
             )
             .optional()
@@ -369,11 +443,34 @@ impl MetadataStore for SqliteStore {
         .await
     }
 
-    async fn count(&self) -> Result<u64, StoreError> {
+    async fn count(&self, tenant: &Tenant) -> Result<u64, StoreError> {
+        let tenant = tenant.to_string();
+        self.with(move |conn| {
+            conn.query_row(
+                "SELECT COUNT(*) FROM documents WHERE tenant = ?1",
+                [tenant],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(db_error)
+        })
+        .await
+    }
+
+    async fn tenants(&self) -> Result<Vec<Tenant>, StoreError> {
         self.with(|conn| {
-            conn.query_row("SELECT COUNT(*) FROM documents", [], |r| r.get::<_, i64>(0))
-                .map(|n| n as u64)
-                .map_err(db_error)
+            let mut stmt = conn
+                .prepare("SELECT DISTINCT tenant FROM documents ORDER BY tenant")
+                .map_err(db_error)?;
+            let names = stmt
+                .query_map([], |r| r.get::<_, String>(0))
+                .map_err(db_error)?
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(db_error)?;
+            names
+                .iter()
+                .map(|name| Tenant::new(name).map_err(StoreError::permanent))
+                .collect()
         })
         .await
     }
@@ -428,7 +525,12 @@ impl LexicalIndex for SqliteStore {
         "sqlite-fts5"
     }
 
-    async fn index_chunks(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError> {
+    async fn index_chunks(
+        &self,
+        tenant: &Tenant,
+        chunks: &[DocumentChunk],
+    ) -> Result<(), StoreError> {
+        let tenant = tenant.to_string();
         let rows: Vec<(ChunkMetadata, String)> = chunks
             .iter()
             .map(|c| (c.metadata.clone(), c.content.clone()))
@@ -438,11 +540,12 @@ impl LexicalIndex for SqliteStore {
             {
                 let mut stmt = tx
                     .prepare(
-                        "INSERT INTO chunks (chunk_id, document_id, chunk_index, start_char, end_char, token_count, content)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                        "INSERT INTO chunks (chunk_id, document_id, chunk_index, start_char, end_char, token_count, content, tenant)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
                          ON CONFLICT (chunk_id) DO UPDATE SET content = excluded.content,
                             start_char = excluded.start_char, end_char = excluded.end_char,
-                            token_count = excluded.token_count",
+                            token_count = excluded.token_count
+                         WHERE chunks.tenant = excluded.tenant",
                     )
                     .map_err(db_error)?;
                 for (m, content) in &rows {
@@ -453,7 +556,8 @@ impl LexicalIndex for SqliteStore {
                         m.start_char as i64,
                         m.end_char as i64,
                         m.token_count,
-                        content
+                        content,
+                        tenant
                     ])
                     .map_err(db_error)?;
                 }
@@ -465,6 +569,7 @@ impl LexicalIndex for SqliteStore {
 
     async fn search(
         &self,
+        tenant: &Tenant,
         query: &str,
         top_k: usize,
         filter: &SearchFilter,
@@ -472,18 +577,19 @@ impl LexicalIndex for SqliteStore {
         let Some(fts) = fts_query(query) else {
             return Ok(Vec::new());
         };
+        let tenant = tenant.to_string();
         let ids: Vec<String> = filter.document_ids.iter().map(Uuid::to_string).collect();
         self.with(move |conn| {
             let mut sql = String::from(
                 "SELECT c.chunk_id, c.document_id, c.chunk_index, c.start_char, c.end_char,
                         c.token_count, c.content, bm25(chunks_fts) AS rank
                  FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid
-                 WHERE chunks_fts MATCH ?1",
+                 WHERE chunks_fts MATCH ?1 AND chunks_fts.tenant = ?2",
             );
-            let mut args = vec![fts];
+            let mut args = vec![fts, tenant];
             if !ids.is_empty() {
                 let placeholders: Vec<String> =
-                    (0..ids.len()).map(|i| format!("?{}", i + 2)).collect();
+                    (0..ids.len()).map(|i| format!("?{}", i + 3)).collect();
                 sql.push_str(&format!(
                     " AND c.document_id IN ({})",
                     placeholders.join(", ")
@@ -506,27 +612,37 @@ impl LexicalIndex for SqliteStore {
         .await
     }
 
-    async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError> {
+    async fn delete_document(
+        &self,
+        tenant: &Tenant,
+        document_id: Uuid,
+    ) -> Result<usize, StoreError> {
+        let tenant = tenant.to_string();
         self.with(move |conn| {
             conn.execute(
-                "DELETE FROM chunks WHERE document_id = ?1",
-                [document_id.to_string()],
+                "DELETE FROM chunks WHERE tenant = ?1 AND document_id = ?2",
+                [tenant, document_id.to_string()],
             )
             .map_err(db_error)
         })
         .await
     }
 
-    async fn chunks_of(&self, document_id: Uuid) -> Result<Vec<VectorSearchResult>, StoreError> {
+    async fn chunks_of(
+        &self,
+        tenant: &Tenant,
+        document_id: Uuid,
+    ) -> Result<Vec<VectorSearchResult>, StoreError> {
+        let tenant = tenant.to_string();
         self.with(move |conn| {
             let mut stmt = conn
                 .prepare(
                     "SELECT chunk_id, document_id, chunk_index, start_char, end_char, token_count, content
-                     FROM chunks WHERE document_id = ?1 ORDER BY chunk_index",
+                     FROM chunks WHERE tenant = ?1 AND document_id = ?2 ORDER BY chunk_index",
                 )
                 .map_err(db_error)?;
             let hits = stmt
-                .query_map([document_id.to_string()], |row| hit_from_row(row, 0.0))
+                .query_map([tenant, document_id.to_string()], |row| hit_from_row(row, 0.0))
                 .map_err(db_error)?
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(db_error)?;
@@ -540,9 +656,11 @@ impl LexicalIndex for SqliteStore {
 impl ConversationStore for SqliteStore {
     async fn append(
         &self,
+        tenant: &Tenant,
         conversation_id: Uuid,
         messages: &[StoredMessage],
     ) -> Result<(), StoreError> {
+        let tenant = tenant.to_string();
         let rows: Vec<(String, String)> = messages
             .iter()
             .map(|m| {
@@ -555,8 +673,9 @@ impl ConversationStore for SqliteStore {
             let tx = conn.transaction().map_err(db_error)?;
             for (created_at, json) in &rows {
                 tx.execute(
-                    "INSERT INTO messages (conversation_id, created_at, message) VALUES (?1, ?2, ?3)",
-                    params![conversation_id.to_string(), created_at, json],
+                    "INSERT INTO messages (conversation_id, created_at, message, tenant)
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![conversation_id.to_string(), created_at, json, tenant],
                 )
                 .map_err(db_error)?;
             }
@@ -567,18 +686,20 @@ impl ConversationStore for SqliteStore {
 
     async fn history(
         &self,
+        tenant: &Tenant,
         conversation_id: Uuid,
         limit: usize,
     ) -> Result<Vec<StoredMessage>, StoreError> {
+        let tenant = tenant.to_string();
         self.with(move |conn| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT created_at, message FROM messages WHERE conversation_id = ?1
-                     ORDER BY id DESC LIMIT ?2",
+                    "SELECT created_at, message FROM messages WHERE tenant = ?1 AND conversation_id = ?2
+                     ORDER BY id DESC LIMIT ?3",
                 )
                 .map_err(db_error)?;
             let mut messages = stmt
-                .query_map(params![conversation_id.to_string(), limit as i64], |row| {
+                .query_map(params![tenant, conversation_id.to_string(), limit as i64], |row| {
                     let created_at = parse_time(&row.get::<_, String>(0)?)?;
                     let json: String = row.get(1)?;
                     Ok((created_at, json))
@@ -599,6 +720,8 @@ impl ConversationStore for SqliteStore {
         .await
     }
 }
+
+mod keys;
 
 #[cfg(test)]
 mod tests;

@@ -13,6 +13,7 @@ mod exact;
 mod rows;
 mod snapshot;
 
+use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -21,7 +22,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Mutex, MutexGuard, RwLock};
 
 use async_trait::async_trait;
-use rag_core::{DocumentChunk, SearchFilter, StoreError, VectorSearchResult, VectorStore};
+use rag_core::{DocumentChunk, SearchFilter, StoreError, Tenant, VectorSearchResult, VectorStore};
 use uuid::Uuid;
 
 use crate::hnsw::{Candidate, Graph};
@@ -376,13 +377,80 @@ impl Index {
     }
 }
 
-/// The embedded default's `VectorStore`: a cheap handle on one index.
+/// The embedded default's `VectorStore`: a cheap handle on one index per
+/// tenant. Each tenant's vectors live in their own log (the `default`
+/// tenant's at the path given, where indexes from before tenants already
+/// are; any other's at `tenants/<tenant>/<file name>` beside it) with
+/// their own rows and graph, so a tenant's search is exact, or graph
+/// search over its own rows only, and its top-k is its own however large
+/// its neighbours grow.
+///
 /// Appends (with their fsync), scans and graph searches run on tokio's
 /// blocking threads, never on the async runtime, so a large ingest or a
 /// 100 ms scan at 1M rows stalls no other request.
 #[derive(Clone)]
 pub struct LocalVectorIndex {
-    index: Arc<Index>,
+    inner: Arc<Tenants>,
+}
+
+struct Tenants {
+    default_path: PathBuf,
+    dimension: usize,
+    ann: AnnSettings,
+    open: RwLock<HashMap<Tenant, Arc<Index>>>,
+    /// Held while a tenant's log is opened, so two first calls for one
+    /// tenant do not both replay it.
+    opening: Mutex<()>,
+}
+
+impl Tenants {
+    fn path_of(&self, tenant: &Tenant) -> PathBuf {
+        if tenant.is_default() {
+            return self.default_path.clone();
+        }
+        let parent = self.default_path.parent().unwrap_or(Path::new("."));
+        let name = self
+            .default_path
+            .file_name()
+            .map(|n| n.to_os_string())
+            .unwrap_or_else(|| "vectors.log".into());
+        parent.join("tenants").join(tenant.as_str()).join(name)
+    }
+
+    /// The tenant's index; `None` when it has none yet and `create` is
+    /// off (a read of a tenant that never wrote finds nothing). Blocking:
+    /// opening replays the log.
+    fn index(&self, tenant: &Tenant, create: bool) -> Result<Option<Arc<Index>>, StoreError> {
+        if let Some(index) = self.loaded(tenant)? {
+            return Ok(Some(index));
+        }
+        let _opening = self
+            .opening
+            .lock()
+            .map_err(|_| StoreError::permanent("index lock poisoned"))?;
+        if let Some(index) = self.loaded(tenant)? {
+            return Ok(Some(index));
+        }
+        let path = self.path_of(tenant);
+        if !create && !path.exists() {
+            return Ok(None);
+        }
+        let index = Arc::new(Index::open_with(&path, self.dimension, self.ann)?);
+        self.open
+            .write()
+            .map_err(|_| StoreError::permanent("index lock poisoned"))?
+            .insert(tenant.clone(), index.clone());
+        Ok(Some(index))
+    }
+
+    fn loaded(&self, tenant: &Tenant) -> Result<Option<Arc<Index>>, StoreError> {
+        Ok(self
+            .open
+            .read()
+            .map_err(|_| StoreError::permanent("index lock poisoned"))?
+            .get(tenant)
+            .cloned())
+    }
 }
 
 impl LocalVectorIndex {
@@ -394,31 +462,45 @@ impl LocalVectorIndex {
 
     /// Opens (or creates) the index at `path` for vectors of `dimension`.
     /// An index built with another dimension is refused: mixing dimensions
-    /// would make every search meaningless.
+    /// would make every search meaningless. The default tenant's index is
+    /// opened now, so that check happens at start-up; other tenants' when
+    /// they are first used.
     pub fn open_with(path: &Path, dimension: usize, ann: AnnSettings) -> Result<Self, StoreError> {
+        let tenants = Tenants {
+            default_path: path.to_path_buf(),
+            dimension,
+            ann,
+            open: RwLock::new(HashMap::new()),
+            opening: Mutex::new(()),
+        };
+        tenants.index(&Tenant::default_tenant(), true)?;
         Ok(Self {
-            index: Arc::new(Index::open_with(path, dimension, ann)?),
+            inner: Arc::new(tenants),
         })
     }
 
     pub fn dimension(&self) -> usize {
-        self.index.dimension
+        self.inner.dimension
     }
 
-    /// Whether the approximate-search graph is built and in use.
-    pub fn graph_ready(&self) -> bool {
-        self.index.graph_ready()
+    /// Whether the tenant's approximate-search graph is built and in use.
+    pub fn graph_ready(&self, tenant: &Tenant) -> bool {
+        matches!(self.inner.loaded(tenant), Ok(Some(index)) if index.graph_ready())
     }
 
     /// Exact search regardless of the graph, on the calling thread: the
     /// judge of its recall, for benchmarks and tests.
     pub fn search_exact(
         &self,
+        tenant: &Tenant,
         query: &[f32],
         top_k: usize,
         filter: &SearchFilter,
     ) -> Result<Vec<VectorSearchResult>, StoreError> {
-        self.index.search_sync(query, top_k, filter, None)
+        match self.inner.index(tenant, false)? {
+            Some(index) => index.search_sync(query, top_k, filter, None),
+            None => Ok(Vec::new()),
+        }
     }
 
     /// Graph search keeping `ef_search` candidates instead of the
@@ -426,60 +508,98 @@ impl LocalVectorIndex {
     /// thread: for measuring the trade between speed and recall.
     pub fn search_approximate(
         &self,
+        tenant: &Tenant,
         query: &[f32],
         top_k: usize,
         ef_search: usize,
     ) -> Result<Vec<VectorSearchResult>, StoreError> {
-        self.index
-            .search_sync(query, top_k, &SearchFilter::default(), Some(ef_search))
+        match self.inner.index(tenant, false)? {
+            Some(index) => {
+                index.search_sync(query, top_k, &SearchFilter::default(), Some(ef_search))
+            }
+            None => Ok(Vec::new()),
+        }
     }
 
+    /// Runs `work` on the tenant's index on a blocking thread; `None` (no
+    /// work done) when the tenant has no index and `create` is off.
     async fn blocking<T: Send + 'static>(
         &self,
+        tenant: &Tenant,
+        create: bool,
         work: impl FnOnce(&Index) -> Result<T, StoreError> + Send + 'static,
-    ) -> Result<T, StoreError> {
-        let index = self.index.clone();
-        tokio::task::spawn_blocking(move || work(&index))
-            .await
-            .map_err(|e| StoreError::permanent(format!("vector index task failed: {e}")))?
+    ) -> Result<Option<T>, StoreError> {
+        let (inner, tenant) = (self.inner.clone(), tenant.clone());
+        tokio::task::spawn_blocking(move || match inner.index(&tenant, create)? {
+            Some(index) => work(&index).map(Some),
+            None => Ok(None),
+        })
+        .await
+        .map_err(|e| StoreError::permanent(format!("vector index task failed: {e}")))?
     }
 }
 
 #[async_trait]
 impl VectorStore for LocalVectorIndex {
-    async fn upsert(&self, chunks: &[DocumentChunk]) -> Result<(), StoreError> {
+    async fn upsert(&self, tenant: &Tenant, chunks: &[DocumentChunk]) -> Result<(), StoreError> {
         let chunks = chunks.to_vec();
-        self.blocking(move |index| index.upsert(&chunks)).await
+        self.blocking(tenant, true, move |index| index.upsert(&chunks))
+            .await
+            .map(|_| ())
     }
 
     async fn search(
         &self,
+        tenant: &Tenant,
         query: &[f32],
         top_k: usize,
         filter: &SearchFilter,
     ) -> Result<Vec<VectorSearchResult>, StoreError> {
-        let (query, filter) = (query.to_vec(), filter.clone());
-        self.blocking(move |index| {
-            index.search_sync(&query, top_k, &filter, Some(index.ann.ef_search))
-        })
-        .await
-    }
-
-    async fn delete_document(&self, document_id: Uuid) -> Result<usize, StoreError> {
-        self.blocking(move |index| index.delete_document(document_id))
-            .await
-    }
-
-    async fn count(&self) -> Result<Option<usize>, StoreError> {
-        Ok(Some(self.index.count()?))
-    }
-
-    fn backend_name(&self) -> &'static str {
-        if self.graph_ready() {
-            "local-hnsw"
-        } else {
-            "local-exact"
+        if query.len() != self.inner.dimension {
+            return Err(StoreError::Invalid(format!(
+                "query vector has {} dimensions, the index {}",
+                query.len(),
+                self.inner.dimension
+            )));
         }
+        let (query, filter) = (query.to_vec(), filter.clone());
+        Ok(self
+            .blocking(tenant, false, move |index| {
+                index.search_sync(&query, top_k, &filter, Some(index.ann.ef_search))
+            })
+            .await?
+            .unwrap_or_default())
+    }
+
+    async fn delete_document(
+        &self,
+        tenant: &Tenant,
+        document_id: Uuid,
+    ) -> Result<usize, StoreError> {
+        Ok(self
+            .blocking(tenant, false, move |index| {
+                index.delete_document(document_id)
+            })
+            .await?
+            .unwrap_or(0))
+    }
+
+    async fn count(&self, tenant: &Tenant) -> Result<Option<usize>, StoreError> {
+        Ok(Some(
+            self.blocking(tenant, false, |index| index.count())
+                .await?
+                .unwrap_or(0),
+        ))
+    }
+
+    /// `local-hnsw` once any tenant's index searches by graph.
+    fn backend_name(&self) -> &'static str {
+        let graphs = self
+            .inner
+            .open
+            .read()
+            .is_ok_and(|open| open.values().any(|index| index.graph_ready()));
+        if graphs { "local-hnsw" } else { "local-exact" }
     }
 }
 
@@ -488,6 +608,10 @@ mod tests {
     use super::*;
     use crate::scan;
     use rag_core::ChunkMetadata;
+
+    pub(super) fn t() -> Tenant {
+        Tenant::default_tenant()
+    }
 
     pub(super) fn chunk(doc: Uuid, index: u32, vector: Vec<f32>) -> DocumentChunk {
         DocumentChunk {
@@ -535,14 +659,14 @@ mod tests {
                 .enumerate()
                 .map(|(i, v)| chunk(if i % 2 == 0 { a } else { b }, i as u32, v.clone()))
                 .collect();
-            index.upsert(&chunks).await.unwrap();
-            index.upsert(&chunks[..10]).await.unwrap();
-            assert_eq!(index.count().await.unwrap(), Some(200));
+            index.upsert(&t(), &chunks).await.unwrap();
+            index.upsert(&t(), &chunks[..10]).await.unwrap();
+            assert_eq!(index.count(&t()).await.unwrap(), Some(200));
         }
         let index = LocalVectorIndex::open(&path, 16).unwrap();
-        assert_eq!(index.count().await.unwrap(), Some(200));
+        assert_eq!(index.count(&t()).await.unwrap(), Some(200));
         let hits = index
-            .search(&query, 5, &SearchFilter::default())
+            .search(&t(), &query, 5, &SearchFilter::default())
             .await
             .unwrap();
 
@@ -561,6 +685,7 @@ mod tests {
 
         let only_b = index
             .search(
+                &t(),
                 &query,
                 5,
                 &SearchFilter {
@@ -585,19 +710,22 @@ mod tests {
                 .enumerate()
                 .map(|(i, v)| chunk(if i < 30 { a } else { b }, i as u32, v.clone()))
                 .collect();
-            index.upsert(&chunks).await.unwrap();
-            assert_eq!(index.delete_document(a).await.unwrap(), 30);
-            assert_eq!(index.delete_document(a).await.unwrap(), 0);
+            index.upsert(&t(), &chunks).await.unwrap();
+            assert_eq!(index.delete_document(&t(), a).await.unwrap(), 30);
+            assert_eq!(index.delete_document(&t(), a).await.unwrap(), 0);
         }
         let index = LocalVectorIndex::open(&path, 8).unwrap();
-        assert_eq!(index.count().await.unwrap(), Some(20));
+        assert_eq!(index.count(&t()).await.unwrap(), Some(20));
         for v in &vectors {
-            let hits = index.search(v, 50, &SearchFilter::default()).await.unwrap();
+            let hits = index
+                .search(&t(), v, 50, &SearchFilter::default())
+                .await
+                .unwrap();
             assert!(hits.iter().all(|h| h.document_id == b));
         }
         // The row moved by swap_remove is still found under its own id.
         let hits = index
-            .search(&vectors[49], 1, &SearchFilter::default())
+            .search(&t(), &vectors[49], 1, &SearchFilter::default())
             .await
             .unwrap();
         assert_eq!(hits[0].metadata.chunk_index, 49);
@@ -622,7 +750,7 @@ mod tests {
     pub(super) async fn wait_for_graph(index: &LocalVectorIndex) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
         while std::time::Instant::now() < deadline {
-            if index.graph_ready() {
+            if index.graph_ready(&t()) {
                 return;
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
@@ -637,10 +765,10 @@ mod tests {
         let mut found = 0;
         for query in queries {
             let exact = index
-                .search_exact(query, 10, &SearchFilter::default())
+                .search_exact(&t(), query, 10, &SearchFilter::default())
                 .unwrap();
             let approximate = index
-                .search(query, 10, &SearchFilter::default())
+                .search(&t(), query, 10, &SearchFilter::default())
                 .await
                 .unwrap();
             assert!(approximate.windows(2).all(|w| w[0].score >= w[1].score));
@@ -662,7 +790,7 @@ mod tests {
     ) {
         for query in queries.iter().chain(rows) {
             let hits = index
-                .search(query, 10, &SearchFilter::default())
+                .search(&t(), query, 10, &SearchFilter::default())
                 .await
                 .unwrap();
             assert!(hits.iter().all(|h| h.document_id != gone));
@@ -690,21 +818,21 @@ mod tests {
             .collect();
         {
             let index = LocalVectorIndex::open_with(&path, dim, settings).unwrap();
-            index.upsert(&chunks[..400]).await.unwrap();
+            index.upsert(&t(), &chunks[..400]).await.unwrap();
             assert!(
-                !index.graph_ready(),
+                !index.graph_ready(&t()),
                 "below the threshold search stays exact"
             );
             assert_eq!(index.backend_name(), "local-exact");
             for batch in chunks[400..1500].chunks(100) {
-                index.upsert(batch).await.unwrap();
+                index.upsert(&t(), batch).await.unwrap();
             }
             wait_for_graph(&index).await;
             assert_eq!(index.backend_name(), "local-hnsw");
             // Rows written after the graph was installed are linked at once.
-            index.upsert(&chunks[1500..]).await.unwrap();
+            index.upsert(&t(), &chunks[1500..]).await.unwrap();
             let last = index
-                .search(&vectors[1999], 1, &SearchFilter::default())
+                .search(&t(), &vectors[1999], 1, &SearchFilter::default())
                 .await
                 .unwrap();
             assert_eq!(last[0].metadata.chunk_index, 1999);
@@ -712,11 +840,12 @@ mod tests {
             assert!(recall >= 0.95, "recall@10 {recall}");
 
             // Deleting a document renumbers rows under the graph.
-            assert_eq!(index.delete_document(docs[3]).await.unwrap(), 200);
+            assert_eq!(index.delete_document(&t(), docs[3]).await.unwrap(), 200);
             assert_forgotten(&index, docs[3], &queries, &vectors[..50]).await;
             // A filtered search is exact and only sees that document.
             let only = index
                 .search(
+                    &t(),
                     &queries[0],
                     5,
                     &SearchFilter {
@@ -731,10 +860,115 @@ mod tests {
         // Closing saved the graph as the delete left it; reopened, it is
         // back before the first search.
         let index = LocalVectorIndex::open_with(&path, dim, settings).unwrap();
-        assert_eq!(index.count().await.unwrap(), Some(1800));
-        assert!(index.graph_ready());
+        assert_eq!(index.count(&t()).await.unwrap(), Some(1800));
+        assert!(index.graph_ready(&t()));
         let recall = recall_against_exact(&index, &queries).await;
         assert!(recall >= 0.95, "recall@10 after reopening {recall}");
+    }
+
+    /// A small tenant beside a large one keeps its own true top-k: each
+    /// tenant has its own rows and graph, so the large tenant's graph never
+    /// answers for the small one, and neither sees the other's vectors.
+    #[tokio::test]
+    async fn each_tenant_searches_its_own_rows_exactly_or_by_its_own_graph() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vectors.log");
+        let settings = AnnSettings {
+            min_rows: 500,
+            ..AnnSettings::default()
+        };
+        let dim = 24;
+        let (big, small, graphed) = (
+            Tenant::new("big").unwrap(),
+            Tenant::new("small").unwrap(),
+            Tenant::new("graphed").unwrap(),
+        );
+        let rows = |n: usize, seed: u64| -> Vec<DocumentChunk> {
+            let doc = Uuid::new_v4();
+            clustered(n, dim, seed)
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| chunk(doc, i as u32, v))
+                .collect()
+        };
+        let queries = clustered(30, dim, 99);
+        let index = LocalVectorIndex::open_with(&path, dim, settings).unwrap();
+        let big_rows = rows(3000, 1);
+        for batch in big_rows.chunks(500) {
+            index.upsert(&big, batch).await.unwrap();
+        }
+        let small_rows = rows(100, 2);
+        index.upsert(&small, &small_rows).await.unwrap();
+        let graphed_rows = rows(800, 3);
+        index.upsert(&graphed, &graphed_rows).await.unwrap();
+        for tenant in [&big, &graphed] {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+            while !index.graph_ready(tenant) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "no graph for {tenant}"
+                );
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        }
+        assert!(!index.graph_ready(&small));
+        assert_eq!(index.count(&small).await.unwrap(), Some(100));
+        assert_eq!(index.count(&t()).await.unwrap(), Some(0));
+
+        let own = |rows: &[DocumentChunk], hits: &[VectorSearchResult]| {
+            hits.iter()
+                .all(|h| rows.iter().any(|r| r.metadata.chunk_id == h.chunk_id))
+        };
+        let mut found = 0;
+        for query in &queries {
+            // Brute force over the small tenant's rows is the truth.
+            let q = normalized(query);
+            let mut truth: Vec<(f32, &str)> = small_rows
+                .iter()
+                .map(|r| {
+                    let score = scan::dot(&q, &normalized(&r.embedding));
+                    (score, r.metadata.chunk_id.as_str())
+                })
+                .collect();
+            truth.sort_by(|x, y| y.0.total_cmp(&x.0));
+            let hits = index
+                .search(&small, query, 10, &SearchFilter::default())
+                .await
+                .unwrap();
+            let got: Vec<&str> = hits.iter().map(|h| h.chunk_id.as_str()).collect();
+            let want: Vec<&str> = truth[..10].iter().map(|(_, id)| *id).collect();
+            assert_eq!(got, want);
+
+            let graph_hits = index
+                .search(&graphed, query, 10, &SearchFilter::default())
+                .await
+                .unwrap();
+            assert!(own(&graphed_rows, &graph_hits));
+            let exact = index
+                .search_exact(&graphed, query, 10, &SearchFilter::default())
+                .unwrap();
+            found += graph_hits
+                .iter()
+                .filter(|h| exact.iter().any(|e| e.chunk_id == h.chunk_id))
+                .count();
+            let big_hits = index
+                .search(&big, query, 10, &SearchFilter::default())
+                .await
+                .unwrap();
+            assert!(own(&big_rows, &big_hits));
+        }
+        let recall = found as f64 / (queries.len() * 10) as f64;
+        assert!(recall >= 0.95, "recall@10 of the graphed tenant {recall}");
+
+        // Deleting under another tenant's name removes nothing.
+        let small_doc = small_rows[0].metadata.document_id;
+        assert_eq!(index.delete_document(&big, small_doc).await.unwrap(), 0);
+        assert_eq!(index.count(&small).await.unwrap(), Some(100));
+        drop(index);
+        assert!(dir.path().join("tenants/small/vectors.log").exists());
+        let reopened = LocalVectorIndex::open_with(&path, dim, settings).unwrap();
+        assert_eq!(reopened.count(&small).await.unwrap(), Some(100));
+        assert_eq!(reopened.count(&big).await.unwrap(), Some(3000));
     }
 
     #[tokio::test]
@@ -745,11 +979,11 @@ mod tests {
         {
             let index = LocalVectorIndex::open(&path, 4).unwrap();
             index
-                .upsert(&[chunk(doc, 0, vec![1.0, 0.0, 0.0, 0.0])])
+                .upsert(&t(), &[chunk(doc, 0, vec![1.0, 0.0, 0.0, 0.0])])
                 .await
                 .unwrap();
             index
-                .upsert(&[chunk(doc, 1, vec![0.0, 1.0, 0.0, 0.0])])
+                .upsert(&t(), &[chunk(doc, 1, vec![0.0, 1.0, 0.0, 0.0])])
                 .await
                 .unwrap();
         }
@@ -762,16 +996,16 @@ mod tests {
             .unwrap();
         {
             let index = LocalVectorIndex::open(&path, 4).unwrap();
-            assert_eq!(index.count().await.unwrap(), Some(1));
+            assert_eq!(index.count(&t()).await.unwrap(), Some(1));
             index
-                .upsert(&[chunk(doc, 2, vec![0.0, 0.0, 1.0, 0.0])])
+                .upsert(&t(), &[chunk(doc, 2, vec![0.0, 0.0, 1.0, 0.0])])
                 .await
                 .unwrap();
         }
         assert_eq!(
             LocalVectorIndex::open(&path, 4)
                 .unwrap()
-                .count()
+                .count(&t())
                 .await
                 .unwrap(),
             Some(2)

@@ -14,7 +14,7 @@ use rag_aws::{RetryPolicy, TitanEmbedder};
 use rag_aws_emulator::{Emulator, Faults};
 use rag_core::answer::ExtractiveAnswerer;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
-use rag_core::{IngestInput, RagService, ServiceSettings, Stores};
+use rag_core::{IngestInput, RagService, ServiceSettings, Stores, Tenant};
 use rag_local::{FileDocumentStore, LocalVectorIndex, SqliteStore};
 
 /// Text that the 1000/200 splitter cuts into about `chunks` chunks: each
@@ -90,6 +90,7 @@ async fn main() {
         let outcome = service
             .ingestor()
             .ingest(
+                &Tenant::default_tenant(),
                 IngestInput {
                     bytes: text.clone().into(),
                     declared_content_type: Some("text/plain".into()),

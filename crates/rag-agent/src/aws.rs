@@ -113,6 +113,7 @@ pub async fn vector_store(
     sdk: &SdkConfig,
     args: &AwsArgs,
     dimension: usize,
+    warnings: &mut Vec<String>,
 ) -> anyhow::Result<S3VectorStore> {
     let bucket = args
         .s3_vector_bucket
@@ -129,7 +130,7 @@ pub async fn vector_store(
         &args.s3_vector_index,
         dimension,
     );
-    store
+    let warning = store
         .ensure_index(args.create_vector_index)
         .await
         .with_context(|| {
@@ -138,6 +139,10 @@ pub async fn vector_store(
                 args.s3_vector_index
             )
         })?;
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+        warnings.push(warning);
+    }
     Ok(store)
 }
 

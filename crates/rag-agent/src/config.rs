@@ -36,8 +36,109 @@ pub enum Command {
     /// (started by `serve`, never by hand).
     #[command(hide = true)]
     ParseWorker { content_type: String },
+    /// Make, list and revoke API keys, on the configured metadata store
+    /// directly (the data directory, or DynamoDB through the same variables
+    /// as `serve`), so the first key can be made before any server runs.
+    #[command(
+        after_help = "Examples:\n  rag-agent keys create --tenant team-a --role admin --name first --expires-in 90d\n  rag-agent keys list --tenant team-a --json\n  rag-agent keys revoke 3f2a9c0d1b4e5f60\n\nA key is shown once, when made; only its SHA-256 digest is stored."
+    )]
+    Keys {
+        #[command(subcommand)]
+        command: Box<KeysCommand>,
+    },
     #[command(flatten)]
     Client(rag_cli::ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Make a key and print it once.
+    Create(KeysCreateArgs),
+    /// List keys, newest first, without their secrets.
+    List(KeysListArgs),
+    /// Revoke a key; servers stop accepting it within five seconds.
+    Revoke(KeysRevokeArgs),
+}
+
+/// Where keys are kept: as `serve` would open its metadata store.
+#[derive(Debug, Args)]
+pub struct KeyStoreArgs {
+    /// The data directory of the embedded default [default: as `serve`]
+    #[arg(long, env = "RAG_AGENT_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub aws: AwsArgs,
+}
+
+impl KeyStoreArgs {
+    pub fn data_dir(&self) -> PathBuf {
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct KeysCreateArgs {
+    /// The key's tenant; `*` makes a platform operator key (role admin).
+    #[arg(long)]
+    pub tenant: String,
+    #[arg(long, value_enum)]
+    pub role: RoleArg,
+    /// A name to tell the key by.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// How long the key works: `30d`, `12h`, `90m`; forever when absent.
+    #[arg(long)]
+    pub expires_in: Option<String>,
+    #[command(flatten)]
+    pub store: KeyStoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysListArgs {
+    /// Only this tenant's keys (`*`: the operator keys).
+    #[arg(long)]
+    pub tenant: Option<String>,
+    #[command(flatten)]
+    pub store: KeyStoreArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct KeysRevokeArgs {
+    /// The key id (the part after `rag_` and before the next `_`).
+    pub id: String,
+    #[command(flatten)]
+    pub store: KeyStoreArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RoleArg {
+    Reader,
+    Writer,
+    Admin,
+}
+
+impl From<RoleArg> for rag_core::Role {
+    fn from(role: RoleArg) -> Self {
+        match role {
+            RoleArg::Reader => rag_core::Role::Reader,
+            RoleArg::Writer => rag_core::Role::Writer,
+            RoleArg::Admin => rag_core::Role::Admin,
+        }
+    }
+}
+
+/// How requests prove who they are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthArg {
+    /// No credential: every request is the default tenant's admin
+    /// (loopback addresses only, unless --allow-unauthenticated).
+    None,
+    /// API keys made with `rag-agent keys create` or `POST /admin/keys`.
+    #[value(name = "api_key")]
+    ApiKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +214,14 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "RAG_AGENT_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
+    /// How requests prove who they are. `none` is allowed only on a
+    /// loopback address (and never under Lambda).
+    #[arg(long, env = "RAG_AGENT_AUTH", value_enum, default_value = "none")]
+    pub auth: AuthArg,
+    /// Serve without credentials on a non-loopback address: anyone who can
+    /// reach it is the default tenant's admin.
+    #[arg(long, env = "RAG_AGENT_ALLOW_UNAUTHENTICATED", default_value_t = false)]
+    pub allow_unauthenticated: bool,
     /// Where the embedded default keeps its database, vectors and files
     /// [default: the user data directory, e.g. ~/.local/share/rag-agent]
     #[arg(long, env = "RAG_AGENT_DATA_DIR")]
@@ -308,12 +417,14 @@ pub struct AwsArgs {
 
 impl ServeArgs {
     pub fn data_dir(&self) -> PathBuf {
-        self.data_dir.clone().unwrap_or_else(|| {
-            dirs::data_dir()
-                .unwrap_or_else(|| PathBuf::from("."))
-                .join("rag-agent")
-        })
+        self.data_dir.clone().unwrap_or_else(default_data_dir)
     }
+}
+
+fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("rag-agent")
 }
 
 /// Where a fetched model lives unless configured otherwise.

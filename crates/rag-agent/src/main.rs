@@ -4,6 +4,7 @@
 mod aws;
 mod config;
 mod embedded;
+mod keys;
 mod wiring;
 
 use std::io::Write;
@@ -49,6 +50,10 @@ fn main() -> anyhow::Result<()> {
         } => wiring::fetch_model(&args),
         Command::ParseWorker { content_type } => {
             std::process::exit(wiring::run_parse_worker(&content_type))
+        }
+        Command::Keys { command } => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(keys::run(*command))
         }
         Command::Completions { shell } => {
             let mut command = <Cli as clap::CommandFactory>::command();

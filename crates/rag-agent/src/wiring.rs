@@ -6,12 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rag_api::{AppState, RequestGuard};
+use rag_api::{AppState, AuthMode, Authenticator, RequestGuard};
 use rag_core::AgentSettings;
 use rag_core::agent::MAX_CYCLES_LIMIT;
 use rag_core::answer::ExtractiveAnswerer;
 use rag_core::chat::ChatModel;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
+use rag_core::keys::{KeyService, KeyStore};
 use rag_core::loading::LoadingEmbedder;
 use rag_core::parse::{ParseLimits, WorkerCommand};
 use rag_core::tools::{ToolRegistry, WebSearchProvider, WebSearchTool};
@@ -26,8 +27,9 @@ use rag_openai::{OpenAiChatModel, OpenAiConfig};
 
 use crate::aws;
 use crate::config::{
-    AgentArgs, DocumentBackend, EmbeddingProvider, FetchArgs, LlmProvider, MetadataBackend,
-    SearchModeArg, ServeArgs, VectorBackend, WebSearchProviderArg, default_model_dir,
+    AgentArgs, AuthArg, DocumentBackend, EmbeddingProvider, FetchArgs, LlmProvider,
+    MetadataBackend, SearchModeArg, ServeArgs, VectorBackend, WebSearchProviderArg,
+    default_model_dir,
 };
 
 const MINILM_DIMENSION: usize = 384;
@@ -92,15 +94,22 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         }
         MetadataBackend::Dynamodb => None,
     };
-    let (metadata, conversations): (Arc<dyn MetadataStore>, Arc<dyn ConversationStore>) =
-        match (&sqlite, &sdk) {
-            (Some(sqlite), _) => (Arc::new(sqlite.clone()), Arc::new(sqlite.clone())),
-            (None, Some(sdk)) => {
-                let store = Arc::new(aws::metadata_store(sdk, aws_args)?);
-                (store.clone(), store)
-            }
-            (None, None) => unreachable!("DynamoDB always loads the SDK config"),
-        };
+    let (metadata, conversations, key_store): (
+        Arc<dyn MetadataStore>,
+        Arc<dyn ConversationStore>,
+        Arc<dyn KeyStore>,
+    ) = match (&sqlite, &sdk) {
+        (Some(sqlite), _) => (
+            Arc::new(sqlite.clone()),
+            Arc::new(sqlite.clone()),
+            Arc::new(sqlite.clone()),
+        ),
+        (None, Some(sdk)) => {
+            let store = Arc::new(aws::metadata_store(sdk, aws_args)?);
+            (store.clone(), store.clone(), store)
+        }
+        (None, None) => unreachable!("DynamoDB always loads the SDK config"),
+    };
     let documents: Arc<dyn DocumentStore> = match (aws_args.document_backend, &sdk) {
         (DocumentBackend::S3, Some(sdk)) => Arc::new(aws::document_store(sdk, aws_args)?),
         _ => Arc::new(
@@ -109,7 +118,7 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
     };
     let vectors: Arc<dyn VectorStore> = match (aws_args.vector_backend, &sdk) {
         (VectorBackend::S3vectors, Some(sdk)) => {
-            Arc::new(aws::vector_store(sdk, aws_args, dimension).await?)
+            Arc::new(aws::vector_store(sdk, aws_args, dimension, &mut warnings).await?)
         }
         _ => Arc::new(
             LocalVectorIndex::open_with(
@@ -212,6 +221,13 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         },
     );
     let mut state = AppState::new(service);
+    state.auth = Authenticator {
+        mode: match args.auth {
+            AuthArg::None => AuthMode::None,
+            AuthArg::ApiKey => AuthMode::ApiKey,
+        },
+        keys: Some(KeyService::new(key_store)),
+    };
     state.body_limit = args.max_body_bytes;
     state.guard = RequestGuard {
         allowed_hosts: listed(&args.allowed_hosts),
@@ -222,6 +238,27 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
     // would stall: ingestion answers once it has finished.
     state.wait_for_ingest_by_default = args.wait_for_ingest || on_lambda;
     Ok(state)
+}
+
+/// `none` answers anyone as the default tenant's admin: only where no one
+/// else can reach the server, unless its operator says otherwise.
+fn check_auth(args: &ServeArgs, on_lambda: bool) -> anyhow::Result<()> {
+    if args.auth != AuthArg::None {
+        return Ok(());
+    }
+    const HOW: &str = "set RAG_AGENT_AUTH=api_key (--auth api_key) and make a key first with `rag-agent keys create --tenant <tenant> --role admin`";
+    if on_lambda {
+        bail!(
+            "RAG_AGENT_AUTH=none is refused under Lambda, where the function is reachable from outside; {HOW}"
+        );
+    }
+    if !args.addr.ip().is_loopback() && !args.allow_unauthenticated {
+        bail!(
+            "listening on {} without authentication would let anyone who reaches it read and delete every document; {HOW}, or pass --allow-unauthenticated (RAG_AGENT_ALLOW_UNAUTHENTICATED=true) if something in front of it authenticates",
+            args.addr
+        );
+    }
+    Ok(())
 }
 
 fn listed(values: &[String]) -> Vec<String> {
@@ -282,6 +319,7 @@ fn web_search_provider(args: &AgentArgs) -> anyhow::Result<Option<WebSearchProvi
 
 /// Rejects combinations that cannot work, naming the variable to change.
 fn check_combination(args: &ServeArgs, on_lambda: bool) -> anyhow::Result<()> {
+    check_auth(args, on_lambda)?;
     let aws = &args.aws;
     if on_lambda {
         let local = [

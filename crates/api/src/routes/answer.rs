@@ -7,16 +7,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
-use rag_core::StoredMessage;
 use rag_core::chat::{ContentBlock, Role, ToolResultStatus};
+use rag_core::principal;
 use rag_core::{
     ChatEvent, ChatReply, QueryInput, QueryResponse, RagError, SearchMode, TurnRequest,
 };
+use rag_core::{StoredMessage, Tenant};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AppJson, AppPath, AppQuery, whole_number};
 use crate::routes::parse_id;
@@ -75,9 +77,12 @@ pub struct ChatRequestBody {
     pub document_ids: Vec<Uuid>,
 }
 
-impl From<ChatRequestBody> for TurnRequest {
-    fn from(body: ChatRequestBody) -> Self {
+impl ChatRequestBody {
+    /// The turn this body asks for, on behalf of `tenant`.
+    fn into_turn(self, tenant: &Tenant) -> TurnRequest {
+        let body = self;
         TurnRequest {
+            tenant: tenant.clone(),
             message: body.message,
             conversation_id: body.conversation_id,
             max_cycles: body.max_cycles,
@@ -94,12 +99,15 @@ impl From<ChatRequestBody> for TurnRequest {
               (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
 pub async fn query(
     State(state): State<AppState>,
+    caller: Caller,
     AppJson(body): AppJson<QueryRequest>,
 ) -> Result<Json<QueryResponse>, ApiError> {
+    let tenant = caller.require(principal::Role::Reader)?;
     let response = state
         .service
         .answerer()
         .query(QueryInput {
+            tenant: tenant.clone(),
             query: body.query,
             top_k: body.top_k,
             similarity_threshold: body.similarity_threshold,
@@ -118,9 +126,13 @@ pub async fn query(
     responses((status = 200, body = ChatReply), (status = 400, body = ErrorBody)))]
 pub async fn chat(
     State(state): State<AppState>,
+    caller: Caller,
     AppJson(body): AppJson<ChatRequestBody>,
 ) -> Result<Json<ChatReply>, ApiError> {
-    Ok(Json(state.service.turns().chat(body.into()).await?))
+    let tenant = caller.require(principal::Role::Reader)?;
+    Ok(Json(
+        state.service.turns().chat(body.into_turn(tenant)).await?,
+    ))
 }
 
 /// A conversational turn as Server-Sent Events. The agent sends `delta`,
@@ -132,13 +144,15 @@ pub async fn chat(
               (status = 400, body = ErrorBody)))]
 pub async fn chat_stream(
     State(state): State<AppState>,
+    caller: Caller,
     AppJson(body): AppJson<ChatRequestBody>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let tenant = caller.require(principal::Role::Reader)?;
     let events = state
         .service
         .turns()
         .clone()
-        .chat_stream(body.into())
+        .chat_stream(body.into_turn(tenant))
         .await?;
     let stream = events.map(|item| Ok(to_sse(item)));
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
@@ -255,15 +269,17 @@ pub struct Conversation {
     responses((status = 200, body = Conversation), (status = 400, body = ErrorBody)))]
 pub async fn conversation(
     State(state): State<AppState>,
+    caller: Caller,
     AppPath(id): AppPath<String>,
     AppQuery(params): AppQuery<HistoryParams>,
 ) -> Result<Json<Conversation>, ApiError> {
+    let tenant = caller.require(principal::Role::Reader)?;
     let id = parse_id(&id, "conversation")?;
     let limit = params.limit.unwrap_or_else(default_history_limit);
     let messages = state
         .service
         .catalog()
-        .conversation(id, limit)
+        .conversation(tenant, id, limit)
         .await?
         .into_iter()
         .map(ConversationMessage::from)

@@ -8,11 +8,12 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rag_core::chunk::ChunkingOptions;
-use rag_core::{Document, DocumentStatus, IngestInput, IngestOutcome, ListQuery};
+use rag_core::{Document, DocumentStatus, IngestInput, IngestOutcome, ListQuery, Role};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::AppState;
+use crate::auth::Caller;
 use crate::error::{ApiError, ErrorBody};
 use crate::extract::{AppJson, AppMultipart, AppPath, AppQuery, whole_number};
 use crate::routes::parse_id;
@@ -85,8 +86,10 @@ fn ingest_response(outcome: IngestOutcome) -> Response {
               (status = 422, body = ErrorBody)))]
 pub async fn ingest(
     State(state): State<AppState>,
+    caller: Caller,
     AppJson(body): AppJson<IngestRequest>,
 ) -> Result<Response, ApiError> {
+    let tenant = caller.require(Role::Writer)?;
     let wait = body.wait.unwrap_or(state.wait_for_ingest_by_default);
     let input = IngestInput {
         bytes: Bytes::new(),
@@ -104,6 +107,7 @@ pub async fn ingest(
                 .service
                 .ingestor()
                 .ingest(
+                    tenant,
                     IngestInput {
                         bytes: Bytes::from(content),
                         ..input
@@ -116,7 +120,7 @@ pub async fn ingest(
             state
                 .service
                 .ingestor()
-                .ingest_url(&url, input, wait)
+                .ingest_url(tenant, &url, input, wait)
                 .await?
         }
         _ => {
@@ -139,8 +143,10 @@ pub async fn ingest(
               (status = 422, body = ErrorBody)))]
 pub async fn upload(
     State(state): State<AppState>,
+    caller: Caller,
     AppMultipart(mut multipart): AppMultipart,
 ) -> Result<Response, ApiError> {
+    let tenant = caller.require(Role::Writer)?.clone();
     let mut input = IngestInput::default();
     let mut file_seen = false;
     let (mut size, mut overlap, mut wait) = (None, None, None);
@@ -187,7 +193,11 @@ pub async fn upload(
     input.chunking = ChunkingOptions::requested(size, overlap);
     let wait = wait.unwrap_or(state.wait_for_ingest_by_default);
     Ok(ingest_response(
-        state.service.ingestor().ingest(input, wait).await?,
+        state
+            .service
+            .ingestor()
+            .ingest(&tenant, input, wait)
+            .await?,
     ))
 }
 
@@ -234,8 +244,10 @@ pub struct DocumentList {
     responses((status = 200, body = DocumentList), (status = 400, body = ErrorBody)))]
 pub async fn list(
     State(state): State<AppState>,
+    caller: Caller,
     AppQuery(params): AppQuery<ListParams>,
 ) -> Result<Json<DocumentList>, ApiError> {
+    let tenant = caller.require(Role::Reader)?;
     let status = match params.status.as_deref() {
         None => None,
         Some(s) => Some(DocumentStatus::exact(s).ok_or_else(|| {
@@ -247,11 +259,14 @@ pub async fn list(
     let page = state
         .service
         .catalog()
-        .list_documents(&ListQuery {
-            status,
-            limit: params.limit.unwrap_or(50),
-            cursor: params.cursor,
-        })
+        .list_documents(
+            tenant,
+            &ListQuery {
+                status,
+                limit: params.limit.unwrap_or(50),
+                cursor: params.cursor,
+            },
+        )
         .await?;
     Ok(Json(DocumentList {
         items: page.items,
@@ -294,21 +309,23 @@ pub struct DocumentDetail {
     responses((status = 200, body = DocumentDetail), (status = 404, body = ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
+    caller: Caller,
     AppPath(id): AppPath<String>,
     AppQuery(params): AppQuery<GetParams>,
 ) -> Result<Json<DocumentDetail>, ApiError> {
+    let tenant = caller.require(Role::Reader)?;
     let id = parse_id(&id, "document")?;
     let document = state
         .service
         .catalog()
-        .get_document(id, params.include_content)
+        .get_document(tenant, id, params.include_content)
         .await?;
     let chunks = if params.include_chunks {
         Some(
             state
                 .service
                 .catalog()
-                .document_chunks(id)
+                .document_chunks(tenant, id)
                 .await?
                 .into_iter()
                 .map(|c| ChunkView {
@@ -333,9 +350,11 @@ pub async fn get(
     responses((status = 204), (status = 404, body = ErrorBody)))]
 pub async fn delete(
     State(state): State<AppState>,
+    caller: Caller,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
+    let tenant = caller.require(Role::Writer)?;
     let id = parse_id(&id, "document")?;
-    state.service.catalog().delete_document(id).await?;
+    state.service.catalog().delete_document(tenant, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,6 +3,7 @@
 pub mod answer;
 pub mod documents;
 pub mod health;
+pub mod keys;
 pub mod tools;
 pub mod ui;
 

@@ -94,3 +94,8 @@ pub fn chunk(doc: Uuid, index: u32, content: &str, embedding: Vec<f32>) -> Docum
         embedding,
     }
 }
+
+/// The tenant of tests that are not about tenants.
+pub fn t() -> rag_core::Tenant {
+    rag_core::Tenant::default_tenant()
+}

@@ -122,8 +122,14 @@ impl ChatTurns for Agent {
     async fn chat(&self, request: TurnRequest) -> Result<ChatReply, RagError> {
         let max_cycles = self.check(&request)?;
         let conversation_id = request.conversation_id.unwrap_or_else(Uuid::new_v4);
-        self.run(&request.message, conversation_id, max_cycles, None)
-            .await
+        self.run(
+            &request.tenant,
+            &request.message,
+            conversation_id,
+            max_cycles,
+            None,
+        )
+        .await
     }
 
     /// Streams `tool_use`, `tool_result` and `delta` events as they happen,
@@ -136,7 +142,13 @@ impl ChatTurns for Agent {
         let conversation_id = request.conversation_id.unwrap_or_else(Uuid::new_v4);
         Ok(spawn_turn(move |sink| async move {
             let reply = self
-                .run(&request.message, conversation_id, max_cycles, Some(&sink))
+                .run(
+                    &request.tenant,
+                    &request.message,
+                    conversation_id,
+                    max_cycles,
+                    Some(&sink),
+                )
                 .await?;
             Ok(reply.closing_events())
         }))

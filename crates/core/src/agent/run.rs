@@ -14,6 +14,7 @@ use crate::chat::{
 };
 use crate::domain::TokenUsage;
 use crate::error::{ModelError, RagError};
+use crate::tenant::Tenant;
 use crate::tools::{ToolError, ToolOutput};
 use crate::turn::{ChatEvent, ChatOutcome, ChatReply, EventSink, ToolCallRecord, fold_stream};
 
@@ -36,6 +37,7 @@ const SUMMARY_CHARS: usize = 200;
 impl Agent {
     pub(super) async fn run(
         &self,
+        tenant: &Tenant,
         question: &str,
         conversation_id: Uuid,
         max_cycles: u32,
@@ -44,7 +46,7 @@ impl Agent {
         let started = Instant::now();
         let stored = self
             .conversations
-            .history(conversation_id, self.settings.memory_messages)
+            .history(tenant, conversation_id, self.settings.memory_messages)
             .await?;
         let mut history = window(
             stored.into_iter().map(|m| m.message).collect(),
@@ -94,8 +96,11 @@ impl Agent {
             let uses = tool_uses(&message);
             if response.stop_reason == StopReason::ToolUse && !uses.is_empty() {
                 turn.push(message);
-                let runs =
-                    join_all(uses.into_iter().map(|u| self.call_tool(u, started, sink))).await;
+                let runs = join_all(
+                    uses.into_iter()
+                        .map(|u| self.call_tool(tenant, u, started, sink)),
+                )
+                .await;
                 let mut results = Vec::with_capacity(runs.len());
                 for run in runs {
                     if let Ok(ToolOutput::Passages(found)) = run.output {
@@ -135,7 +140,7 @@ impl Agent {
             );
         };
         let answer = turn.last().map(Message::text).unwrap_or_default();
-        self.remember(conversation_id, turn).await?;
+        self.remember(tenant, conversation_id, turn).await?;
         Ok(ChatReply {
             conversation_id,
             sources: citations.sources(&answer),
@@ -151,8 +156,11 @@ impl Agent {
         })
     }
 
+    /// Runs one tool as the caller: the tool sees `tenant`'s data only,
+    /// whatever ids the model put in its input.
     async fn call_tool(
         &self,
+        tenant: &Tenant,
         call: ToolUse,
         started: Instant,
         sink: Option<&EventSink>,
@@ -184,7 +192,7 @@ impl Agent {
             Some(tool) => {
                 match tokio::time::timeout(
                     self.settings.tool_timeout,
-                    tool.call(call.input.clone()),
+                    tool.call(tenant, call.input.clone()),
                 )
                 .await
                 {
@@ -245,7 +253,12 @@ impl Agent {
         }
     }
 
-    async fn remember(&self, conversation_id: Uuid, turn: Vec<Message>) -> Result<(), RagError> {
+    async fn remember(
+        &self,
+        tenant: &Tenant,
+        conversation_id: Uuid,
+        turn: Vec<Message>,
+    ) -> Result<(), RagError> {
         let now = Utc::now();
         let messages: Vec<StoredMessage> = turn
             .into_iter()
@@ -255,7 +268,7 @@ impl Agent {
             })
             .collect();
         self.conversations
-            .append(conversation_id, &messages)
+            .append(tenant, conversation_id, &messages)
             .await?;
         Ok(())
     }

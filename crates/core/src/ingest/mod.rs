@@ -26,6 +26,7 @@ use crate::domain::{Document, DocumentStatus};
 use crate::error::{RagError, StoreError};
 use crate::fetch::UrlFetcher;
 use crate::parse::{self, DocumentParser, ParsedDocument};
+use crate::tenant::Tenant;
 
 pub use limits::{
     MAX_METADATA_BYTES, MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_SOURCE_CHARS,
@@ -127,18 +128,21 @@ impl Ingestor {
     /// set, otherwise in the background (bounded by the concurrency).
     pub async fn ingest(
         self: &Arc<Self>,
+        tenant: &Tenant,
         input: IngestInput,
         wait: bool,
     ) -> Result<IngestOutcome, RagError> {
-        let outcome = self.accept(input).await?;
+        let outcome = self.accept(tenant, input).await?;
         let IngestOutcome::Created(document) = outcome else {
             return Ok(outcome);
         };
         if wait {
             let _permit = self.permits.acquire().await;
-            return Ok(IngestOutcome::Created(self.process(document.id).await?));
+            return Ok(IngestOutcome::Created(
+                self.process(tenant, document.id).await?,
+            ));
         }
-        self.spawn_processing(document.id);
+        self.spawn_processing(tenant.clone(), document.id);
         Ok(IngestOutcome::Created(document))
     }
 
@@ -146,6 +150,7 @@ impl Ingestor {
     /// ingests what it returns.
     pub async fn ingest_url(
         self: &Arc<Self>,
+        tenant: &Tenant,
         url: &str,
         mut input: IngestInput,
         wait: bool,
@@ -164,22 +169,31 @@ impl Ingestor {
                 .and_then(|u| u.path_segments()?.next_back().map(str::to_string))
                 .filter(|name| name.contains('.'));
         }
-        self.ingest(input, wait).await
+        self.ingest(tenant, input, wait).await
     }
 
-    fn spawn_processing(self: &Arc<Self>, id: Uuid) {
+    fn spawn_processing(self: &Arc<Self>, tenant: Tenant, id: Uuid) {
         let ingestor = self.clone();
         tokio::spawn(async move {
             let _permit = ingestor.permits.clone().acquire_owned().await;
-            if let Err(error) = ingestor.process(id).await {
-                tracing::error!(%id, %error, "background ingestion failed");
+            if let Err(error) = ingestor.process(&tenant, id).await {
+                tracing::error!(%tenant, %id, %error, "background ingestion failed");
             }
         });
     }
 
-    /// Finds documents a crash left PENDING or PROCESSING and indexes them
-    /// again from their stored text. Returns how many were resumed.
+    /// Finds documents a crash left PENDING or PROCESSING, in every
+    /// tenant, and indexes them again from their stored text. Returns how
+    /// many were resumed.
     pub async fn recover(self: &Arc<Self>) -> Result<usize, RagError> {
+        let mut resumed = 0;
+        for tenant in self.stores().metadata.tenants().await? {
+            resumed += self.recover_tenant(&tenant).await?;
+        }
+        Ok(resumed)
+    }
+
+    async fn recover_tenant(self: &Arc<Self>, tenant: &Tenant) -> Result<usize, RagError> {
         let metadata = &self.stores().metadata;
         // A document moved back from PROCESSING is listed again as
         // PENDING; it is resumed once.
@@ -188,11 +202,14 @@ impl Ingestor {
             let mut cursor = None;
             loop {
                 let page = metadata
-                    .list(&ListQuery {
-                        status: Some(status),
-                        limit: 100,
-                        cursor,
-                    })
+                    .list(
+                        tenant,
+                        &ListQuery {
+                            status: Some(status),
+                            limit: 100,
+                            cursor,
+                        },
+                    )
                     .await?;
                 for doc in &page.items {
                     if !resumed.insert(doc.id) {
@@ -201,6 +218,7 @@ impl Ingestor {
                     if status == DocumentStatus::Processing {
                         match metadata
                             .transition(
+                                tenant,
                                 doc.id,
                                 DocumentStatus::Processing,
                                 DocumentStatus::Pending,
@@ -212,8 +230,8 @@ impl Ingestor {
                             Err(e) => return Err(e.into()),
                         }
                     }
-                    tracing::info!(id = %doc.id, title = %doc.title, "resuming interrupted ingestion");
-                    self.spawn_processing(doc.id);
+                    tracing::info!(%tenant, id = %doc.id, title = %doc.title, "resuming interrupted ingestion");
+                    self.spawn_processing(tenant.clone(), doc.id);
                 }
                 match page.next_cursor {
                     Some(next) => cursor = Some(next),
@@ -226,7 +244,11 @@ impl Ingestor {
 
     /// Validates and parses the input, stores it as PENDING and returns the
     /// document; chunking and embedding happen in [`Ingestor::process`].
-    pub async fn accept(&self, input: IngestInput) -> Result<IngestOutcome, RagError> {
+    pub async fn accept(
+        &self,
+        tenant: &Tenant,
+        input: IngestInput,
+    ) -> Result<IngestOutcome, RagError> {
         let settings = &self.settings;
         if input.bytes.is_empty() {
             return Err(RagError::invalid("the document is empty"));
@@ -246,7 +268,7 @@ impl Ingestor {
         )?;
         let hash = content_hash(&input.bytes);
         if !input.new_version
-            && let Some(existing) = self.stores().metadata.find_by_hash(&hash).await?
+            && let Some(existing) = self.stores().metadata.find_by_hash(tenant, &hash).await?
         {
             return Ok(IngestOutcome::Duplicate(existing));
         }
@@ -298,15 +320,16 @@ impl Ingestor {
         // document that recovery fails visibly (its file is missing), never
         // files that nothing references.
         let stores = self.stores();
-        stores.metadata.insert(&document).await?;
+        stores.metadata.insert(tenant, &document).await?;
         let written = async {
             stores
                 .documents
-                .put(&raw_key(id), input.bytes, kind.mime())
+                .put(tenant, &raw_key(id), input.bytes, kind.mime())
                 .await?;
             stores
                 .documents
                 .put(
+                    tenant,
                     &text_key(id),
                     Bytes::from(parsed.text),
                     "text/plain; charset=utf-8",
@@ -314,8 +337,8 @@ impl Ingestor {
                 .await
         };
         if let Err(e) = written.await {
-            self.catalog.remove_files(id).await;
-            if let Err(cleanup) = stores.metadata.delete(id).await {
+            self.catalog.remove_files(tenant, id).await;
+            if let Err(cleanup) = stores.metadata.delete(tenant, id).await {
                 tracing::error!(%id, error = %cleanup, "could not remove the row of a document whose files failed");
             }
             return Err(e.into());
@@ -326,10 +349,11 @@ impl Ingestor {
     /// Claims a PENDING document and indexes it. Safe to call for a document
     /// another worker already claimed: the conditional transition fails and
     /// this call returns without touching it.
-    pub async fn process(&self, id: Uuid) -> Result<Document, RagError> {
+    pub async fn process(&self, tenant: &Tenant, id: Uuid) -> Result<Document, RagError> {
         let metadata = &self.stores().metadata;
         let document = match metadata
             .transition(
+                tenant,
                 id,
                 DocumentStatus::Pending,
                 DocumentStatus::Processing,
@@ -339,15 +363,16 @@ impl Ingestor {
         {
             Ok(d) => d,
             Err(StoreError::Conflict(_)) => {
-                return metadata.get(id).await?.ok_or_else(|| not_found(id));
+                return metadata.get(tenant, id).await?.ok_or_else(|| not_found(id));
             }
             Err(e) => return Err(e.into()),
         };
         let started = std::time::Instant::now();
-        match self.index_document(&document).await {
+        match self.index_document(tenant, &document).await {
             Ok((chunk_count, token_count)) => {
                 let done = metadata
                     .transition(
+                        tenant,
                         id,
                         DocumentStatus::Processing,
                         DocumentStatus::Indexed,
@@ -366,16 +391,17 @@ impl Ingestor {
                     }
                     Err(e) => {
                         // Deleted while we worked: take back what we wrote.
-                        self.catalog.remove_index_entries(id).await;
+                        self.catalog.remove_index_entries(tenant, id).await;
                         Err(e.into())
                     }
                 }
             }
             Err(error) => {
                 tracing::warn!(%id, %error, "ingestion failed");
-                self.catalog.remove_index_entries(id).await;
+                self.catalog.remove_index_entries(tenant, id).await;
                 let failed = metadata
                     .transition(
+                        tenant,
                         id,
                         DocumentStatus::Processing,
                         DocumentStatus::Failed,
@@ -390,11 +416,15 @@ impl Ingestor {
         }
     }
 
-    async fn index_document(&self, document: &Document) -> Result<(u32, u64), RagError> {
+    async fn index_document(
+        &self,
+        tenant: &Tenant,
+        document: &Document,
+    ) -> Result<(u32, u64), RagError> {
         let stores = self.stores();
-        let text = match stores.documents.get(&text_key(document.id)).await {
+        let text = match stores.documents.get(tenant, &text_key(document.id)).await {
             Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
-            Err(StoreError::NotFound { .. }) => self.reparse(document).await?,
+            Err(StoreError::NotFound { .. }) => self.reparse(tenant, document).await?,
             Err(e) => return Err(e.into()),
         };
         let options = ChunkingOptions {
@@ -405,7 +435,7 @@ impl Ingestor {
         let pieces =
             steps::blocking("the chunker", move || steps::chunk(&text, options, limit)).await?;
         // An interrupted earlier attempt may have left entries behind.
-        self.catalog.remove_index_entries(document.id).await;
+        self.catalog.remove_index_entries(tenant, document.id).await;
 
         let batch_size = self
             .embedder
@@ -434,13 +464,17 @@ impl Ingestor {
                 .sum::<u64>();
             // Batches are stored in index order, which keeps every
             // document's chunk ids a prefix 0..n (see the S3 Vectors store).
-            steps::store(stores, &chunks, embedder.is_some()).await?;
+            steps::store(stores, tenant, &chunks, embedder.is_some()).await?;
         }
         Ok((pieces.len() as u32, token_count))
     }
 
-    async fn reparse(&self, document: &Document) -> Result<String, RagError> {
-        let raw = self.stores().documents.get(&raw_key(document.id)).await?;
+    async fn reparse(&self, tenant: &Tenant, document: &Document) -> Result<String, RagError> {
+        let raw = self
+            .stores()
+            .documents
+            .get(tenant, &raw_key(document.id))
+            .await?;
         let kind = parse::detect_kind(Some(&document.content_type), None, &raw)?;
         Ok(self.parser.parse(kind, raw).await?.text)
     }

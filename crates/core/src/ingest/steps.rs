@@ -10,6 +10,7 @@ use crate::catalog::Stores;
 use crate::chunk::{ChunkingOptions, TextChunk, chunk_text, min_chunk_count};
 use crate::domain::{ChunkMetadata, DocumentChunk, estimate_tokens};
 use crate::error::{EmbedError, ParseError, RagError};
+use crate::tenant::Tenant;
 use uuid::Uuid;
 
 use super::limits::check_chunk_count;
@@ -126,14 +127,15 @@ pub(super) fn stored_chunks(
 /// the lexical index (when there is one).
 pub(super) async fn store(
     stores: &Stores,
+    tenant: &Tenant,
     chunks: &[DocumentChunk],
     embedded: bool,
 ) -> Result<(), RagError> {
     if embedded {
-        stores.vectors.upsert(chunks).await?;
+        stores.vectors.upsert(tenant, chunks).await?;
     }
     if let Some(lexical) = &stores.lexical {
-        lexical.index_chunks(chunks).await?;
+        lexical.index_chunks(tenant, chunks).await?;
     }
     Ok(())
 }

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use crate::backend::{Embedder, LexicalIndex, MetadataStore, VectorStore};
 use crate::domain::{SearchMode, SourceReference, VectorSearchResult};
 use crate::error::{EmbedError, RagError};
+use crate::tenant::Tenant;
 
 pub use fusion::reciprocal_rank_fusion;
 pub use request::{
@@ -70,16 +71,17 @@ impl Retriever {
     /// this deployment's defaults.
     pub fn request(
         &self,
+        tenant: &Tenant,
         query: impl Into<String>,
         params: SearchParams,
     ) -> Result<SearchRequest, RagError> {
-        SearchRequest::new(query, params, &self.defaults)
+        SearchRequest::new(tenant, query, params, &self.defaults)
     }
 
     /// Searches, then looks up what each hit's citation shows.
     pub async fn retrieve(&self, request: &SearchRequest) -> Result<Retrieved, RagError> {
         let (mode, hits) = self.search(request).await?;
-        let sources = source_references(self.metadata.as_ref(), &hits).await?;
+        let sources = source_references(self.metadata.as_ref(), request.tenant(), &hits).await?;
         Ok(Retrieved {
             mode,
             hits,
@@ -147,7 +149,7 @@ impl Retriever {
         }
         let mut hits = self
             .vectors
-            .search(&vector, top_k, request.filter())
+            .search(request.tenant(), &vector, top_k, request.filter())
             .await?;
         hits.retain(|hit| hit.score >= request.similarity_threshold());
         Ok(hits)
@@ -162,7 +164,7 @@ impl Retriever {
             RagError::Unavailable("this deployment has no lexical index".to_string())
         })?;
         Ok(lexical
-            .search(request.query(), top_k, request.filter())
+            .search(request.tenant(), request.query(), top_k, request.filter())
             .await?)
     }
 }

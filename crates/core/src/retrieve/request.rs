@@ -5,6 +5,7 @@
 
 use crate::domain::{SearchFilter, SearchMode};
 use crate::error::RagError;
+use crate::tenant::Tenant;
 
 /// The most passages one search may return.
 pub const MAX_TOP_K: usize = 100;
@@ -16,6 +17,7 @@ pub const MAX_QUERY_CHARS: usize = 8000;
 /// checks in [`SearchRequest::new`].
 #[derive(Debug, Clone)]
 pub struct SearchRequest {
+    tenant: Tenant,
     query: String,
     top_k: usize,
     mode: SearchMode,
@@ -61,6 +63,7 @@ pub struct SearchParams {
 
 impl SearchRequest {
     pub fn new(
+        tenant: &Tenant,
         query: impl Into<String>,
         params: SearchParams,
         defaults: &SearchDefaults,
@@ -74,12 +77,18 @@ impl SearchRequest {
             .unwrap_or(defaults.similarity_threshold);
         check_threshold(similarity_threshold)?;
         Ok(Self {
+            tenant: tenant.clone(),
             query,
             top_k,
             mode: params.mode.unwrap_or(defaults.mode),
             similarity_threshold,
             filter: params.filter,
         })
+    }
+
+    /// Whose chunks are searched; the stores see no others.
+    pub fn tenant(&self) -> &Tenant {
+        &self.tenant
     }
 
     pub fn query(&self) -> &str {
@@ -141,7 +150,12 @@ mod tests {
     use super::*;
 
     fn request(query: &str, params: SearchParams) -> Result<SearchRequest, RagError> {
-        SearchRequest::new(query, params, &SearchDefaults::default())
+        SearchRequest::new(
+            &Tenant::default_tenant(),
+            query,
+            params,
+            &SearchDefaults::default(),
+        )
     }
 
     #[test]

@@ -8,6 +8,7 @@ use uuid::Uuid;
 use crate::backend::MetadataStore;
 use crate::domain::{Document, SourceReference, VectorSearchResult};
 use crate::error::RagError;
+use crate::tenant::Tenant;
 
 /// A citation's snippet is the chunk's first characters.
 const SNIPPET_CHARS: usize = 300;
@@ -16,12 +17,13 @@ const SNIPPET_CHARS: usize = 300;
 /// source. Each document is read once however many of its chunks hit.
 pub async fn source_references(
     metadata: &dyn MetadataStore,
+    tenant: &Tenant,
     hits: &[VectorSearchResult],
 ) -> Result<Vec<SourceReference>, RagError> {
     let mut documents: HashMap<Uuid, Option<Document>> = HashMap::new();
     for hit in hits {
         if let Entry::Vacant(slot) = documents.entry(hit.document_id) {
-            slot.insert(metadata.get(hit.document_id).await?);
+            slot.insert(metadata.get(tenant, hit.document_id).await?);
         }
     }
     Ok(hits

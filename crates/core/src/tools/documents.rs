@@ -10,6 +10,7 @@ use crate::backend::ListQuery;
 use crate::catalog::Catalog;
 use crate::chat::ToolSpec;
 use crate::domain::DocumentStatus;
+use crate::tenant::Tenant;
 
 /// Get a document's metadata, and optionally its full text, by id.
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -29,11 +30,15 @@ impl Tool for GetDocumentTool {
         spec_for::<GetDocumentInput>("get_document")
     }
 
-    async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
+    async fn call(
+        &self,
+        tenant: &Tenant,
+        input: serde_json::Value,
+    ) -> Result<ToolOutput, ToolError> {
         let input: GetDocumentInput = parse_input(input)?;
         let doc = self
             .0
-            .get_document(input.document_id, input.include_content)
+            .get_document(tenant, input.document_id, input.include_content)
             .await?;
         Ok(ToolOutput::Text(
             serde_json::to_string(&doc).unwrap_or_default(),
@@ -67,7 +72,11 @@ impl Tool for ListDocumentsTool {
         spec_for::<ListDocumentsInput>("list_documents")
     }
 
-    async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
+    async fn call(
+        &self,
+        tenant: &Tenant,
+        input: serde_json::Value,
+    ) -> Result<ToolOutput, ToolError> {
         let input: ListDocumentsInput = parse_input(input)?;
         if input.limit == 0 || input.limit > 100 {
             return Err(ToolError::InvalidInput(
@@ -76,11 +85,14 @@ impl Tool for ListDocumentsTool {
         }
         let page = self
             .0
-            .list_documents(&ListQuery {
-                status: input.status,
-                limit: input.limit,
-                cursor: None,
-            })
+            .list_documents(
+                tenant,
+                &ListQuery {
+                    status: input.status,
+                    limit: input.limit,
+                    cursor: None,
+                },
+            )
             .await?;
         let rows: Vec<serde_json::Value> = page
             .items

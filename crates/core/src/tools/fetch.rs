@@ -11,6 +11,7 @@ use super::{Tool, ToolError, ToolOutput, parse_input, spec_for};
 use crate::chat::ToolSpec;
 use crate::fetch::UrlFetcher;
 use crate::parse::{self, DocumentParser};
+use crate::tenant::Tenant;
 
 /// Fetch a public web page or file by URL and return its text. Private and
 /// internal addresses are refused.
@@ -37,7 +38,12 @@ impl Tool for FetchUrlTool {
         spec_for::<FetchUrlInput>("fetch_url")
     }
 
-    async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
+    async fn call(
+        &self,
+        // Reads the web, not a tenant's stores.
+        _tenant: &Tenant,
+        input: serde_json::Value,
+    ) -> Result<ToolOutput, ToolError> {
         let input: FetchUrlInput = parse_input(input)?;
         let fetched = self
             .fetcher

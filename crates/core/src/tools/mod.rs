@@ -21,6 +21,7 @@ use crate::error::RagError;
 use crate::fetch::UrlFetcher;
 use crate::parse::DocumentParser;
 use crate::retrieve::Retriever;
+use crate::tenant::Tenant;
 
 pub use documents::{GetDocumentInput, GetDocumentTool, ListDocumentsInput, ListDocumentsTool};
 pub use fetch::{FetchUrlInput, FetchUrlTool};
@@ -66,8 +67,14 @@ pub enum ToolOutput {
 #[async_trait]
 pub trait Tool: Send + Sync {
     fn spec(&self) -> ToolSpec;
-    /// Runs the tool on the model's input.
-    async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError>;
+    /// Runs the tool on the model's input for a caller of `tenant`: a tool that reads stores
+    /// passes the tenant to every call, so ids the model invents or copies
+    /// from elsewhere find nothing outside it.
+    async fn call(
+        &self,
+        tenant: &Tenant,
+        input: serde_json::Value,
+    ) -> Result<ToolOutput, ToolError>;
 }
 
 /// A spec whose schema and description come from the input type.

@@ -9,6 +9,7 @@ use super::{FoundPassage, Tool, ToolError, ToolOutput, parse_input, spec_for};
 use crate::chat::ToolSpec;
 use crate::domain::SearchFilter;
 use crate::retrieve::{Retriever, SearchParams};
+use crate::tenant::Tenant;
 
 /// Search the indexed documents for passages relevant to a query. Returns
 /// the best matching chunks, numbered for citation, with their document ids
@@ -40,9 +41,14 @@ impl Tool for VectorSearchTool {
         spec_for::<VectorSearchInput>("vector_search")
     }
 
-    async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
+    async fn call(
+        &self,
+        tenant: &Tenant,
+        input: serde_json::Value,
+    ) -> Result<ToolOutput, ToolError> {
         let input: VectorSearchInput = parse_input(input)?;
         let request = self.0.request(
+            tenant,
             input.query,
             SearchParams {
                 top_k: Some(input.top_k),

@@ -13,6 +13,7 @@ use uuid::Uuid;
 use super::{Tool, ToolError, ToolOutput, parse_input, spec_for};
 use crate::catalog::Catalog;
 use crate::chat::{ChatModel, ChatRequest, InferenceConfig, Message, ToolSpec};
+use crate::tenant::Tenant;
 
 /// Summarise one indexed document: its main points, in a few paragraphs.
 /// Long documents are summarised part by part, then the parts combined.
@@ -47,10 +48,20 @@ impl Tool for SummarizeDocumentTool {
         spec_for::<SummarizeDocumentInput>("summarize_document")
     }
 
-    async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
+    async fn call(
+        &self,
+        tenant: &Tenant,
+        input: serde_json::Value,
+    ) -> Result<ToolOutput, ToolError> {
         let input: SummarizeDocumentInput = parse_input(input)?;
-        let document = self.catalog.get_document(input.document_id, false).await?;
-        let chunks = self.catalog.document_chunks(input.document_id).await?;
+        let document = self
+            .catalog
+            .get_document(tenant, input.document_id, false)
+            .await?;
+        let chunks = self
+            .catalog
+            .document_chunks(tenant, input.document_id)
+            .await?;
         if chunks.is_empty() {
             return Err(ToolError::Failed(format!(
                 "document {} has no indexed text (status {:?})",

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::{Tool, ToolError, ToolOutput, parse_input, spec_for};
 use crate::chat::ToolSpec;
+use crate::tenant::Tenant;
 
 /// Search the public web. Returns result titles, URLs and snippets; use
 /// `fetch_url` to read a result in full.
@@ -128,7 +129,12 @@ impl Tool for WebSearchTool {
         spec_for::<WebSearchInput>("web_search")
     }
 
-    async fn call(&self, input: serde_json::Value) -> Result<ToolOutput, ToolError> {
+    async fn call(
+        &self,
+        // Reads the web, not a tenant's stores.
+        _tenant: &Tenant,
+        input: serde_json::Value,
+    ) -> Result<ToolOutput, ToolError> {
         let input: WebSearchInput = parse_input(input)?;
         if input.query.trim().is_empty() {
             return Err(ToolError::InvalidInput("query must not be empty".into()));

@@ -26,6 +26,7 @@ use uuid::Uuid;
 use crate::chat::{StopReason, ToolResultStatus};
 use crate::domain::{QueryResponse, SearchMode, SourceReference, TokenUsage};
 use crate::error::RagError;
+use crate::tenant::Tenant;
 
 pub(crate) use fold::fold_stream;
 pub use rag::{QueryInput, RetrieveThenAnswer};
@@ -34,14 +35,31 @@ pub use rag::{QueryInput, RetrieveThenAnswer};
 /// the kind of turn: the agent takes `max_cycles` and chooses its own
 /// searches; retrieve-then-answer takes `top_k`, `mode` and `document_ids`.
 /// A field the deployment's kind does not take is refused, not ignored.
-#[derive(Debug, Clone, Default)]
+/// The turn reads and writes only `tenant`'s documents and conversations.
+#[derive(Debug, Clone)]
 pub struct TurnRequest {
+    pub tenant: Tenant,
     pub message: String,
     pub conversation_id: Option<Uuid>,
     pub max_cycles: Option<u32>,
     pub top_k: Option<usize>,
     pub mode: Option<SearchMode>,
     pub document_ids: Vec<Uuid>,
+}
+
+impl TurnRequest {
+    /// A new conversation's first turn, every option left to the defaults.
+    pub fn new(tenant: Tenant, message: impl Into<String>) -> Self {
+        Self {
+            tenant,
+            message: message.into(),
+            conversation_id: None,
+            max_cycles: None,
+            top_k: None,
+            mode: None,
+            document_ids: Vec::new(),
+        }
+    }
 }
 
 /// A deployment's way of answering chat turns.

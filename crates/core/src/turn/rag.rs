@@ -21,10 +21,12 @@ use crate::chat::{ChatModel, ChatRequest, InferenceConfig, Message, Passage, Sto
 use crate::domain::{QueryResponse, SearchFilter, SearchMode, SourceReference};
 use crate::error::RagError;
 use crate::retrieve::{Retriever, SearchParams};
+use crate::tenant::Tenant;
 
-/// A question for `/query`.
-#[derive(Debug, Clone, Default)]
+/// A question for `/query`, asked by `tenant`.
+#[derive(Debug, Clone)]
 pub struct QueryInput {
+    pub tenant: Tenant,
     pub query: String,
     pub top_k: Option<usize>,
     pub similarity_threshold: Option<f32>,
@@ -99,7 +101,7 @@ impl RetrieveThenAnswer {
         let response = fold_stream(self.model.as_ref(), prepared.request, sink).await?;
         let answer = response.message.text();
         if let Some(conversation_id) = input.conversation_id {
-            self.remember(conversation_id, &input.query, &answer)
+            self.remember(&input.tenant, conversation_id, &input.query, &answer)
                 .await?;
         }
         let reply = QueryResponse {
@@ -117,6 +119,7 @@ impl RetrieveThenAnswer {
 
     async fn prepare(&self, input: &QueryInput) -> Result<Prepared, RagError> {
         let search = self.retriever.request(
+            &input.tenant,
             input.query.clone(),
             SearchParams {
                 top_k: input.top_k,
@@ -142,7 +145,7 @@ impl RetrieveThenAnswer {
         let history = match input.conversation_id {
             Some(id) => window(
                 self.conversations
-                    .history(id, self.memory_messages)
+                    .history(&input.tenant, id, self.memory_messages)
                     .await?
                     .into_iter()
                     .map(|stored| stored.message)
@@ -169,6 +172,7 @@ impl RetrieveThenAnswer {
 
     async fn remember(
         &self,
+        tenant: &Tenant,
         conversation_id: Uuid,
         question: &str,
         answer: &str,
@@ -185,7 +189,7 @@ impl RetrieveThenAnswer {
             },
         ];
         self.conversations
-            .append(conversation_id, &messages)
+            .append(tenant, conversation_id, &messages)
             .await?;
         Ok(())
     }
@@ -198,6 +202,7 @@ impl RetrieveThenAnswer {
             ));
         }
         Ok(QueryInput {
+            tenant: request.tenant,
             query: request.message,
             top_k: request.top_k,
             similarity_threshold: None,

@@ -1,6 +1,10 @@
 use super::*;
 use chrono::Duration;
 
+fn t() -> Tenant {
+    Tenant::default_tenant()
+}
+
 fn document(title: &str, created_at: DateTime<Utc>, status: DocumentStatus) -> Document {
     Document {
         id: Uuid::new_v4(),
@@ -50,22 +54,25 @@ async fn documents_round_trip_and_list_newest_first_with_cursors() {
             DocumentStatus::Pending
         };
         let doc = document(&format!("d{i}"), start + Duration::seconds(i), status);
-        store.insert(&doc).await.unwrap();
+        store.insert(&t(), &doc).await.unwrap();
         ids.push(doc.id);
     }
-    let first = store.get(ids[0]).await.unwrap().unwrap();
+    let first = store.get(&t(), ids[0]).await.unwrap().unwrap();
     assert_eq!(first.extra_metadata["team"], "docs");
     assert!(matches!(
-        store.insert(&first).await,
+        store.insert(&t(), &first).await,
         Err(StoreError::Conflict(_))
     ));
 
     let page1 = store
-        .list(&ListQuery {
-            status: None,
-            limit: 2,
-            cursor: None,
-        })
+        .list(
+            &t(),
+            &ListQuery {
+                status: None,
+                limit: 2,
+                cursor: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -73,11 +80,14 @@ async fn documents_round_trip_and_list_newest_first_with_cursors() {
         [ids[4], ids[3]]
     );
     let page2 = store
-        .list(&ListQuery {
-            status: None,
-            limit: 2,
-            cursor: page1.next_cursor.clone(),
-        })
+        .list(
+            &t(),
+            &ListQuery {
+                status: None,
+                limit: 2,
+                cursor: page1.next_cursor.clone(),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -85,32 +95,41 @@ async fn documents_round_trip_and_list_newest_first_with_cursors() {
         [ids[2], ids[1]]
     );
     let page3 = store
-        .list(&ListQuery {
-            status: None,
-            limit: 2,
-            cursor: page2.next_cursor.clone(),
-        })
+        .list(
+            &t(),
+            &ListQuery {
+                status: None,
+                limit: 2,
+                cursor: page2.next_cursor.clone(),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(page3.items.len(), 1);
     assert!(page3.next_cursor.is_none());
 
     let indexed = store
-        .list(&ListQuery {
-            status: Some(DocumentStatus::Indexed),
-            limit: 10,
-            cursor: None,
-        })
+        .list(
+            &t(),
+            &ListQuery {
+                status: Some(DocumentStatus::Indexed),
+                limit: 10,
+                cursor: None,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(indexed.items.len(), 3);
     assert!(matches!(
         store
-            .list(&ListQuery {
-                status: None,
-                limit: 2,
-                cursor: Some("zz".into())
-            })
+            .list(
+                &t(),
+                &ListQuery {
+                    status: None,
+                    limit: 2,
+                    cursor: Some("zz".into())
+                }
+            )
             .await,
         Err(StoreError::Invalid(_))
     ));
@@ -120,9 +139,10 @@ async fn documents_round_trip_and_list_newest_first_with_cursors() {
 async fn transitions_are_conditional() {
     let store = SqliteStore::open_in_memory().unwrap();
     let doc = document("t", Utc::now(), DocumentStatus::Pending);
-    store.insert(&doc).await.unwrap();
+    store.insert(&t(), &doc).await.unwrap();
     let processing = store
         .transition(
+            &t(),
             doc.id,
             DocumentStatus::Pending,
             DocumentStatus::Processing,
@@ -135,6 +155,7 @@ async fn transitions_are_conditional() {
     assert!(matches!(
         store
             .transition(
+                &t(),
                 doc.id,
                 DocumentStatus::Pending,
                 DocumentStatus::Processing,
@@ -145,6 +166,7 @@ async fn transitions_are_conditional() {
     ));
     let indexed = store
         .transition(
+            &t(),
             doc.id,
             DocumentStatus::Processing,
             DocumentStatus::Indexed,
@@ -162,6 +184,7 @@ async fn transitions_are_conditional() {
     assert!(matches!(
         store
             .transition(
+                &t(),
                 Uuid::new_v4(),
                 DocumentStatus::Pending,
                 DocumentStatus::Processing,
@@ -171,12 +194,17 @@ async fn transitions_are_conditional() {
         Err(StoreError::NotFound { .. })
     ));
     assert_eq!(
-        store.find_by_hash("hash-t").await.unwrap().unwrap().id,
+        store
+            .find_by_hash(&t(), "hash-t")
+            .await
+            .unwrap()
+            .unwrap()
+            .id,
         doc.id
     );
-    assert!(store.delete(doc.id).await.unwrap());
-    assert!(!store.delete(doc.id).await.unwrap());
-    assert_eq!(store.count().await.unwrap(), 0);
+    assert!(store.delete(&t(), doc.id).await.unwrap());
+    assert!(!store.delete(&t(), doc.id).await.unwrap());
+    assert_eq!(store.count(&t()).await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -184,23 +212,27 @@ async fn lexical_search_ranks_by_bm25_filters_and_deletes() {
     let store = SqliteStore::open_in_memory().unwrap();
     let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
     store
-        .index_chunks(&[
-            chunk(
-                a,
-                0,
-                "The question mark operator propagates errors to the caller.",
-            ),
-            chunk(a, 1, "Closures capture values from their environment."),
-            chunk(
-                b,
-                0,
-                "Operators can be overloaded with traits; errors are values.",
-            ),
-        ])
+        .index_chunks(
+            &t(),
+            &[
+                chunk(
+                    a,
+                    0,
+                    "The question mark operator propagates errors to the caller.",
+                ),
+                chunk(a, 1, "Closures capture values from their environment."),
+                chunk(
+                    b,
+                    0,
+                    "Operators can be overloaded with traits; errors are values.",
+                ),
+            ],
+        )
         .await
         .unwrap();
     let hits = store
         .search(
+            &t(),
             "What does the question mark operator do?",
             10,
             &SearchFilter::default(),
@@ -216,6 +248,7 @@ async fn lexical_search_ranks_by_bm25_filters_and_deletes() {
 
     let only_b = store
         .search(
+            &t(),
             "errors",
             10,
             &SearchFilter {
@@ -230,20 +263,25 @@ async fn lexical_search_ranks_by_bm25_filters_and_deletes() {
     // FTS5 syntax in user input is treated as words.
     assert!(
         store
-            .search("\"unbalanced AND * NEAR(", 5, &SearchFilter::default())
+            .search(
+                &t(),
+                "\"unbalanced AND * NEAR(",
+                5,
+                &SearchFilter::default()
+            )
             .await
             .is_ok()
     );
 
-    assert_eq!(store.delete_document(a).await.unwrap(), 2);
+    assert_eq!(store.delete_document(&t(), a).await.unwrap(), 2);
     assert!(
         store
-            .search("question mark", 10, &SearchFilter::default())
+            .search(&t(), "question mark", 10, &SearchFilter::default())
             .await
             .unwrap()
             .is_empty()
     );
-    assert_eq!(store.chunks_of(b).await.unwrap().len(), 1);
+    assert_eq!(store.chunks_of(&t(), b).await.unwrap().len(), 1);
 }
 
 #[tokio::test]
@@ -257,13 +295,19 @@ async fn conversations_keep_order_and_limit() {
             created_at: now,
         })
         .collect();
-    store.append(id, &messages).await.unwrap();
-    let last3 = store.history(id, 3).await.unwrap();
+    store.append(&t(), id, &messages).await.unwrap();
+    let last3 = store.history(&t(), id, 3).await.unwrap();
     assert_eq!(
         last3.iter().map(|m| m.message.text()).collect::<Vec<_>>(),
         ["m2", "m3", "m4"]
     );
-    assert!(store.history(Uuid::new_v4(), 3).await.unwrap().is_empty());
+    assert!(
+        store
+            .history(&t(), Uuid::new_v4(), 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 #[test]
@@ -272,4 +316,125 @@ fn schema_survives_reopening() {
     let path = dir.path().join("rag.sqlite3");
     drop(SqliteStore::open(&path).unwrap());
     drop(SqliteStore::open(&path).unwrap());
+}
+
+/// Two tenants with the same documents, chunks and conversation id: each
+/// call sees its own tenant's rows only, and nothing one tenant does
+/// changes the other's.
+#[tokio::test]
+async fn every_table_is_partitioned_by_tenant() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let (a, b) = (Tenant::new("a").unwrap(), Tenant::new("b").unwrap());
+    let doc = document("shared", Utc::now(), DocumentStatus::Pending);
+    store.insert(&a, &doc).await.unwrap();
+    store
+        .index_chunks(&a, &[chunk(doc.id, 0, "ownership moves values")])
+        .await
+        .unwrap();
+    let conversation = Uuid::new_v4();
+    let said = StoredMessage {
+        message: rag_core::chat::Message::user_text("a's secret"),
+        created_at: Utc::now(),
+    };
+    store.append(&a, conversation, &[said]).await.unwrap();
+
+    let all = ListQuery {
+        status: None,
+        limit: 10,
+        cursor: None,
+    };
+    assert!(store.get(&b, doc.id).await.unwrap().is_none());
+    assert!(store.list(&b, &all).await.unwrap().items.is_empty());
+    assert!(
+        store
+            .find_by_hash(&b, &doc.content_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(store.count(&b).await.unwrap(), 0);
+    assert!(matches!(
+        store
+            .transition(
+                &b,
+                doc.id,
+                DocumentStatus::Pending,
+                DocumentStatus::Processing,
+                StatusUpdate::default()
+            )
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        store
+            .search(&b, "ownership", 10, &SearchFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.chunks_of(&b, doc.id).await.unwrap().is_empty());
+    assert!(
+        store
+            .history(&b, conversation, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // What b writes and deletes under a's ids touches nothing of a's.
+    assert!(!store.delete(&b, doc.id).await.unwrap());
+    assert_eq!(store.delete_document(&b, doc.id).await.unwrap(), 0);
+    store
+        .index_chunks(&b, &[chunk(doc.id, 0, "overwritten by b")])
+        .await
+        .unwrap();
+
+    assert_eq!(store.get(&a, doc.id).await.unwrap().unwrap().id, doc.id);
+    let chunks = store.chunks_of(&a, doc.id).await.unwrap();
+    assert_eq!(chunks.len(), 1);
+    assert_eq!(chunks[0].content, "ownership moves values");
+    assert_eq!(
+        store
+            .search(&a, "ownership", 10, &SearchFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.history(&a, conversation, 10).await.unwrap().len(), 1);
+    assert_eq!(store.tenants().await.unwrap(), vec![a]);
+}
+
+/// A database written before tenants existed opens with every row given
+/// to the default tenant, keyword search included.
+#[tokio::test]
+async fn the_tenant_migration_gives_old_rows_to_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("rag.sqlite3");
+    let id = Uuid::new_v4();
+    {
+        let conn = Connection::open(&path).unwrap();
+        conn.execute_batch(MIGRATIONS[0]).unwrap();
+        conn.execute_batch("PRAGMA user_version = 1").unwrap();
+        conn.execute(
+            &format!("INSERT INTO documents ({DOCUMENT_COLUMNS}) VALUES (?1, 'old', 'old.txt', 'text/plain', 'INDEXED', 1, 3, 1000, 200, 10, 'h', NULL, ?2, ?2, NULL, '{{}}')"),
+            params![id.to_string(), timestamp(&Utc::now())],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO chunks (chunk_id, document_id, chunk_index, start_char, end_char, token_count, content) VALUES (?1, ?2, 0, 0, 10, 3, 'borrow checker rules')",
+            params![ChunkMetadata::chunk_id_for(id, 0), id.to_string()],
+        )
+        .unwrap();
+    }
+    let store = SqliteStore::open(&path).unwrap();
+    assert_eq!(store.get(&t(), id).await.unwrap().unwrap().title, "old");
+    assert_eq!(
+        store
+            .search(&t(), "borrow", 5, &SearchFilter::default())
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(store.tenants().await.unwrap(), vec![t()]);
 }

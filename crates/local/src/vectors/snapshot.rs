@@ -244,7 +244,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::super::tests::{
-        assert_forgotten, chunk, clustered, recall_against_exact, wait_for_graph,
+        assert_forgotten, chunk, clustered, recall_against_exact, t, wait_for_graph,
     };
     use super::super::{AnnSettings, LocalVectorIndex};
 
@@ -282,7 +282,10 @@ mod tests {
         {
             let index = LocalVectorIndex::open_with(&path, DIM, settings()).unwrap();
             for (at, batch) in vectors[..1600].chunks(200).enumerate() {
-                index.upsert(&chunks(&docs, batch, at * 200)).await.unwrap();
+                index
+                    .upsert(&t(), &chunks(&docs, batch, at * 200))
+                    .await
+                    .unwrap();
             }
             wait_for_graph(&index).await;
         }
@@ -291,7 +294,7 @@ mod tests {
         // Reopened, the graph is there before any background build could be.
         {
             let index = LocalVectorIndex::open_with(&path, DIM, settings()).unwrap();
-            assert!(index.graph_ready(), "the saved graph covers every row");
+            assert!(index.graph_ready(&t()), "the saved graph covers every row");
             let recall = recall_against_exact(&index, &queries).await;
             assert!(recall >= 0.95, "recall@10 of the loaded graph {recall}");
         }
@@ -301,7 +304,7 @@ mod tests {
         {
             let index = LocalVectorIndex::open_with(&path, DIM, AnnSettings::exact_only()).unwrap();
             index
-                .upsert(&chunks(&docs, &vectors[1600..], 1600))
+                .upsert(&t(), &chunks(&docs, &vectors[1600..], 1600))
                 .await
                 .unwrap();
         }
@@ -309,7 +312,7 @@ mod tests {
             let index = LocalVectorIndex::open_with(&path, DIM, settings()).unwrap();
             wait_for_graph(&index).await;
             let last = index
-                .search(&vectors[2399], 1, &SearchFilter::default())
+                .search(&t(), &vectors[2399], 1, &SearchFilter::default())
                 .await
                 .unwrap();
             assert_eq!(last[0].metadata.chunk_index, 2399);
@@ -321,7 +324,7 @@ mod tests {
         // a damaged file is refused: both are rebuilt, never trusted.
         {
             let index = LocalVectorIndex::open_with(&path, DIM, AnnSettings::exact_only()).unwrap();
-            assert_eq!(index.delete_document(docs[2]).await.unwrap(), 300);
+            assert_eq!(index.delete_document(&t(), docs[2]).await.unwrap(), 300);
         }
         for damage in [false, true] {
             if damage {
@@ -347,14 +350,14 @@ mod tests {
         let rows = chunks(&docs, &vectors, 0);
         {
             let index = LocalVectorIndex::open_with(&path, DIM, settings()).unwrap();
-            index.upsert(&rows).await.unwrap();
+            index.upsert(&t(), &rows).await.unwrap();
             wait_for_graph(&index).await;
         }
         // The same rows written again: records pile up, rows do not move.
         {
             let index = LocalVectorIndex::open_with(&path, DIM, AnnSettings::exact_only()).unwrap();
             for _ in 0..3 {
-                index.upsert(&rows).await.unwrap();
+                index.upsert(&t(), &rows).await.unwrap();
             }
         }
         let log_before = std::fs::metadata(&path).unwrap().len();
@@ -365,14 +368,14 @@ mod tests {
                 "compacted"
             );
             assert!(
-                index.graph_ready(),
+                index.graph_ready(&t()),
                 "the graph still fits the compacted rows"
             );
             assert!(!graph_path.exists(), "its record count named the old log");
         }
         assert!(graph_path.exists(), "closing saves it against the new log");
         let index = LocalVectorIndex::open_with(&path, DIM, settings()).unwrap();
-        assert!(index.graph_ready());
+        assert!(index.graph_ready(&t()));
         let recall = recall_against_exact(&index, &queries).await;
         assert!(recall >= 0.95, "recall@10 {recall}");
     }
@@ -386,14 +389,14 @@ mod tests {
         let vectors = clustered(2200, DIM, 31);
         let index = LocalVectorIndex::open_with(&path, DIM, settings()).unwrap();
         index
-            .upsert(&chunks(&docs, &vectors[..600], 0))
+            .upsert(&t(), &chunks(&docs, &vectors[..600], 0))
             .await
             .unwrap();
         wait_for_graph(&index).await;
         let first = wait_for_file(&graph_path, None).await;
         // 1,000 new rows (the least that warrants a save) bring another.
         index
-            .upsert(&chunks(&docs, &vectors[600..1600], 600))
+            .upsert(&t(), &chunks(&docs, &vectors[600..1600], 600))
             .await
             .unwrap();
         let second = wait_for_file(&graph_path, Some(first)).await;

@@ -82,13 +82,24 @@ async fn start_runtime_api() -> (Arc<RuntimeApi>, String) {
     (api, addr.to_string())
 }
 
-fn rest_event(method: &str, path: &str, body: Option<Value>) -> Value {
+/// An API Gateway event, with the key as a bearer token when given.
+fn rest_event(method: &str, path: &str, body: Option<Value>, key: Option<&str>) -> Value {
+    let mut headers = json!({"Host": "abc.execute-api.us-east-1.amazonaws.com", "Content-Type": "application/json"});
+    if let Some(key) = key {
+        headers["Authorization"] = json!(format!("Bearer {key}"));
+    }
+    let multi: serde_json::Map<String, Value> = headers
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(k, v)| (k.clone(), json!([v])))
+        .collect();
     json!({
         "resource": "/{proxy+}",
         "path": path,
         "httpMethod": method,
-        "headers": {"Host": "abc.execute-api.us-east-1.amazonaws.com", "Content-Type": "application/json"},
-        "multiValueHeaders": {"Host": ["abc.execute-api.us-east-1.amazonaws.com"], "Content-Type": ["application/json"]},
+        "headers": headers,
+        "multiValueHeaders": multi,
         "queryStringParameters": null,
         "requestContext": {"stage": "Prod", "requestId": "r", "httpMethod": method, "path": format!("/Prod{path}"), "accountId": "123456789012", "apiId": "abc", "resourcePath": "/{proxy+}", "identity": {"sourceIp": "203.0.113.7"}},
         "body": body.map(|b| b.to_string()),
@@ -96,13 +107,13 @@ fn rest_event(method: &str, path: &str, body: Option<Value>) -> Value {
     })
 }
 
-fn url_event(method: &str, path: &str, body: Value) -> Value {
+fn url_event(method: &str, path: &str, body: Value, key: &str) -> Value {
     json!({
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
         "rawQueryString": "",
-        "headers": {"host": "xyz.lambda-url.us-east-1.on.aws", "content-type": "application/json"},
+        "headers": {"host": "xyz.lambda-url.us-east-1.on.aws", "content-type": "application/json", "x-api-key": key},
         "requestContext": {"accountId": "123456789012", "apiId": "xyz", "domainName": "xyz.lambda-url.us-east-1.on.aws", "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "test"}, "requestId": "u", "routeKey": "$default", "stage": "$default", "time": "26/Nov/2026:18:00:00 +0000", "timeEpoch": 1764180000000u64},
         "body": body.to_string(),
         "isBase64Encoded": false
@@ -117,6 +128,7 @@ fn start_function(stack: &Stack, runtime_api: &str, streaming: bool) -> std::pro
         .env("AWS_LAMBDA_FUNCTION_NAME", "rag-agent")
         .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
         .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+        .env("RAG_AGENT_AUTH", "api_key")
         .env(
             "RAG_AGENT_LAMBDA_STREAMING",
             if streaming { "true" } else { "false" },
@@ -129,6 +141,25 @@ fn start_function(stack: &Stack, runtime_api: &str, streaming: bool) -> std::pro
         command.env(k, v);
     }
     command.spawn().expect("start rag-agent")
+}
+
+/// `rag-agent keys create --json` on the stack's metadata store.
+fn make_key(stack: &Stack, tenant: &str, role: &str) -> String {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_rag-agent"));
+    command
+        .args([
+            "keys", "create", "--tenant", tenant, "--role", role, "--json",
+        ])
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in stack.env() {
+        command.env(k, v);
+    }
+    let output = command.output().expect("run rag-agent keys create");
+    assert!(output.status.success(), "keys create failed");
+    let made: Value = serde_json::from_slice(&output.stdout).expect("keys create --json");
+    assert_eq!(made["tenant"], tenant);
+    made["key"].as_str().expect("a key").to_string()
 }
 
 async fn wait_for_responses(api: &RuntimeApi, count: usize) {
@@ -147,26 +178,43 @@ async fn wait_for_responses(api: &RuntimeApi, count: usize) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_serves_api_gateway_events_and_streams_through_a_function_url() {
     let stack = Stack::aws().await;
+    // The first key, made on the stack's DynamoDB table before any function runs.
+    let key = make_key(&stack, "default", "writer");
 
     // Buffered, behind API Gateway: ingest, then ask.
     let (api, addr) = start_runtime_api().await;
     api.events.lock().unwrap().extend([
-        ("1".to_string(), rest_event("GET", "/health", None)),
+        ("1".to_string(), rest_event("GET", "/health", None, None)),
         (
             "2".to_string(),
             rest_event(
                 "POST",
                 "/documents/ingest",
                 Some(json!({"title": "Slices", "content": "A slice is a reference to a contiguous sequence of elements in a collection. Slices do not have ownership."})),
+                Some(&key),
             ),
         ),
         (
             "3".to_string(),
-            rest_event("POST", "/query", Some(json!({"query": "What is a slice?"}))),
+            rest_event(
+                "POST",
+                "/query",
+                Some(json!({"query": "What is a slice?"})),
+                Some(&key),
+            ),
+        ),
+        (
+            "5".to_string(),
+            rest_event(
+                "POST",
+                "/query",
+                Some(json!({"query": "What is a slice?"})),
+                None,
+            ),
         ),
     ]);
     let mut child = start_function(&stack, &addr, false);
-    wait_for_responses(&api, 3).await;
+    wait_for_responses(&api, 4).await;
     let _ = child.kill();
     let _ = child.wait();
     let responses = api.responses.lock().unwrap().clone();
@@ -187,6 +235,8 @@ async fn the_binary_serves_api_gateway_events_and_streams_through_a_function_url
         answer["answer"].as_str().unwrap().contains("[1]"),
         "{answer}"
     );
+    // Without a key the function answers 401.
+    assert_eq!(bodies[3]["statusCode"], 401, "{}", bodies[3]);
 
     // Streamed, behind a Function URL: the SSE body goes out in streaming mode.
     let (api, addr) = start_runtime_api().await;
@@ -196,6 +246,7 @@ async fn the_binary_serves_api_gateway_events_and_streams_through_a_function_url
             "POST",
             "/chat/stream",
             json!({"message": "What is a slice?"}),
+            &key,
         ),
     ));
     let mut child = start_function(&stack, &addr, true);

@@ -7,6 +7,7 @@
 mod support;
 
 mod agent;
+mod auth;
 mod bad_input;
 mod cli;
 mod hostile;

@@ -68,10 +68,22 @@ fn impossible_combinations_name_the_variable() {
             &[
                 ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
                 ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+                ("RAG_AGENT_AUTH", "api_key"),
             ],
             &[
                 "METADATA_BACKEND=sqlite cannot run on AWS Lambda",
                 "METADATA_BACKEND=dynamodb",
+            ],
+        ),
+        (
+            &[
+                ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
+                ("AWS_LAMBDA_FUNCTION_NAME", "f"),
+            ],
+            &[
+                "RAG_AGENT_AUTH=none is refused under Lambda",
+                "RAG_AGENT_AUTH=api_key",
+                "rag-agent keys create",
             ],
         ),
     ];
@@ -83,5 +95,28 @@ fn impossible_combinations_name_the_variable() {
                 "{env:?}: {needle:?} not in {stderr}"
             );
         }
+    }
+}
+
+/// Without credentials a server listens on loopback only: `--addr
+/// 0.0.0.0:...` refuses to start and says what to set.
+#[test]
+fn serving_everyone_without_authentication_refuses_to_start() {
+    let data = tempfile::tempdir().unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_rag-agent"))
+        .args(["serve", "--addr", "0.0.0.0:0", "--offline", "--data-dir"])
+        .arg(data.path())
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::null())
+        .output()
+        .expect("run rag-agent");
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for needle in [
+        "without authentication",
+        "RAG_AGENT_AUTH=api_key",
+        "--allow-unauthenticated",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
     }
 }

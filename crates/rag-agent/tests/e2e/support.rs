@@ -193,7 +193,7 @@ impl Stack {
                 let listed = s3
                     .list_objects_v2()
                     .bucket(&aws.bucket)
-                    .prefix(format!("documents/documents/{document_id}/"))
+                    .prefix(format!("documents/default/{document_id}/"))
                     .send()
                     .await
                     .unwrap();
