@@ -8,8 +8,9 @@
 //! key from `Authorization: Bearer <key>` or `x-api-key: <key>`; a request
 //! without one goes on with no principal, so only the routes that answer
 //! anyone (`/health`, the UI's files, the OpenAPI document) serve it, and
-//! the rest answer 401. A key that proves nothing is 401 at once. Nothing
-//! about a credential is ever logged.
+//! the rest answer 401. A key that proves nothing is 401 at once. `jwt`
+//! takes a bearer JWT the same way (see `rag_core::jwt`). Nothing about a
+//! credential is ever logged.
 
 use std::sync::Arc;
 
@@ -18,7 +19,9 @@ use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use axum::response::IntoResponse;
 use rag_core::RagError;
+use rag_core::jwt::{JwtError, JwtVerifier};
 use rag_core::keys::{KeyError, KeyService};
+use rag_core::ratelimit::{RateDecision, RateLimiter};
 use rag_core::{Principal, Role, Tenant};
 
 use crate::error::ApiError;
@@ -31,6 +34,8 @@ pub enum AuthMode {
     None,
     /// API keys, checked against the key store.
     ApiKey,
+    /// Bearer JWTs from an OIDC provider, checked against its JWKS.
+    Jwt,
 }
 
 /// What the resolver needs: the mode and, for `api_key`, the keys.
@@ -38,6 +43,7 @@ pub enum AuthMode {
 pub struct Authenticator {
     pub mode: AuthMode,
     pub keys: Option<Arc<KeyService>>,
+    pub jwt: Option<Arc<JwtVerifier>>,
 }
 
 /// The header an operator key names the tenant it acts for with.
@@ -78,6 +84,7 @@ async fn principal_of(
 ) -> Result<Option<Principal>, ApiError> {
     let keys = match auth.mode {
         AuthMode::None => return Ok(Some(Principal::unauthenticated())),
+        AuthMode::Jwt => return jwt_principal(auth, headers).await,
         AuthMode::ApiKey => auth.keys.as_ref().ok_or_else(|| {
             ApiError::Rag(RagError::Unavailable(
                 "API keys are on but no key store is configured".into(),
@@ -104,6 +111,28 @@ async fn principal_of(
         )));
     }
     Ok(Some(principal))
+}
+
+async fn jwt_principal(
+    auth: &Authenticator,
+    headers: &HeaderMap,
+) -> Result<Option<Principal>, ApiError> {
+    let jwt = auth.jwt.as_ref().ok_or_else(|| {
+        ApiError::Rag(RagError::Unavailable(
+            "JWTs are on but no verifier is configured".into(),
+        ))
+    })?;
+    let Some(token) = presented_key(headers)? else {
+        return Ok(None);
+    };
+    jwt.verify(&token, named_tenant(headers)?)
+        .await
+        .map(Some)
+        .map_err(|e| match e {
+            JwtError::Unavailable => ApiError::Rag(RagError::Unavailable(e.to_string())),
+            JwtError::Forbidden(m) => ApiError::Forbidden(m),
+            other => ApiError::Unauthenticated(other.to_string()),
+        })
 }
 
 /// Puts the request's principal, if it proves one, in its extensions.
@@ -175,4 +204,28 @@ impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller {
     ) -> Result<Option<Self>, Self::Rejection> {
         Ok(parts.extensions.get::<Principal>().cloned().map(Caller))
     }
+}
+
+/// Spends one of the principal's requests (`RATE_LIMIT_PER_MINUTE`); 429
+/// with `Retry-After` when none is left. Runs after [`resolve`], so it
+/// counts per key or token subject; requests without a principal (the
+/// open routes) are not counted.
+pub async fn rate_limit(
+    axum::extract::State(limiter): axum::extract::State<Option<Arc<dyn RateLimiter>>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    if let (Some(limiter), Some(principal)) = (&limiter, request.extensions().get::<Principal>()) {
+        match limiter.acquire(&principal.id).await {
+            Ok(RateDecision::Allowed) => {}
+            Ok(RateDecision::Limited { retry_after }) => {
+                let retry_after_secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                return ApiError::RateLimited { retry_after_secs }.into_response();
+            }
+            // A limiter that cannot count lets the request through: the
+            // limit protects the service, an outage of it should not stop it.
+            Err(e) => tracing::warn!(error = %e, "the rate limiter failed; request allowed"),
+        }
+    }
+    next.run(request).await
 }

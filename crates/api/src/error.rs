@@ -46,6 +46,8 @@ pub enum ApiError {
     Unauthenticated(String),
     /// A principal whose role does not include what the route needs.
     Forbidden(String),
+    /// Over `RATE_LIMIT_PER_MINUTE`; try again after this many seconds.
+    RateLimited { retry_after_secs: u64 },
 }
 
 impl From<RagError> for ApiError {
@@ -327,6 +329,16 @@ impl ApiError {
                 Mapped::new(StatusCode::UNAUTHORIZED, "unauthenticated", m.clone())
             }
             ApiError::Forbidden(m) => Mapped::new(StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            ApiError::RateLimited { retry_after_secs } => Mapped {
+                retry_after: Some(*retry_after_secs),
+                ..Mapped::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!(
+                        "too many requests for this credential; retry after {retry_after_secs} s"
+                    ),
+                )
+            },
         }
     }
 

@@ -19,6 +19,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use rag_core::RagService;
+use rag_core::ratelimit::RateLimiter;
 use tower_http::trace::TraceLayer;
 
 pub use auth::{AuthMode, Authenticator};
@@ -43,6 +44,8 @@ pub struct AppState {
     /// How each request's principal is established, and the keys the
     /// admin routes manage.
     pub auth: Authenticator,
+    /// Requests per principal per minute, when limited.
+    pub rate_limiter: Option<Arc<dyn RateLimiter>>,
 }
 
 impl AppState {
@@ -53,6 +56,7 @@ impl AppState {
             body_limit: DEFAULT_BODY_LIMIT,
             guard: RequestGuard::default(),
             auth: Authenticator::default(),
+            rate_limiter: None,
         }
     }
 }
@@ -63,6 +67,7 @@ pub fn app(state: AppState) -> Router {
     let guard = state.guard.clone();
     let cors = guard.cors_layer();
     let auth = state.auth.clone();
+    let rate_limiter = state.rate_limiter.clone();
     let router = Router::new()
         .route("/", get(routes::ui::index))
         .route("/ui/app.js", get(routes::ui::script))
@@ -89,6 +94,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            rate_limiter,
+            auth::rate_limit,
+        ))
         .layer(axum::middleware::from_fn_with_state(auth, auth::resolve))
         .layer(axum::middleware::from_fn(error::log_server_errors))
         .layer(TraceLayer::new_for_http())

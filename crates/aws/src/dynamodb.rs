@@ -16,6 +16,9 @@
 
 mod attr;
 mod keys;
+mod rate;
+
+pub use rate::DynamoDbRateLimiter;
 
 use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;

@@ -18,7 +18,7 @@ mod sdk_error;
 
 pub use bedrock_chat::BedrockChatModel;
 pub use bedrock_embed::{TitanEmbedder, TitanModel};
-pub use dynamodb::DynamoDbStore;
+pub use dynamodb::{DynamoDbRateLimiter, DynamoDbStore};
 pub use knowledge_base::{KnowledgeBaseSearchInput, KnowledgeBaseSearchTool};
 pub use rag_core::retry::RetryPolicy;
 pub use s3::S3DocumentStore;

@@ -393,3 +393,27 @@ async fn dynamodb_and_s3_keep_tenants_apart() {
     assert!(head.is_ok(), "objects live under <prefix><tenant>/");
     assert_eq!(store.tenants().await.unwrap(), vec![a]);
 }
+
+/// Two limiters on one table are one limit: a token spent by one is gone
+/// for the other, as for two Lambda instances.
+#[tokio::test]
+async fn dynamodb_rate_limits_hold_across_instances() {
+    use rag_aws::DynamoDbRateLimiter;
+    use rag_core::ratelimit::{RateDecision, RateLimiter};
+    let moto = MotoServer::start();
+    let store = Arc::new(DynamoDbStore::new(common::dynamodb(&moto.url), "rag"));
+    store.create_table().await.unwrap();
+    let first = DynamoDbRateLimiter::new(store.clone(), 6);
+    let second = DynamoDbRateLimiter::new(store.clone(), 6);
+    for i in 0..6 {
+        let limiter = if i % 2 == 0 { &first } else { &second };
+        assert_eq!(limiter.acquire("key:a").await.unwrap(), RateDecision::Allowed, "{i}");
+    }
+    for limiter in [&first, &second] {
+        let RateDecision::Limited { retry_after } = limiter.acquire("key:a").await.unwrap() else {
+            panic!("over the limit and allowed")
+        };
+        assert!(retry_after <= std::time::Duration::from_secs(10), "{retry_after:?}");
+    }
+    assert_eq!(first.acquire("key:b").await.unwrap(), RateDecision::Allowed);
+}

@@ -231,7 +231,12 @@ impl KeyService {
             name,
             digest: digest(&key),
             created_at: now,
-            expires_at: expires_in.map(|d| now + d),
+            expires_at: match expires_in {
+                Some(d) => Some(now.checked_add_signed(d).ok_or_else(|| {
+                    StoreError::Invalid("expires_in is too far in the future".to_string())
+                })?),
+                None => None,
+            },
             last_used_at: None,
             revoked: false,
         };

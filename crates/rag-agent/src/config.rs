@@ -139,6 +139,32 @@ pub enum AuthArg {
     /// API keys made with `rag-agent keys create` or `POST /admin/keys`.
     #[value(name = "api_key")]
     ApiKey,
+    /// Bearer JWTs from an OIDC provider (Cognito or any other): JWT_*.
+    Jwt,
+}
+
+#[derive(Debug, Args)]
+#[command(next_help_heading = "JWT (RAG_AGENT_AUTH=jwt)")]
+pub struct JwtArgs {
+    /// The provider's JWKS, fetched and cached, read again on an unknown
+    /// key id (Cognito: https://cognito-idp.<region>.amazonaws.com/<pool>/.well-known/jwks.json).
+    #[arg(long, env = "JWT_JWKS_URL")]
+    pub jwt_jwks_url: Option<String>,
+    /// A JWKS document on disk, instead of the URL.
+    #[arg(long, env = "JWT_JWKS_FILE")]
+    pub jwt_jwks_file: Option<PathBuf>,
+    /// The `iss` every token must carry.
+    #[arg(long, env = "JWT_ISSUER")]
+    pub jwt_issuer: Option<String>,
+    /// The `aud` every token must carry (Cognito ID tokens: the app client id).
+    #[arg(long, env = "JWT_AUDIENCE")]
+    pub jwt_audience: Option<String>,
+    /// The claim naming the tenant (`*` for an operator).
+    #[arg(long, env = "JWT_TENANT_CLAIM", default_value = "custom:tenant")]
+    pub jwt_tenant_claim: String,
+    /// The claim listing the groups `rag-reader`, `rag-writer`, `rag-admin`.
+    #[arg(long, env = "JWT_ROLE_CLAIM", default_value = "cognito:groups")]
+    pub jwt_role_claim: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -222,6 +248,13 @@ pub struct ServeArgs {
     /// reach it is the default tenant's admin.
     #[arg(long, env = "RAG_AGENT_ALLOW_UNAUTHENTICATED", default_value_t = false)]
     pub allow_unauthenticated: bool,
+    /// Requests per minute per key or token subject (a token bucket: a
+    /// burst up to the limit, then the rate); 0 is no limit. On DynamoDB
+    /// the buckets are items, so the limit holds across instances.
+    #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 0)]
+    pub rate_limit_per_minute: u32,
+    #[command(flatten)]
+    pub jwt: JwtArgs,
     /// Where the embedded default keeps its database, vectors and files
     /// [default: the user data directory, e.g. ~/.local/share/rag-agent]
     #[arg(long, env = "RAG_AGENT_DATA_DIR")]

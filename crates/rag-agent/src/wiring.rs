@@ -7,12 +7,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use rag_api::{AppState, AuthMode, Authenticator, RequestGuard};
+use rag_aws::DynamoDbRateLimiter;
 use rag_core::AgentSettings;
 use rag_core::agent::MAX_CYCLES_LIMIT;
 use rag_core::answer::ExtractiveAnswerer;
 use rag_core::chat::ChatModel;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
+use rag_core::jwt::{JwksSource, JwtSettings, JwtVerifier};
 use rag_core::keys::{KeyService, KeyStore};
+use rag_core::ratelimit::{MemoryRateLimiter, RateLimiter};
 use rag_core::loading::LoadingEmbedder;
 use rag_core::parse::{ParseLimits, WorkerCommand};
 use rag_core::tools::{ToolRegistry, WebSearchProvider, WebSearchTool};
@@ -27,7 +30,7 @@ use rag_openai::{OpenAiChatModel, OpenAiConfig};
 
 use crate::aws;
 use crate::config::{
-    AgentArgs, AuthArg, DocumentBackend, EmbeddingProvider, FetchArgs, LlmProvider,
+    AgentArgs, AuthArg, DocumentBackend, JwtArgs, EmbeddingProvider, FetchArgs, LlmProvider,
     MetadataBackend, SearchModeArg, ServeArgs, VectorBackend, WebSearchProviderArg,
     default_model_dir,
 };
@@ -94,21 +97,27 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         }
         MetadataBackend::Dynamodb => None,
     };
+    let dynamodb = match (&sqlite, &sdk) {
+        (None, Some(sdk)) => Some(Arc::new(aws::metadata_store(sdk, aws_args)?)),
+        _ => None,
+    };
     let (metadata, conversations, key_store): (
         Arc<dyn MetadataStore>,
         Arc<dyn ConversationStore>,
         Arc<dyn KeyStore>,
-    ) = match (&sqlite, &sdk) {
+    ) = match (&sqlite, &dynamodb) {
         (Some(sqlite), _) => (
             Arc::new(sqlite.clone()),
             Arc::new(sqlite.clone()),
             Arc::new(sqlite.clone()),
         ),
-        (None, Some(sdk)) => {
-            let store = Arc::new(aws::metadata_store(sdk, aws_args)?);
-            (store.clone(), store.clone(), store)
-        }
+        (None, Some(store)) => (store.clone(), store.clone(), store.clone()),
         (None, None) => unreachable!("DynamoDB always loads the SDK config"),
+    };
+    let rate_limiter: Option<Arc<dyn RateLimiter>> = match (args.rate_limit_per_minute, &dynamodb) {
+        (0, _) => None,
+        (limit, Some(store)) => Some(Arc::new(DynamoDbRateLimiter::new(store.clone(), limit))),
+        (limit, None) => Some(Arc::new(MemoryRateLimiter::new(limit))),
     };
     let documents: Arc<dyn DocumentStore> = match (aws_args.document_backend, &sdk) {
         (DocumentBackend::S3, Some(sdk)) => Arc::new(aws::document_store(sdk, aws_args)?),
@@ -225,9 +234,15 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         mode: match args.auth {
             AuthArg::None => AuthMode::None,
             AuthArg::ApiKey => AuthMode::ApiKey,
+            AuthArg::Jwt => AuthMode::Jwt,
         },
         keys: Some(KeyService::new(key_store)),
+        jwt: match args.auth {
+            AuthArg::Jwt => Some(Arc::new(jwt_verifier(&args.jwt).await?)),
+            _ => None,
+        },
     };
+    state.rate_limiter = rate_limiter;
     state.body_limit = args.max_body_bytes;
     state.guard = RequestGuard {
         allowed_hosts: listed(&args.allowed_hosts),
@@ -238,6 +253,35 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
     // would stall: ingestion answers once it has finished.
     state.wait_for_ingest_by_default = args.wait_for_ingest || on_lambda;
     Ok(state)
+}
+
+/// The JWT verifier `RAG_AGENT_AUTH=jwt` needs, with its JWKS read now so
+/// a wrong URL or file stops start-up rather than every request.
+async fn jwt_verifier(args: &JwtArgs) -> anyhow::Result<JwtVerifier> {
+    let (Some(issuer), Some(audience)) = (&args.jwt_issuer, &args.jwt_audience) else {
+        bail!("RAG_AGENT_AUTH=jwt needs JWT_ISSUER and JWT_AUDIENCE");
+    };
+    let source = match (&args.jwt_jwks_url, &args.jwt_jwks_file) {
+        (Some(url), None) => JwksSource::Url {
+            client: reqwest_client()?,
+            url: url.clone(),
+        },
+        (None, Some(path)) => JwksSource::File(path.clone()),
+        _ => bail!("RAG_AGENT_AUTH=jwt needs exactly one of JWT_JWKS_URL and JWT_JWKS_FILE"),
+    };
+    let verifier = JwtVerifier::new(
+        JwtSettings {
+            tenant_claim: args.jwt_tenant_claim.clone(),
+            role_claim: args.jwt_role_claim.clone(),
+            ..JwtSettings::new(issuer, audience)
+        },
+        source,
+    );
+    verifier
+        .load()
+        .await
+        .map_err(|e| anyhow::anyhow!("JWT_JWKS_URL / JWT_JWKS_FILE: {e}"))?;
+    Ok(verifier)
 }
 
 /// `none` answers anyone as the default tenant's admin: only where no one

@@ -19,13 +19,18 @@ use crate::extract::{AppJson, AppPath, AppQuery};
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateKeyRequest {
-    /// The key's tenant; `*` makes an operator key. A tenant's admin may
-    /// leave it out or name its own tenant only.
+    /// The key's tenant; `*` makes an operator key (role admin). A
+    /// tenant's admin may leave it out or name its own tenant only.
+    #[schema(pattern = r"^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$")]
     pub tenant: Option<String>,
     /// `reader`, `writer` or `admin`.
+    #[schema(pattern = "^(reader|writer|admin)$")]
     pub role: String,
+    #[schema(max_length = 200)]
     pub name: Option<String>,
-    /// How long the key works, e.g. `30d`, `12h`; forever when absent.
+    /// How long the key works: a number and `s`, `m`, `h`, `d` or `w`
+    /// (seconds when bare), e.g. `30d`; forever when absent.
+    #[schema(pattern = "^[1-9][0-9]{0,5}[smhdw]?$")]
     pub expires_in: Option<String>,
 }
 
@@ -34,6 +39,7 @@ pub struct CreateKeyRequest {
 pub struct ListKeysParams {
     /// Only this tenant's keys (`*`: the operator keys). An operator
     /// without it sees every key.
+    #[param(pattern = r"^(\*|[A-Za-z0-9][A-Za-z0-9._-]{0,63})$")]
     pub tenant: Option<String>,
 }
 

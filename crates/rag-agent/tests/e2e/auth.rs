@@ -2,7 +2,8 @@
 //! made with `rag-agent keys create` before the server runs, the 401s and
 //! 403s, key management over `/admin/keys`, a revocation that takes hold
 //! while the server runs, and a cross-tenant matrix in which tenant B, with
-//! every role, reaches nothing of tenant A's.
+//! every role, reaches nothing of tenant A's; and `RAG_AGENT_AUTH=jwt`
+//! against a JWKS this test serves.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -398,5 +399,151 @@ async fn api_keys_isolate_tenants(stack: Stack) {
             .contains("expired"),
         "{body}"
     );
+    server.stop();
+}
+
+const SIGNER: &[u8] = include_bytes!("../../../core/tests/fixtures/jwt/signer.test-only.pem");
+const OTHER: &[u8] = include_bytes!("../../../core/tests/fixtures/jwt/other.test-only.pem");
+const JWKS: &str = include_str!("../../../core/tests/fixtures/jwt/jwks.json");
+const ISSUER: &str = "https://idp.example/pool";
+const AUDIENCE: &str = "rag-agent";
+
+fn token(tenant: &str, groups: &[&str], pem: &[u8], exp_from_now: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let claims = json!({
+        "sub": format!("user-of-{tenant}"), "iss": ISSUER, "aud": AUDIENCE,
+        "exp": now + exp_from_now, "custom:tenant": tenant, "cognito:groups": groups,
+    });
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+    header.kid = Some("test-signer".into());
+    jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_rsa_pem(pem).unwrap(),
+    )
+    .unwrap()
+}
+
+/// The provider's JWKS endpoint, on a free loopback port.
+async fn jwks_server() -> String {
+    let app = axum::Router::new().route(
+        "/.well-known/jwks.json",
+        axum::routing::get(|| async { ([("content-type", "application/json")], JWKS) }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    format!("http://{addr}/.well-known/jwks.json")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_bearer_tokens_carry_tenant_and_role() {
+    let data = tempfile::tempdir().unwrap();
+    let jwks_url = jwks_server().await;
+    let server = Server::start(
+        data.path(),
+        &Stack::embedded(),
+        &[
+            ("RAG_AGENT_AUTH", "jwt"),
+            ("JWT_JWKS_URL", &jwks_url),
+            ("JWT_ISSUER", ISSUER),
+            ("JWT_AUDIENCE", AUDIENCE),
+        ],
+    );
+    let writer_a = token("team-a", &["rag-writer"], SIGNER, 600);
+    let (status, ingested) = call(
+        "POST",
+        &server.at("/documents/ingest"),
+        Some(&writer_a),
+        Some(&json!({"content": "Team A's notes on lifetimes.", "wait": true})),
+    )
+    .await;
+    assert_eq!(status, 201, "{ingested}");
+    let id = ingested["document"]["id"].as_str().unwrap().to_string();
+    let reader_b = token("team-b", &["rag-reader"], SIGNER, 600);
+    let (status, _) = call("GET", &server.at(&format!("/documents/{id}")), Some(&reader_b), None).await;
+    assert_eq!(status, 404, "team B does not see team A's document");
+    let (status, _) = call(
+        "POST",
+        &server.at("/documents/ingest"),
+        Some(&reader_b),
+        Some(&json!({"content": "x"})),
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    use base64::Engine;
+    let b64 = |v: Value| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(v.to_string());
+    let unsigned = format!(
+        "{}.{}.",
+        b64(json!({"alg": "none", "kid": "test-signer"})),
+        b64(json!({"sub": "x", "iss": ISSUER, "aud": AUDIENCE, "exp": 4102444800u64, "custom:tenant": "team-a", "cognito:groups": ["rag-admin"]}))
+    );
+    for (what, bad) in [
+        ("expired", token("team-a", &["rag-writer"], SIGNER, -300)),
+        ("another signer", token("team-a", &["rag-writer"], OTHER, 600)),
+        ("alg none", unsigned),
+    ] {
+        let (status, body) = call("GET", &server.at("/documents"), Some(&bad), None).await;
+        assert_eq!(status, 401, "{what}: {body}");
+    }
+    let (status, _) = call("GET", &server.at("/documents"), None, None).await;
+    assert_eq!(status, 401);
+    let (status, listed) = call("GET", &server.at("/documents"), Some(&writer_a), None).await;
+    assert_eq!((status, listed["items"].as_array().map(Vec::len)), (200, Some(1)));
+    server.stop();
+}
+
+#[tokio::test]
+async fn a_burst_over_the_rate_limit_gets_429_then_passes_again_embedded() {
+    rate_limit_holds(Stack::embedded()).await;
+}
+
+/// On DynamoDB the buckets are items, so the limit holds across instances.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_rate_limit_gets_429_then_passes_again_aws() {
+    rate_limit_holds(Stack::aws().await).await;
+}
+
+async fn rate_limit_holds(stack: Stack) {
+    let data = tempfile::tempdir().unwrap();
+    let key = make_key(&stack, data.path(), "team-a", "reader");
+    let other = make_key(&stack, data.path(), "team-a", "reader");
+    let server = Server::start(
+        data.path(),
+        &stack,
+        &[("RAG_AGENT_AUTH", "api_key"), ("RATE_LIMIT_PER_MINUTE", "60")],
+    );
+    let get = |key: String| {
+        let url = server.at("/documents");
+        async move { client().get(url).bearer_auth(key).send().await.unwrap() }
+    };
+    let mut passed = 0;
+    let limited = loop {
+        let response = get(key.clone()).await;
+        if response.status() == 429 {
+            break response;
+        }
+        assert_eq!(response.status(), 200);
+        passed += 1;
+        // A minute's worth, plus what refilled (one a second) meanwhile.
+        assert!(passed <= 90, "no limit after {passed} requests");
+    };
+    assert!(passed >= 60, "only {passed} passed");
+    let retry_after: u64 = limited.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1..=2).contains(&retry_after), "Retry-After {retry_after}");
+    let body: Value = limited.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Another key of the same tenant has its own bucket.
+    assert_eq!(get(other).await.status(), 200);
+    tokio::time::sleep(Duration::from_secs(retry_after) + Duration::from_millis(100)).await;
+    assert_eq!(get(key).await.status(), 200);
     server.stop();
 }
