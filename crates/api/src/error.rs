@@ -47,7 +47,9 @@ pub enum ApiError {
     /// A principal whose role does not include what the route needs.
     Forbidden(String),
     /// Over `RATE_LIMIT_PER_MINUTE`; try again after this many seconds.
-    RateLimited { retry_after_secs: u64 },
+    RateLimited {
+        retry_after_secs: u64,
+    },
 }
 
 impl From<RagError> for ApiError {

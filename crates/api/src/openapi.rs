@@ -104,7 +104,10 @@ fn complete_responses(path: &str, operation: &mut Value) {
             "403",
             "the Host or Origin is not allowed, or the credential's role does not include this",
         ),
-        ("429", "over the credential's request rate (see Retry-After)"),
+        (
+            "429",
+            "over the credential's request rate (see Retry-After)",
+        ),
         ("500", "internal error (the cause is logged, not shown)"),
         ("503", "a backend is temporarily unavailable"),
     ];

@@ -407,13 +407,20 @@ async fn dynamodb_rate_limits_hold_across_instances() {
     let second = DynamoDbRateLimiter::new(store.clone(), 6);
     for i in 0..6 {
         let limiter = if i % 2 == 0 { &first } else { &second };
-        assert_eq!(limiter.acquire("key:a").await.unwrap(), RateDecision::Allowed, "{i}");
+        assert_eq!(
+            limiter.acquire("key:a").await.unwrap(),
+            RateDecision::Allowed,
+            "{i}"
+        );
     }
     for limiter in [&first, &second] {
         let RateDecision::Limited { retry_after } = limiter.acquire("key:a").await.unwrap() else {
             panic!("over the limit and allowed")
         };
-        assert!(retry_after <= std::time::Duration::from_secs(10), "{retry_after:?}");
+        assert!(
+            retry_after <= std::time::Duration::from_secs(10),
+            "{retry_after:?}"
+        );
     }
     assert_eq!(first.acquire("key:b").await.unwrap(), RateDecision::Allowed);
 }

@@ -161,8 +161,7 @@ impl JwtVerifier {
             .set
             .find(kid)
             .and_then(|jwk| DecodingKey::from_jwk(jwk).ok());
-        let may_refresh =
-            stale || keys.read_at.elapsed() >= self.settings.refresh_at_most_every;
+        let may_refresh = stale || keys.read_at.elapsed() >= self.settings.refresh_at_most_every;
         (found.filter(|_| !stale), may_refresh)
     }
 
@@ -262,7 +261,10 @@ impl JwtVerifier {
                 "a token of tenant * must carry rag-admin".into(),
             ));
         }
-        let subject = claims.get("sub").and_then(Value::as_str).unwrap_or_default();
+        let subject = claims
+            .get("sub")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
         Ok(Principal {
             scope,
             role,

@@ -18,7 +18,9 @@ use crate::error::StoreError;
 pub enum RateDecision {
     Allowed,
     /// Not before this long from now.
-    Limited { retry_after: Duration },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 #[async_trait]
@@ -117,7 +119,10 @@ mod tests {
         };
         assert!(retry_after <= Duration::from_millis(500), "{retry_after:?}");
         // Another principal has its own bucket.
-        assert_eq!(limiter.acquire("other").await.unwrap(), RateDecision::Allowed);
+        assert_eq!(
+            limiter.acquire("other").await.unwrap(),
+            RateDecision::Allowed
+        );
         tokio::time::sleep(retry_after + Duration::from_millis(20)).await;
         assert_eq!(limiter.acquire("k").await.unwrap(), RateDecision::Allowed);
     }

@@ -58,7 +58,10 @@ async fn a_valid_token_names_its_tenant_and_highest_role() {
         .verify(&sign(&claims(), SIGNER, "test-signer"), None)
         .await
         .unwrap();
-    assert_eq!(principal.scope, Scope::Tenant(Tenant::new("team-a").unwrap()));
+    assert_eq!(
+        principal.scope,
+        Scope::Tenant(Tenant::new("team-a").unwrap())
+    );
     assert_eq!(principal.role, Role::Writer);
     assert_eq!(principal.id, "sub:user-1");
 
@@ -100,7 +103,10 @@ async fn forged_foreign_expired_and_unsigned_tokens_are_refused() {
         let mut c = claims();
         c[field] = value;
         assert!(
-            matches!(refused(sign(&c, SIGNER, "test-signer")).await, JwtError::Invalid(_)),
+            matches!(
+                refused(sign(&c, SIGNER, "test-signer")).await,
+                JwtError::Invalid(_)
+            ),
             "{field}"
         );
     }
@@ -113,7 +119,11 @@ async fn forged_foreign_expired_and_unsigned_tokens_are_refused() {
     // Within the leeway an expiry a few seconds ago still passes.
     let mut just = claims();
     just["exp"] = json!(now() - 5);
-    assert!(jwt.verify(&sign(&just, SIGNER, "test-signer"), None).await.is_ok());
+    assert!(
+        jwt.verify(&sign(&just, SIGNER, "test-signer"), None)
+            .await
+            .is_ok()
+    );
 
     // `alg: none`, and HMAC signed with a secret anyone could choose.
     let b64 = |v: &Value| {
@@ -162,7 +172,10 @@ async fn an_unknown_kid_reads_the_jwks_again() {
     let jwt = verifier(&path);
     jwt.load().await.unwrap();
     let rotated = sign(&claims(), OTHER, "test-other");
-    assert_eq!(jwt.verify(&rotated, None).await.unwrap_err(), JwtError::UnknownKey);
+    assert_eq!(
+        jwt.verify(&rotated, None).await.unwrap_err(),
+        JwtError::UnknownKey
+    );
     std::fs::copy(fixture("jwks_rotated.json"), &path).unwrap();
     assert_eq!(jwt.verify(&rotated, None).await.unwrap().role, Role::Writer);
 }

@@ -15,9 +15,9 @@ use rag_core::chat::ChatModel;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
 use rag_core::jwt::{JwksSource, JwtSettings, JwtVerifier};
 use rag_core::keys::{KeyService, KeyStore};
-use rag_core::ratelimit::{MemoryRateLimiter, RateLimiter};
 use rag_core::loading::LoadingEmbedder;
 use rag_core::parse::{ParseLimits, WorkerCommand};
+use rag_core::ratelimit::{MemoryRateLimiter, RateLimiter};
 use rag_core::tools::{ToolRegistry, WebSearchProvider, WebSearchTool};
 use rag_core::{
     ConversationStore, DocumentStore, Embedder, LexicalIndex, MetadataStore, RagService,
@@ -30,7 +30,7 @@ use rag_openai::{OpenAiChatModel, OpenAiConfig};
 
 use crate::aws;
 use crate::config::{
-    AgentArgs, AuthArg, DocumentBackend, JwtArgs, EmbeddingProvider, FetchArgs, LlmProvider,
+    AgentArgs, AuthArg, DocumentBackend, EmbeddingProvider, FetchArgs, JwtArgs, LlmProvider,
     MetadataBackend, SearchModeArg, ServeArgs, VectorBackend, WebSearchProviderArg,
     default_model_dir,
 };

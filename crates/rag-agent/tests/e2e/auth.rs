@@ -464,7 +464,13 @@ async fn jwt_bearer_tokens_carry_tenant_and_role() {
     assert_eq!(status, 201, "{ingested}");
     let id = ingested["document"]["id"].as_str().unwrap().to_string();
     let reader_b = token("team-b", &["rag-reader"], SIGNER, 600);
-    let (status, _) = call("GET", &server.at(&format!("/documents/{id}")), Some(&reader_b), None).await;
+    let (status, _) = call(
+        "GET",
+        &server.at(&format!("/documents/{id}")),
+        Some(&reader_b),
+        None,
+    )
+    .await;
     assert_eq!(status, 404, "team B does not see team A's document");
     let (status, _) = call(
         "POST",
@@ -480,11 +486,16 @@ async fn jwt_bearer_tokens_carry_tenant_and_role() {
     let unsigned = format!(
         "{}.{}.",
         b64(json!({"alg": "none", "kid": "test-signer"})),
-        b64(json!({"sub": "x", "iss": ISSUER, "aud": AUDIENCE, "exp": 4102444800u64, "custom:tenant": "team-a", "cognito:groups": ["rag-admin"]}))
+        b64(
+            json!({"sub": "x", "iss": ISSUER, "aud": AUDIENCE, "exp": 4102444800u64, "custom:tenant": "team-a", "cognito:groups": ["rag-admin"]})
+        )
     );
     for (what, bad) in [
         ("expired", token("team-a", &["rag-writer"], SIGNER, -300)),
-        ("another signer", token("team-a", &["rag-writer"], OTHER, 600)),
+        (
+            "another signer",
+            token("team-a", &["rag-writer"], OTHER, 600),
+        ),
         ("alg none", unsigned),
     ] {
         let (status, body) = call("GET", &server.at("/documents"), Some(&bad), None).await;
@@ -493,7 +504,10 @@ async fn jwt_bearer_tokens_carry_tenant_and_role() {
     let (status, _) = call("GET", &server.at("/documents"), None, None).await;
     assert_eq!(status, 401);
     let (status, listed) = call("GET", &server.at("/documents"), Some(&writer_a), None).await;
-    assert_eq!((status, listed["items"].as_array().map(Vec::len)), (200, Some(1)));
+    assert_eq!(
+        (status, listed["items"].as_array().map(Vec::len)),
+        (200, Some(1))
+    );
     server.stop();
 }
 
@@ -515,7 +529,10 @@ async fn rate_limit_holds(stack: Stack) {
     let server = Server::start(
         data.path(),
         &stack,
-        &[("RAG_AGENT_AUTH", "api_key"), ("RATE_LIMIT_PER_MINUTE", "60")],
+        &[
+            ("RAG_AGENT_AUTH", "api_key"),
+            ("RATE_LIMIT_PER_MINUTE", "60"),
+        ],
     );
     let get = |key: String| {
         let url = server.at("/documents");
