@@ -49,23 +49,25 @@ pub struct Authenticator {
 /// The header an operator key names the tenant it acts for with.
 pub const TENANT_HEADER: &str = "x-tenant-id";
 
-/// The presented key: `Authorization: Bearer <key>` or `x-api-key`.
-/// `Err` for an `Authorization` header that is not a bearer token.
+/// The presented key: `x-api-key`, else `Authorization: Bearer <key>`.
+/// `x-api-key` comes first because behind an IAM-authorised Function URL
+/// `Authorization` holds the SigV4 signature, not a key. `Err` only for an
+/// `Authorization` of another scheme with no `x-api-key` beside it.
 fn presented_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
-        let value = value.to_str().unwrap_or_default();
-        return match value.split_once(' ') {
-            Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
-                Ok(Some(token.trim().to_string()))
-            }
-            _ => Err(ApiError::Unauthenticated(
-                "the Authorization header must be `Bearer <key>`".to_string(),
-            )),
-        };
+    if let Some(value) = headers.get("x-api-key") {
+        return Ok(Some(value.to_str().unwrap_or_default().trim().to_string()));
     }
-    Ok(headers
-        .get("x-api-key")
-        .map(|v| v.to_str().unwrap_or_default().trim().to_string()))
+    let Some(value) = headers.get(axum::http::header::AUTHORIZATION) else {
+        return Ok(None);
+    };
+    match value.to_str().unwrap_or_default().split_once(' ') {
+        Some((scheme, token)) if scheme.eq_ignore_ascii_case("bearer") => {
+            Ok(Some(token.trim().to_string()))
+        }
+        _ => Err(ApiError::Unauthenticated(
+            "send the key as `Authorization: Bearer <key>` or `x-api-key: <key>`".to_string(),
+        )),
+    }
 }
 
 fn named_tenant(headers: &HeaderMap) -> Result<Option<Tenant>, ApiError> {

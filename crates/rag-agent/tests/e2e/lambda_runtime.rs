@@ -107,13 +107,15 @@ fn rest_event(method: &str, path: &str, body: Option<Value>, key: Option<&str>) 
     })
 }
 
+/// A Function URL event as an IAM-signed request arrives: `Authorization`
+/// is the SigV4 signature, so the key rides in `x-api-key`.
 fn url_event(method: &str, path: &str, body: Value, key: &str) -> Value {
     json!({
         "version": "2.0",
         "routeKey": "$default",
         "rawPath": path,
         "rawQueryString": "",
-        "headers": {"host": "xyz.lambda-url.us-east-1.on.aws", "content-type": "application/json", "x-api-key": key},
+        "headers": {"host": "xyz.lambda-url.us-east-1.on.aws", "content-type": "application/json", "x-api-key": key, "authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20261126/us-east-1/lambda/aws4_request, SignedHeaders=host;x-amz-date, Signature=0123abcd"},
         "requestContext": {"accountId": "123456789012", "apiId": "xyz", "domainName": "xyz.lambda-url.us-east-1.on.aws", "http": {"method": method, "path": path, "protocol": "HTTP/1.1", "sourceIp": "203.0.113.7", "userAgent": "test"}, "requestId": "u", "routeKey": "$default", "stage": "$default", "time": "26/Nov/2026:18:00:00 +0000", "timeEpoch": 1764180000000u64},
         "body": body.to_string(),
         "isBase64Encoded": false
