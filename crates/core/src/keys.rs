@@ -232,9 +232,14 @@ impl KeyService {
             digest: digest(&key),
             created_at: now,
             expires_at: match expires_in {
-                Some(d) => Some(now.checked_add_signed(d).ok_or_else(|| {
-                    StoreError::Invalid("expires_in is too far in the future".to_string())
-                })?),
+                // Past year 9999 a timestamp no longer reads back as RFC 3339.
+                Some(d) => Some(
+                    now.checked_add_signed(d)
+                        .filter(|at| chrono::Datelike::year(at) <= 9999)
+                        .ok_or_else(|| {
+                            StoreError::Invalid("expires_in is too far in the future".to_string())
+                        })?,
+                ),
                 None => None,
             },
             last_used_at: None,

@@ -28,9 +28,9 @@ pub struct CreateKeyRequest {
     pub role: String,
     #[schema(max_length = 200)]
     pub name: Option<String>,
-    /// How long the key works: a number and `s`, `m`, `h`, `d` or `w`
+    /// How long the key works: up to 4 digits and `s`, `m`, `h` or `d`
     /// (seconds when bare), e.g. `30d`; forever when absent.
-    #[schema(pattern = "^[1-9][0-9]{0,5}[smhdw]?$")]
+    #[schema(pattern = "^[1-9][0-9]{0,3}[smhd]?$")]
     pub expires_in: Option<String>,
 }
 
