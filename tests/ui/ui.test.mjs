@@ -6,43 +6,19 @@
 //
 //   UI_BASE_URL=http://127.0.0.1:PORT UI_FILES=$'a.html\nb.md' \
 //   UI_SCREENSHOTS=target/ui-screenshots node tests/ui/ui.test.mjs
-import { chromium } from "playwright-core";
-import { mkdirSync } from "node:fs";
-import { join } from "node:path";
+import { check, launch, screenshots } from "./browser.mjs";
 
 const base = process.env.UI_BASE_URL.replace(/\/$/, "");
 const shots = process.env.UI_SCREENSHOTS;
 const files = process.env.UI_FILES.split("\n").filter(Boolean);
 const question = process.env.UI_QUESTION;
-mkdirSync(shots, { recursive: true });
 
 // The browser logs every failed request as a console error; the one the
 // error step provokes is expected, so requests are counted apart from
 // errors in the page's own script.
 const summary = { steps: [], console_errors: [], failed_requests: [], partial_answers: [], requests: [], unanswered: [] };
-let step = 0;
-
-async function shot(page, name) {
-  step += 1;
-  const file = join(shots, `${String(step).padStart(2, "0")}-${name}.png`);
-  await page.screenshot({ path: file, fullPage: false });
-  summary.steps.push(name);
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(`check failed: ${message}`);
-}
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM_PATH || "/usr/bin/chromium",
-  headless: true,
-  // The machine has no route to Google: without these Chromium tries to
-  // phone home at start and logs refused connections.
-  args: [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-  ],
-});
+const shot = screenshots(shots, summary);
+const browser = await launch();
 
 let failed = null;
 try {

@@ -287,6 +287,17 @@ impl ApiError {
                 RagError::Unavailable(m) => {
                     Mapped::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", m.clone())
                 }
+                RagError::QuotaExceeded {
+                    message,
+                    retry_after_secs,
+                } => Mapped {
+                    retry_after: Some(*retry_after_secs),
+                    ..Mapped::new(
+                        StatusCode::TOO_MANY_REQUESTS,
+                        "quota_exceeded",
+                        message.clone(),
+                    )
+                },
             },
             ApiError::InvalidBody(m) => Mapped::new(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -10,6 +10,7 @@ pub mod auth;
 pub mod error;
 mod extract;
 pub mod guard;
+mod metering;
 pub mod openapi;
 mod routes;
 
@@ -68,11 +69,13 @@ pub fn app(state: AppState) -> Router {
     let cors = guard.cors_layer();
     let auth = state.auth.clone();
     let rate_limiter = state.rate_limiter.clone();
+    let meter = state.service.usage().clone();
     let router = Router::new()
         .route("/", get(routes::ui::index))
         .route("/ui/app.js", get(routes::ui::script))
         .route("/ui/app.css", get(routes::ui::stylesheet))
         .route("/health", get(routes::health::health))
+        .route("/me", get(routes::me::me))
         .route("/query", post(routes::answer::query))
         .route("/chat", post(routes::answer::chat))
         .route("/chat/stream", post(routes::answer::chat_stream))
@@ -90,10 +93,19 @@ pub fn app(state: AppState) -> Router {
             post(routes::keys::create).get(routes::keys::list),
         )
         .route("/admin/keys/{id}", delete(routes::keys::revoke))
+        .route(
+            "/admin/tenants/{tenant}",
+            get(routes::usage::get_settings).put(routes::usage::put_settings),
+        )
+        .route("/usage", get(routes::usage::usage))
         .route("/openapi.json", get(openapi::openapi_json))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            meter,
+            metering::count_requests,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             rate_limiter,
             auth::rate_limit,

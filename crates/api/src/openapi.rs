@@ -9,17 +9,18 @@ use utoipa::OpenApi;
 use crate::AppState;
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{answer, documents, health, keys, tools};
+use crate::routes::{answer, documents, health, keys, me, tools, usage};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "rag-agent", description = "Retrieval-augmented question answering over your documents. Errors are `{\"error\": {\"code\", \"message\"}}`."),
     paths(
-        health::health,
+        health::health, me::me,
         answer::query, answer::chat, answer::chat_stream, answer::conversation,
         documents::list, documents::ingest, documents::upload, documents::get, documents::delete,
         tools::list,
         keys::create, keys::list, keys::revoke,
+        usage::usage, usage::get_settings, usage::put_settings,
     ),
     components(schemas(
         ErrorBody, ErrorDetail,
@@ -30,13 +31,15 @@ use crate::routes::{answer, documents, health, keys, tools};
         rag_core::chat::StopReason, rag_core::chat::ToolSpec,
         keys::CreateKeyRequest, keys::KeyList, rag_core::keys::ApiKeyView,
         rag_core::keys::CreatedKey,
+        me::Identity, usage::UsageReport, usage::TenantUsage, usage::TenantSettingsRequest,
+        usage::TenantSettingsView, rag_core::usage::UsageCounts, rag_core::usage::DailyUsage,
     )),
     tags(
         (name = "documents", description = "Ingest, list, inspect and delete documents"),
         (name = "answers", description = "Questions, chat and streaming chat"),
         (name = "agent", description = "The agent's tools"),
         (name = "service", description = "Health"),
-        (name = "admin", description = "API keys (tenant admins and operators)"),
+        (name = "admin", description = "API keys, usage and tenant settings (tenant admins and operators)"),
     )
 )]
 pub struct ApiDoc;
@@ -106,7 +109,7 @@ fn complete_responses(path: &str, operation: &mut Value) {
         ),
         (
             "429",
-            "over the credential's request rate (see Retry-After)",
+            "over the credential's request rate, or the tenant's monthly token budget is spent (see Retry-After)",
         ),
         ("500", "internal error (the cause is logged, not shown)"),
         ("503", "a backend is temporarily unavailable"),

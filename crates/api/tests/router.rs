@@ -21,6 +21,8 @@ fn state(dir: &std::path::Path) -> AppState {
         documents: Arc::new(FileDocumentStore::open(dir.join("files")).unwrap()),
         vectors: Arc::new(LocalVectorIndex::open(&dir.join("vectors.log"), 384).unwrap()),
         lexical: Some(Arc::new(sqlite.clone())),
+        usage: Arc::new(sqlite.clone()),
+        tenant_settings: Arc::new(sqlite.clone()),
         conversations: Arc::new(sqlite),
     };
     let service = RagService::new(
@@ -210,6 +212,8 @@ async fn health_says_starting_while_the_model_loads_and_ingestion_waits_for_it()
         documents: Arc::new(FileDocumentStore::open(dir.path().join("files")).unwrap()),
         vectors: Arc::new(LocalVectorIndex::open(&dir.path().join("vectors.log"), 4).unwrap()),
         lexical: Some(Arc::new(sqlite.clone())),
+        usage: Arc::new(sqlite.clone()),
+        tenant_settings: Arc::new(sqlite.clone()),
         conversations: Arc::new(sqlite),
     };
     let (release, gate) = std::sync::mpsc::channel::<()>();

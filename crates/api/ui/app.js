@@ -6,6 +6,9 @@
 // Every request is relative to the page, which sits at the API's base path.
 const api = (path) => new URL(path, document.baseURI).toString();
 const STORE_KEY = "rag-agent.chat";
+// The API key lives in this tab's sessionStorage only: never in the URL,
+// never in localStorage, gone when the tab closes.
+const KEY_STORE = "rag-agent.api-key";
 const $ = (id) => document.getElementById(id);
 
 // ---------- small helpers ----------
@@ -59,13 +62,95 @@ async function apiError(response) {
   return error;
 }
 
-async function request(path, options = {}) {
+// ---------- credentials ----------
+
+let identity = null;
+
+function withKey(options = {}) {
+  const key = sessionStorage.getItem(KEY_STORE);
+  if (!key) return options;
+  return { ...options, headers: { ...(options.headers || {}), authorization: `Bearer ${key}` } };
+}
+
+let keyPrompt = null;
+
+// One prompt at a time, however many requests were refused meanwhile;
+// each of them retries with the key it resolves to.
+function askForKey(reason) {
+  if (keyPrompt) return keyPrompt;
+  keyPrompt = new Promise((resolve) => {
+    $("key-reason").textContent = reason;
+    $("key-dialog").hidden = false;
+    $("api-key").value = "";
+    $("api-key").focus();
+    $("key-form").onsubmit = (e) => {
+      e.preventDefault();
+      const key = $("api-key").value.trim();
+      if (!key) return;
+      sessionStorage.setItem(KEY_STORE, key);
+      $("key-dialog").hidden = true;
+      keyPrompt = null;
+      resolve();
+    };
+  });
+  return keyPrompt;
+}
+
+// fetch with the key; a 401 asks for a key (again, if the one kept was
+// refused) and retries, so every view can simply call the API.
+async function authorizedFetch(path, options = {}) {
+  for (;;) {
+    let response;
+    try {
+      response = await fetch(api(path), withKey(options));
+    } catch (e) {
+      throw new Error(`Cannot reach the server (${e.message}).`);
+    }
+    if (response.status !== 401 || options.body instanceof ReadableStream) return response;
+    const error = await apiError(response);
+    const hadKey = sessionStorage.getItem(KEY_STORE);
+    sessionStorage.removeItem(KEY_STORE);
+    await askForKey(hadKey ? `That key was refused: ${error.message}` : "Requests to this server need a key.");
+    await refreshIdentity();
+  }
+}
+
+async function refreshIdentity() {
   let response;
   try {
-    response = await fetch(api(path), options);
-  } catch (e) {
-    throw new Error(`Cannot reach the server (${e.message}).`);
+    response = await fetch(api("me"), withKey());
+  } catch (_) {
+    return;
   }
+  if (!response.ok) return;
+  identity = await response.json();
+  const who = $("who");
+  who.textContent = identity.tenant ? `${identity.tenant} · ${identity.role}` : `operator · ${identity.role}`;
+  who.hidden = false;
+  $("sign-out").hidden = !sessionStorage.getItem(KEY_STORE);
+  applyRole();
+}
+
+const can = (what) => !identity || identity.can.includes(what);
+
+// Hide what the role may not do rather than let it fail with a 403.
+function applyRole() {
+  for (const node of document.querySelectorAll("[data-needs]")) {
+    node.hidden = !can(node.dataset.needs);
+  }
+  for (const button of document.querySelectorAll("button.delete")) button.hidden = !can("write");
+}
+
+function forgetKey() {
+  sessionStorage.removeItem(KEY_STORE);
+  identity = null;
+  $("who").hidden = true;
+  $("sign-out").hidden = true;
+  location.reload();
+}
+
+async function request(path, options = {}) {
+  const response = await authorizedFetch(path, options);
   if (!response.ok) throw await apiError(response);
   if (response.status === 204) return null;
   return response.json();
@@ -263,7 +348,7 @@ async function ask(question) {
   const body = { message: question };
   if (chat.conversationId) body.conversation_id = chat.conversationId;
   try {
-    const response = await fetch(api("chat/stream"), {
+    const response = await authorizedFetch("chat/stream", {
       method: "POST",
       headers: { "content-type": "application/json", accept: "text/event-stream" },
       body: JSON.stringify(body),
@@ -368,7 +453,9 @@ function renderDocuments(items) {
       el("td", {}, badge(d.status)),
       el("td", { class: "num" }, d.chunk_count),
       el("td", { class: "num" }, formatBytes(d.size_bytes)),
-      el("td", { class: "num" }, el("button", { class: "danger small delete", "aria-label": `Delete ${d.title}`, onclick: () => confirmDelete(d) }, "Delete")))));
+      el("td", { class: "num" }, can("write")
+        ? el("button", { class: "danger small delete", "aria-label": `Delete ${d.title}`, onclick: () => confirmDelete(d) }, "Delete")
+        : null))));
 }
 
 function askConfirmation(text) {
@@ -470,6 +557,7 @@ function wire() {
     }
   });
   $("panel-close").addEventListener("click", closePanel);
+  $("sign-out").addEventListener("click", forgetKey);
   document.addEventListener("keydown", (e) => {
     if (e.key !== "Escape") return;
     if (!$("confirm").hidden) $("confirm-cancel").click();
@@ -516,6 +604,10 @@ async function start() {
   renderTranscript();
   showView(location.hash === "#documents" ? "documents" : "chat");
   refreshHealth();
+  // Without auth the server answers /me at once; with it, a 401 here asks
+  // for the key before anything else is shown.
+  await authorizedFetch("me");
+  await refreshIdentity();
   // The server may have forgotten the conversation (a new data directory):
   // then start a new one rather than send an id it will not find.
   if (chat.conversationId) {

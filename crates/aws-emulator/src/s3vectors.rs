@@ -134,6 +134,7 @@ pub async fn handle(
         "GetIndex" => vectors.get_index(&body),
         "UpdateIndexMode" => vectors.update_index_mode(&body),
         "DeleteIndex" => vectors.delete_index(&body),
+        "ListIndexes" => vectors.list_indexes(&body),
         "PutVectors" => vectors.put(&body),
         "GetVectors" => vectors.get(&body),
         "DeleteVectors" => vectors.delete(&body),
@@ -166,6 +167,17 @@ fn bucket_name(body: &Value) -> Result<String, AwsError> {
         }
     }
     Ok(string(body, "vectorBucketName")?.to_string())
+}
+
+/// The service's rule for index names.
+fn valid_index_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    (3..=63).contains(&bytes.len())
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-' || *b == b'.')
+        && bytes[0].is_ascii_alphanumeric()
+        && bytes[bytes.len() - 1].is_ascii_alphanumeric()
 }
 
 fn index_name(body: &Value) -> Result<String, AwsError> {
@@ -267,6 +279,11 @@ impl VectorState {
     fn create_index(&self, body: &Value) -> Result<Value, AwsError> {
         let bucket = bucket_name(body)?;
         let name = string(body, "indexName")?.to_string();
+        if !valid_index_name(&name) {
+            return Err(AwsError::validation(format!(
+                "index name {name:?} must be 3 to 63 lowercase letters, digits, hyphens or dots, starting and ending with a letter or digit"
+            )));
+        }
         let dimension = body
             .get("dimension")
             .and_then(Value::as_u64)
@@ -353,6 +370,34 @@ impl VectorState {
             }
             Ok(json!({"index": description}))
         })
+    }
+
+    /// Every index of a bucket in name order, in one page (the emulator
+    /// never holds enough for a second).
+    fn list_indexes(&self, body: &Value) -> Result<Value, AwsError> {
+        let bucket = bucket_name(body)?;
+        let buckets = self.buckets.lock().unwrap();
+        let indexes = buckets
+            .get(&bucket)
+            .ok_or_else(|| AwsError::not_found(format!("vector bucket {bucket} does not exist")))?;
+        let prefix = body.get("prefix").and_then(Value::as_str).unwrap_or("");
+        let mut names: Vec<(&String, &Index)> = indexes
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .collect();
+        names.sort_by(|a, b| a.0.cmp(b.0));
+        let listed: Vec<Value> = names
+            .into_iter()
+            .map(|(name, index)| {
+                json!({
+                    "vectorBucketName": bucket,
+                    "indexName": name,
+                    "indexArn": format!("arn:aws:s3vectors:us-east-1:123456789012:bucket/{bucket}/index/{name}"),
+                    "creationTime": index.created,
+                })
+            })
+            .collect();
+        Ok(json!({"indexes": listed}))
     }
 
     fn delete_index(&self, body: &Value) -> Result<Value, AwsError> {

@@ -17,6 +17,7 @@
 mod attr;
 mod keys;
 mod rate;
+mod usage;
 
 pub use rate::DynamoDbRateLimiter;
 

@@ -22,4 +22,4 @@ pub use dynamodb::{DynamoDbRateLimiter, DynamoDbStore};
 pub use knowledge_base::{KnowledgeBaseSearchInput, KnowledgeBaseSearchTool};
 pub use rag_core::retry::RetryPolicy;
 pub use s3::S3DocumentStore;
-pub use s3vectors::{S3VectorStore, similarity_from_distance};
+pub use s3vectors::{IndexLayout, S3VectorStore, per_tenant_index_name, similarity_from_distance};

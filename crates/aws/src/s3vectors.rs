@@ -3,12 +3,22 @@
 //! lookup. S3 Vectors returns a distance; `similarity_from_distance` is the
 //! one place it becomes the similarity the rest of the service expects.
 //!
-//! Tenants share the index. Each vector's key starts with its tenant
-//! (`<tenant>#<chunk id>`) and its metadata carries a filterable `tenant`,
-//! and every `QueryVectors` filters on it. The index runs in `ENHANCED`
-//! mode, where filters apply before the search, so a small tenant beside
-//! a large one still gets its own true top-k (`CLASSIC` filters during the
-//! search and may return fewer).
+//! By default tenants share the index. Each vector's key starts with its
+//! tenant (`<tenant>#<chunk id>`) and its metadata carries a filterable
+//! `tenant`, and every `QueryVectors` filters on it. The index runs in
+//! `ENHANCED` mode, where filters apply before the search, so a small
+//! tenant beside a large one still gets its own true top-k (`CLASSIC`
+//! filters during the search and may return fewer).
+//!
+//! With [`IndexLayout::PerTenant`] (`S3_VECTOR_INDEX_PER_TENANT`) each
+//! tenant has an index of its own, `<index>-<16 hex of SHA-256(tenant)>`
+//! (index names allow only lowercase letters, digits, `-` and `.`, which
+//! tenant ids do not keep to), created on its first write. Keys and the
+//! tenant filter stay as in a shared index, so a vector is never found
+//! through the wrong one. A tenant with no index yet has no vectors.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
 
 use async_trait::async_trait;
 use aws_sdk_s3vectors::Client;
@@ -20,6 +30,7 @@ use rag_core::{
     ChunkMetadata, DocumentChunk, SearchFilter, StoreError, Tenant, VectorSearchResult, VectorStore,
 };
 use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::document::{to_document, to_value};
@@ -41,11 +52,36 @@ pub fn similarity_from_distance(distance: f32) -> f32 {
     1.0 - distance
 }
 
+/// One index for every tenant, or one per tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IndexLayout {
+    #[default]
+    Shared,
+    /// Indexes are made on a tenant's first write when `create` allows.
+    PerTenant { create: bool },
+}
+
+/// Index names are at most 63 characters; a per-tenant name adds 17.
+pub const MAX_PER_TENANT_BASE_CHARS: usize = 63 - 17;
+
+/// The index of `tenant` when each tenant has its own.
+pub fn per_tenant_index_name(base: &str, tenant: &Tenant) -> String {
+    let digest = Sha256::digest(tenant.as_str().as_bytes());
+    format!("{base}-{}", hex_prefix(&digest[..8]))
+}
+
+fn hex_prefix(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub struct S3VectorStore {
     client: Client,
     bucket: String,
     index: String,
     dimension: usize,
+    layout: IndexLayout,
+    /// Per-tenant indexes known to exist, so a write checks once.
+    ready: Mutex<HashSet<String>>,
 }
 
 impl S3VectorStore {
@@ -60,11 +96,54 @@ impl S3VectorStore {
             bucket: bucket.into(),
             index: index.into(),
             dimension,
+            layout: IndexLayout::Shared,
+            ready: Mutex::new(HashSet::new()),
         }
     }
 
-    fn err(&self, e: crate::sdk_error::Classified) -> StoreError {
-        e.into_store_error(|| format!("vector index {}/{}", self.bucket, self.index))
+    /// The same store with this layout.
+    pub fn with_layout(self, layout: IndexLayout) -> Self {
+        Self { layout, ..self }
+    }
+
+    pub fn layout(&self) -> IndexLayout {
+        self.layout
+    }
+
+    /// The index that holds `tenant`'s vectors.
+    pub fn index_of(&self, tenant: &Tenant) -> String {
+        match self.layout {
+            IndexLayout::Shared => self.index.clone(),
+            IndexLayout::PerTenant { .. } => per_tenant_index_name(&self.index, tenant),
+        }
+    }
+
+    fn err_in(&self, index: &str, e: crate::sdk_error::Classified) -> StoreError {
+        e.into_store_error(|| format!("vector index {}/{index}", self.bucket))
+    }
+
+    /// A per-tenant index that does not exist yet holds nothing: reads of
+    /// it find nothing rather than fail.
+    fn missing_tenant_index(&self, error: &StoreError) -> bool {
+        matches!(self.layout, IndexLayout::PerTenant { .. })
+            && matches!(error, StoreError::NotFound { .. })
+    }
+
+    /// Makes sure `tenant`'s index exists before a write: a per-tenant
+    /// index is checked (and made, if allowed) the first time.
+    async fn writable_index(&self, tenant: &Tenant) -> Result<String, StoreError> {
+        let index = self.index_of(tenant);
+        let IndexLayout::PerTenant { create } = self.layout else {
+            return Ok(index);
+        };
+        if lock(&self.ready).contains(&index) {
+            return Ok(index);
+        }
+        if let Some(warning) = self.ensure_named_index(&index, create).await? {
+            tracing::warn!("{warning}");
+        }
+        lock(&self.ready).insert(index.clone());
+        Ok(index)
     }
 
     /// Checks that the index exists with this dimension and the cosine
@@ -73,12 +152,40 @@ impl S3VectorStore {
     /// and puts it in `ENHANCED` mode. Returns a warning when the index is
     /// in another mode and `create` forbids changing it: tenants stay
     /// isolated, but a small tenant's searches may return fewer hits.
+    ///
+    /// With an index per tenant this checks the default tenant's index, so
+    /// a wrong dimension or a missing permission stops the start-up rather
+    /// than a first write.
     pub async fn ensure_index(&self, create: bool) -> Result<Option<String>, StoreError> {
+        match self.layout {
+            IndexLayout::Shared => self.ensure_named_index(&self.index, create).await,
+            IndexLayout::PerTenant { .. } => {
+                if self.index.len() > MAX_PER_TENANT_BASE_CHARS {
+                    return Err(StoreError::Invalid(format!(
+                        "with an index per tenant, S3_VECTOR_INDEX_NAME may have at most {MAX_PER_TENANT_BASE_CHARS} characters ({} has {})",
+                        self.index,
+                        self.index.len()
+                    )));
+                }
+                let tenant = Tenant::default_tenant();
+                let index = self.index_of(&tenant);
+                let warning = self.ensure_named_index(&index, create).await?;
+                lock(&self.ready).insert(index);
+                Ok(warning)
+            }
+        }
+    }
+
+    async fn ensure_named_index(
+        &self,
+        name: &str,
+        create: bool,
+    ) -> Result<Option<String>, StoreError> {
         match self
             .client
             .get_index()
             .vector_bucket_name(&self.bucket)
-            .index_name(&self.index)
+            .index_name(name)
             .send()
             .await
         {
@@ -89,7 +196,7 @@ impl S3VectorStore {
                 if index.dimension() as usize != self.dimension {
                     return Err(StoreError::Invalid(format!(
                         "the S3 Vectors index {} has dimension {} but VECTOR_DIMENSION is {}",
-                        self.index,
+                        name,
                         index.dimension(),
                         self.dimension
                     )));
@@ -97,7 +204,7 @@ impl S3VectorStore {
                 if *index.distance_metric() != DistanceMetric::Cosine {
                     return Err(StoreError::Invalid(format!(
                         "the S3 Vectors index {} uses {} distance; rag-agent needs cosine",
-                        self.index,
+                        name,
                         index.distance_metric().as_str()
                     )));
                 }
@@ -105,19 +212,19 @@ impl S3VectorStore {
                     return Ok(None);
                 }
                 if create {
-                    return Ok(self.enhance().await);
+                    return Ok(self.enhance(name).await);
                 }
                 return Ok(Some(format!(
                     "the S3 Vectors index {} is not in ENHANCED mode and S3_VECTOR_CREATE_INDEX forbids changing it; tenants stay isolated, but a small tenant's searches may return fewer than top_k hits (set it with UpdateIndexMode)",
                     self.index
                 )));
             }
-            Err(e) => match self.err(classify(e)) {
+            Err(e) => match self.err_in(name, classify(e)) {
                 StoreError::NotFound { .. } if create => {}
                 StoreError::NotFound { .. } => {
                     return Err(StoreError::Invalid(format!(
                         "the S3 Vectors index {}/{} does not exist and creating it is turned off",
-                        self.bucket, self.index
+                        self.bucket, name
                     )));
                 }
                 other => return Err(other),
@@ -133,7 +240,7 @@ impl S3VectorStore {
             let c = classify(e);
             // Another instance may have created it first.
             if c.code.as_deref() != Some("ConflictException") {
-                return Err(self.err(c));
+                return Err(self.err_in(name, c));
             }
         }
         let metadata = MetadataConfiguration::builder()
@@ -146,7 +253,7 @@ impl S3VectorStore {
             .client
             .create_index()
             .vector_bucket_name(&self.bucket)
-            .index_name(&self.index)
+            .index_name(name)
             .data_type(DataType::Float32)
             .dimension(self.dimension as i32)
             .distance_metric(DistanceMetric::Cosine)
@@ -156,22 +263,22 @@ impl S3VectorStore {
         {
             let c = classify(e);
             if c.code.as_deref() != Some("ConflictException") {
-                return Err(self.err(c));
+                return Err(self.err_in(name, c));
             }
         }
-        Ok(self.enhance().await)
+        Ok(self.enhance(name).await)
     }
 
     /// Puts the index in `ENHANCED` mode; a failure (a role without
     /// `s3vectors:UpdateIndexMode`, a service that lacks the call) is a
     /// warning, not a refusal to start, since isolation does not depend on
     /// the mode.
-    async fn enhance(&self) -> Option<String> {
+    async fn enhance(&self, name: &str) -> Option<String> {
         let result = self
             .client
             .update_index_mode()
             .vector_bucket_name(&self.bucket)
-            .index_name(&self.index)
+            .index_name(name)
             .index_mode(IndexMode::Enhanced)
             .send()
             .await;
@@ -180,8 +287,8 @@ impl S3VectorStore {
             Err(e) => {
                 let c = classify(e);
                 Some(format!(
-                    "could not put the S3 Vectors index {} in ENHANCED mode ({}); tenants stay isolated, but a small tenant's searches may return fewer than top_k hits",
-                    self.index, c.message
+                    "could not put the S3 Vectors index {name} in ENHANCED mode ({}); tenants stay isolated, but a small tenant's searches may return fewer than top_k hits",
+                    c.message
                 ))
             }
         }
@@ -196,23 +303,29 @@ impl S3VectorStore {
         tenant: &Tenant,
         document_id: Uuid,
     ) -> Result<Vec<(String, Option<Value>)>, StoreError> {
+        let index = self.index_of(tenant);
         let mut found = Vec::new();
         let mut start = 0u32;
         loop {
             let keys: Vec<String> = (start..start + GET_BATCH as u32)
                 .map(|i| vector_key(tenant, &ChunkMetadata::chunk_id_for(document_id, i)))
                 .collect();
-            let output = self
+            let output = match self
                 .client
                 .get_vectors()
                 .vector_bucket_name(&self.bucket)
-                .index_name(&self.index)
+                .index_name(&index)
                 .set_keys(Some(keys))
                 .return_metadata(true)
                 .return_data(false)
                 .send()
                 .await
-                .map_err(|e| self.err(classify(e)))?;
+                .map_err(|e| self.err_in(&index, classify(e)))
+            {
+                Ok(output) => output,
+                Err(e) if self.missing_tenant_index(&e) => break,
+                Err(e) => return Err(e),
+            };
             let page = output.vectors();
             if page.is_empty() {
                 break;
@@ -241,6 +354,10 @@ impl S3VectorStore {
         chunks.sort_by_key(|c| c.metadata.chunk_index);
         Ok(chunks)
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// A vector's key: its tenant, then the chunk id. Tenant ids never hold a
@@ -313,6 +430,10 @@ impl VectorStore for S3VectorStore {
                 )));
             }
         }
+        if chunks.is_empty() {
+            return Ok(());
+        }
+        let index = self.writable_index(tenant).await?;
         for batch in chunks.chunks(PUT_BATCH) {
             let vectors = batch
                 .iter()
@@ -328,11 +449,11 @@ impl VectorStore for S3VectorStore {
             self.client
                 .put_vectors()
                 .vector_bucket_name(&self.bucket)
-                .index_name(&self.index)
+                .index_name(&index)
                 .set_vectors(Some(vectors))
                 .send()
                 .await
-                .map_err(|e| self.err(classify(e)))?;
+                .map_err(|e| self.err_in(&index, classify(e)))?;
         }
         Ok(())
     }
@@ -351,11 +472,12 @@ impl VectorStore for S3VectorStore {
                 self.dimension
             )));
         }
+        let index = self.index_of(tenant);
         let output = self
             .client
             .query_vectors()
             .vector_bucket_name(&self.bucket)
-            .index_name(&self.index)
+            .index_name(&index)
             .top_k(top_k.clamp(1, MAX_TOP_K) as i32)
             .query_vector(VectorData::Float32(query.to_vec()))
             .filter(to_document(&filter_document(tenant, filter)))
@@ -363,7 +485,12 @@ impl VectorStore for S3VectorStore {
             .return_distance(true)
             .send()
             .await
-            .map_err(|e| self.err(classify(e)))?;
+            .map_err(|e| self.err_in(&index, classify(e)));
+        let output = match output {
+            Ok(output) => output,
+            Err(e) if self.missing_tenant_index(&e) => return Ok(Vec::new()),
+            Err(e) => return Err(e),
+        };
         let mut hits: Vec<VectorSearchResult> = output
             .vectors()
             .iter()
@@ -388,17 +515,19 @@ impl VectorStore for S3VectorStore {
             .map(|(k, _)| k)
             .collect();
         let count = keys.len();
+        let index = self.index_of(tenant);
+        let index = &index;
         let batches: Vec<Vec<String>> = keys.chunks(DELETE_BATCH).map(<[String]>::to_vec).collect();
         stream::iter(batches)
             .map(|batch| async move {
                 self.client
                     .delete_vectors()
                     .vector_bucket_name(&self.bucket)
-                    .index_name(&self.index)
+                    .index_name(index)
                     .set_keys(Some(batch))
                     .send()
                     .await
-                    .map_err(|e| self.err(classify(e)))
+                    .map_err(|e| self.err_in(index, classify(e)))
             })
             .buffer_unordered(4)
             .try_collect::<Vec<_>>()

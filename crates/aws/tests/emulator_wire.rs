@@ -721,3 +721,104 @@ async fn knowledge_base_search_tool_retrieves_ranked_passages() {
         other => panic!("{other:?}"),
     }
 }
+
+/// `S3_VECTOR_INDEX_PER_TENANT`: each tenant's vectors go to an index of
+/// its own, made on its first write; a tenant without one finds nothing,
+/// and nothing of one tenant's is found through another's.
+#[tokio::test]
+async fn an_index_per_tenant_is_made_on_first_write_and_kept_apart() {
+    use rag_aws::{IndexLayout, per_tenant_index_name};
+    let emulator = Emulator::start().await.unwrap();
+    let client = common::s3vectors(&emulator.url);
+    let store = S3VectorStore::new(client.clone(), "b", "chunks", 3)
+        .with_layout(IndexLayout::PerTenant { create: true });
+    assert_eq!(store.ensure_index(true).await.unwrap(), None);
+    let (a, b, c) = (
+        Tenant::new("Team_A").unwrap(),
+        Tenant::new("team-b").unwrap(),
+        Tenant::new("team-c").unwrap(),
+    );
+    let (doc_a, doc_b) = (Uuid::new_v4(), Uuid::new_v4());
+    store
+        .upsert(
+            &a,
+            &[common::chunk(doc_a, 0, "a east", vec![1.0, 0.0, 0.0])],
+        )
+        .await
+        .unwrap();
+    store
+        .upsert(
+            &b,
+            &[common::chunk(doc_b, 0, "b east", vec![1.0, 0.1, 0.0])],
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = client
+        .list_indexes()
+        .vector_bucket_name("b")
+        .send()
+        .await
+        .unwrap()
+        .indexes()
+        .iter()
+        .map(|i| i.index_name().to_string())
+        .collect();
+    for tenant in [&Tenant::default_tenant(), &a, &b] {
+        let name = per_tenant_index_name("chunks", tenant);
+        assert!(names.contains(&name), "{name} missing from {names:?}");
+        assert!(
+            name.len() <= 63
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '-'),
+            "{name} is not a valid index name"
+        );
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
+    let query = [1.0, 0.0, 0.0];
+    let hits = store
+        .search(&a, &query, 10, &SearchFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].metadata.document_id, doc_a);
+    let hits = store
+        .search(&b, &query, 10, &SearchFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 1);
+    assert_eq!(hits[0].metadata.document_id, doc_b);
+    // A tenant that never wrote has no index and no vectors, and reads of
+    // it are not errors.
+    assert!(
+        store
+            .search(&c, &query, 10, &SearchFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.delete_document(&c, doc_a).await.unwrap(), 0);
+    assert_eq!(
+        store.delete_document(&b, doc_a).await.unwrap(),
+        0,
+        "A's id through B's index"
+    );
+    assert_eq!(store.delete_document(&a, doc_a).await.unwrap(), 1);
+    assert!(
+        store
+            .search(&a, &query, 10, &SearchFilter::default())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Without permission to create indexes a new tenant's first write is
+    // refused, saying why.
+    let fixed = S3VectorStore::new(client, "b", "chunks", 3)
+        .with_layout(IndexLayout::PerTenant { create: false });
+    let error = fixed
+        .upsert(&c, &[common::chunk(doc_a, 0, "c", vec![0.0, 1.0, 0.0])])
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("does not exist"), "{error}");
+}

@@ -424,3 +424,63 @@ async fn dynamodb_rate_limits_hold_across_instances() {
     }
     assert_eq!(first.acquire("key:b").await.unwrap(), RateDecision::Allowed);
 }
+
+/// Usage counters are added with `ADD`, so instances writing the same day
+/// at once lose nothing; the operator's query over GSI1 sees every tenant.
+#[tokio::test]
+async fn dynamodb_usage_adds_up_across_concurrent_writers() {
+    use rag_core::usage::{TenantSettings, TenantSettingsStore, UsageCounts, UsageStore};
+    let moto = MotoServer::start();
+    let store = Arc::new(DynamoDbStore::new(common::dynamodb(&moto.url), "rag"));
+    store.create_table().await.unwrap();
+    let (a, b) = (Tenant::new("a").unwrap(), Tenant::new("b").unwrap());
+    let day = chrono::NaiveDate::from_ymd_opt(2026, 12, 1).unwrap();
+    let before = chrono::NaiveDate::from_ymd_opt(2026, 11, 30).unwrap();
+    let one = UsageCounts {
+        requests: 1,
+        input_tokens: 7,
+        output_tokens: 3,
+        embedding_calls: 2,
+        documents_ingested: 1,
+        bytes_ingested: 100,
+    };
+    let writers: Vec<_> = (0..20)
+        .map(|_| {
+            let (store, a) = (store.clone(), a.clone());
+            tokio::spawn(async move { store.add_usage(&a, day, &one).await })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap().unwrap();
+    }
+    store.add_usage(&a, before, &one).await.unwrap();
+    store
+        .add_usage(&b, day, &UsageCounts::request())
+        .await
+        .unwrap();
+
+    let days = store.usage(&a, day, day).await.unwrap();
+    assert_eq!(days.len(), 1);
+    assert_eq!(days[0].counts.requests, 20);
+    assert_eq!(days[0].counts.model_tokens(), 200);
+    assert_eq!(days[0].counts.bytes_ingested, 2000);
+    assert_eq!(store.usage(&a, before, day).await.unwrap().len(), 2);
+    assert!(store.usage(&b, before, before).await.unwrap().is_empty());
+    let every = store.usage_of_every_tenant(day, day).await.unwrap();
+    let tenants: Vec<&str> = every.iter().map(|(t, _)| t.as_str()).collect();
+    assert_eq!(tenants, ["a", "b"]);
+
+    assert_eq!(
+        store.tenant_settings(&a).await.unwrap(),
+        TenantSettings::default()
+    );
+    let own = TenantSettings {
+        monthly_token_budget: Some(42),
+    };
+    store.put_tenant_settings(&a, &own).await.unwrap();
+    assert_eq!(store.tenant_settings(&a).await.unwrap(), own);
+    assert_eq!(
+        store.tenant_settings(&b).await.unwrap(),
+        TenantSettings::default()
+    );
+}

@@ -13,6 +13,7 @@ use crate::backend::{
 use crate::domain::{Document, Page, VectorSearchResult};
 use crate::error::{RagError, StoreError};
 use crate::tenant::Tenant;
+use crate::usage::{TenantSettingsStore, UsageStore};
 
 /// The backends one deployment runs on.
 #[derive(Clone)]
@@ -22,6 +23,10 @@ pub struct Stores {
     pub vectors: Arc<dyn VectorStore>,
     pub lexical: Option<Arc<dyn LexicalIndex>>,
     pub conversations: Arc<dyn ConversationStore>,
+    /// Daily usage counters per tenant.
+    pub usage: Arc<dyn UsageStore>,
+    /// What an operator sets per tenant (its token budget).
+    pub tenant_settings: Arc<dyn TenantSettingsStore>,
 }
 
 /// Where a document's original upload is kept in the document store,

@@ -215,6 +215,12 @@ pub enum RagError {
     /// embedding model.
     #[error("{0}")]
     Unavailable(String),
+    /// The tenant's monthly token budget is spent.
+    #[error("{message}")]
+    QuotaExceeded {
+        message: String,
+        retry_after_secs: u64,
+    },
 }
 
 impl RagError {

@@ -35,6 +35,7 @@ pub mod test_util;
 pub mod text;
 pub mod tools;
 pub mod turn;
+pub mod usage;
 
 pub use agent::{Agent, AgentSettings};
 pub use backend::{

@@ -22,6 +22,7 @@ use crate::retrying_model::RetryingChatModel;
 use crate::tenant::Tenant;
 use crate::tools::{StandardToolParts, ToolRegistry};
 use crate::turn::{ChatTurns, RetrieveThenAnswer};
+use crate::usage::{UsageMeter, UsageSettings};
 
 /// Defaults and limits, set once from configuration.
 #[derive(Debug, Clone)]
@@ -43,6 +44,8 @@ pub struct ServiceSettings {
     pub parse_worker: Option<WorkerCommand>,
     /// A document that would split into more chunks is refused.
     pub max_chunks_per_document: usize,
+    /// Budgets and how usage counts are written.
+    pub usage: UsageSettings,
 }
 
 impl Default for ServiceSettings {
@@ -61,6 +64,7 @@ impl Default for ServiceSettings {
             parse: ParseLimits::default(),
             parse_worker: None,
             max_chunks_per_document: DEFAULT_MAX_CHUNKS_PER_DOCUMENT,
+            usage: UsageSettings::default(),
         }
     }
 }
@@ -87,6 +91,7 @@ pub struct RagService {
     tools: ToolRegistry,
     tool_parts: StandardToolParts,
     health: Arc<HealthCheck>,
+    usage: Arc<UsageMeter>,
 }
 
 impl RagService {
@@ -107,18 +112,24 @@ impl RagService {
         let chat: Arc<dyn ChatModel> =
             Arc::new(RetryingChatModel::new(chat, RetryPolicy::default()));
         let catalog = Catalog::new(stores.clone());
+        let usage = Arc::new(UsageMeter::new(
+            stores.usage.clone(),
+            stores.tenant_settings.clone(),
+            settings.usage,
+        ));
         let retriever = Retriever::new(
             embedder.clone(),
             stores.vectors.clone(),
             stores.lexical.clone(),
             stores.metadata.clone(),
             search,
-        );
+        )
+        .counting_into(usage.clone());
         let parser: Arc<dyn DocumentParser> = match &settings.parse_worker {
             Some(worker) => Arc::new(ProcessParser::new(worker.clone(), settings.parse)),
             None => Arc::new(ThreadParser::new(settings.parse)),
         };
-        let ingestor = Ingestor::new(
+        let ingestor = Ingestor::counting_into(
             catalog.clone(),
             embedder.clone(),
             parser.clone(),
@@ -129,6 +140,7 @@ impl RagService {
                 concurrency: settings.ingest_concurrency,
                 max_chunks_per_document: settings.max_chunks_per_document,
             },
+            Some(usage.clone()),
         );
         let answerer = Arc::new(RetrieveThenAnswer::new(
             retriever.clone(),
@@ -161,6 +173,7 @@ impl RagService {
             answerer,
             tool_parts,
             health,
+            usage,
         }))
     }
 
@@ -224,6 +237,11 @@ impl RagService {
     /// deployment-specific tools to them.
     pub fn tool_parts(&self) -> &StandardToolParts {
         &self.tool_parts
+    }
+
+    /// What each tenant used, and its budget.
+    pub fn usage(&self) -> &Arc<UsageMeter> {
+        &self.usage
     }
 
     /// The health report; with `counts_for`, that tenant's document and

@@ -36,6 +36,7 @@ use crate::domain::{
 };
 use crate::error::{EmbedError, ModelError, StoreError};
 use crate::tenant::Tenant;
+pub use crate::usage::MemoryUsageStore;
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex
@@ -56,6 +57,7 @@ struct Tables {
 #[derive(Clone, Default)]
 pub struct MemoryStores {
     tenants: Arc<Mutex<BTreeMap<Tenant, Tables>>>,
+    usage: Arc<MemoryUsageStore>,
 }
 
 impl MemoryStores {
@@ -68,6 +70,8 @@ impl MemoryStores {
             vectors: this.clone(),
             lexical: Some(this.clone()),
             conversations: this,
+            usage: self.usage.clone(),
+            tenant_settings: self.usage.clone(),
         }
     }
 

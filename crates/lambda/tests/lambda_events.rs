@@ -21,6 +21,8 @@ fn state(dir: &std::path::Path) -> AppState {
         documents: Arc::new(FileDocumentStore::open(dir.join("files")).unwrap()),
         vectors: Arc::new(LocalVectorIndex::open(&dir.join("vectors.log"), 384).unwrap()),
         lexical: Some(Arc::new(sqlite.clone())),
+        usage: Arc::new(sqlite.clone()),
+        tenant_settings: Arc::new(sqlite.clone()),
         conversations: Arc::new(sqlite),
     };
     let service = RagService::new(

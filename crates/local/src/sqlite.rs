@@ -130,6 +130,23 @@ CREATE TABLE api_keys (
 );
 CREATE INDEX api_keys_by_tenant ON api_keys (tenant, created_at DESC);
 "#,
+    r#"
+CREATE TABLE usage_daily (
+    tenant TEXT NOT NULL,
+    day TEXT NOT NULL,
+    requests INTEGER NOT NULL DEFAULT 0,
+    input_tokens INTEGER NOT NULL DEFAULT 0,
+    output_tokens INTEGER NOT NULL DEFAULT 0,
+    embedding_calls INTEGER NOT NULL DEFAULT 0,
+    documents_ingested INTEGER NOT NULL DEFAULT 0,
+    bytes_ingested INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tenant, day)
+) WITHOUT ROWID;
+CREATE TABLE tenant_settings (
+    tenant TEXT PRIMARY KEY,
+    monthly_token_budget INTEGER
+);
+"#,
 ];
 
 /// The SQLite-backed metadata store, lexical index and conversation store.
@@ -722,6 +739,7 @@ impl ConversationStore for SqliteStore {
 }
 
 mod keys;
+mod usage;
 
 #[cfg(test)]
 mod tests;

@@ -75,6 +75,8 @@ async fn main() {
                 LocalVectorIndex::open(&dir.path().join("vectors.log"), 256).unwrap(),
             ),
             lexical: Some(Arc::new(sqlite.clone())),
+            usage: Arc::new(sqlite.clone()),
+            tenant_settings: Arc::new(sqlite.clone()),
             conversations: Arc::new(sqlite),
         };
         let service = RagService::new(

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use rag_aws::{
-    BedrockChatModel, DynamoDbStore, RetryPolicy, S3DocumentStore, S3VectorStore, TitanEmbedder,
-    TitanModel,
+    BedrockChatModel, DynamoDbStore, IndexLayout, RetryPolicy, S3DocumentStore, S3VectorStore,
+    TitanEmbedder, TitanModel,
 };
 use rag_core::Embedder;
 
@@ -129,7 +129,14 @@ pub async fn vector_store(
         &bucket,
         &args.s3_vector_index,
         dimension,
-    );
+    )
+    .with_layout(if args.vector_index_per_tenant {
+        IndexLayout::PerTenant {
+            create: args.create_vector_index,
+        }
+    } else {
+        IndexLayout::Shared
+    });
     let warning = store
         .ensure_index(args.create_vector_index)
         .await

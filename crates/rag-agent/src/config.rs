@@ -253,6 +253,12 @@ pub struct ServeArgs {
     /// the buckets are items, so the limit holds across instances.
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 0)]
     pub rate_limit_per_minute: u32,
+    /// Model tokens (input and output) each tenant may use per calendar
+    /// month (UTC) before queries and chats answer 429 `quota_exceeded`;
+    /// 0 is no budget. An operator sets a tenant's own with
+    /// `PUT /admin/tenants/{tenant}`.
+    #[arg(long, env = "TENANT_MONTHLY_TOKEN_BUDGET", default_value_t = 0)]
+    pub tenant_monthly_token_budget: u64,
     #[command(flatten)]
     pub jwt: JwtArgs,
     /// Where the embedded default keeps its database, vectors and files
@@ -446,6 +452,11 @@ pub struct AwsArgs {
     /// template creates them, so its functions turn this off).
     #[arg(long, env = "S3_VECTOR_CREATE_INDEX", default_value_t = true, action = clap::ArgAction::Set)]
     pub create_vector_index: bool,
+    /// An S3 Vectors index per tenant (`<S3_VECTOR_INDEX_NAME>-<16 hex>`,
+    /// made on the tenant's first write when S3_VECTOR_CREATE_INDEX
+    /// allows) instead of one shared, tenant-filtered index.
+    #[arg(long, env = "S3_VECTOR_INDEX_PER_TENANT", default_value_t = false, action = clap::ArgAction::Set)]
+    pub vector_index_per_tenant: bool,
 }
 
 impl ServeArgs {

@@ -107,6 +107,10 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    // Counts gathered since the last flush would otherwise be lost.
+    if let Err(e) = service.usage().flush().await {
+        tracing::warn!(error = %e, "writing the last usage counts failed");
+    }
     Ok(())
 }
 

@@ -19,6 +19,7 @@ use rag_core::loading::LoadingEmbedder;
 use rag_core::parse::{ParseLimits, WorkerCommand};
 use rag_core::ratelimit::{MemoryRateLimiter, RateLimiter};
 use rag_core::tools::{ToolRegistry, WebSearchProvider, WebSearchTool};
+use rag_core::usage::{TenantSettingsStore, UsageSettings, UsageStore};
 use rag_core::{
     ConversationStore, DocumentStore, Embedder, LexicalIndex, MetadataStore, RagService,
     SearchMode, ServiceSettings, Stores, VectorStore,
@@ -36,6 +37,36 @@ use crate::config::{
 };
 
 const MINILM_DIMENSION: usize = 384;
+
+/// The record-keeping stores, which one backend (SQLite or DynamoDB)
+/// serves all of.
+struct Records {
+    metadata: Arc<dyn MetadataStore>,
+    conversations: Arc<dyn ConversationStore>,
+    keys: Arc<dyn KeyStore>,
+    usage: Arc<dyn UsageStore>,
+    tenant_settings: Arc<dyn TenantSettingsStore>,
+}
+
+impl Records {
+    fn of<T>(store: Arc<T>) -> Self
+    where
+        T: MetadataStore
+            + ConversationStore
+            + KeyStore
+            + UsageStore
+            + TenantSettingsStore
+            + 'static,
+    {
+        Self {
+            metadata: store.clone(),
+            conversations: store.clone(),
+            keys: store.clone(),
+            usage: store.clone(),
+            tenant_settings: store,
+        }
+    }
+}
 
 pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
     let aws_args = &args.aws;
@@ -101,19 +132,18 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         (None, Some(sdk)) => Some(Arc::new(aws::metadata_store(sdk, aws_args)?)),
         _ => None,
     };
-    let (metadata, conversations, key_store): (
-        Arc<dyn MetadataStore>,
-        Arc<dyn ConversationStore>,
-        Arc<dyn KeyStore>,
-    ) = match (&sqlite, &dynamodb) {
-        (Some(sqlite), _) => (
-            Arc::new(sqlite.clone()),
-            Arc::new(sqlite.clone()),
-            Arc::new(sqlite.clone()),
-        ),
-        (None, Some(store)) => (store.clone(), store.clone(), store.clone()),
+    let records = match (&sqlite, &dynamodb) {
+        (Some(sqlite), _) => Records::of(Arc::new(sqlite.clone())),
+        (None, Some(store)) => Records::of(store.clone()),
         (None, None) => unreachable!("DynamoDB always loads the SDK config"),
     };
+    let Records {
+        metadata,
+        conversations,
+        keys: key_store,
+        usage,
+        tenant_settings,
+    } = records;
     let rate_limiter: Option<Arc<dyn RateLimiter>> = match (args.rate_limit_per_minute, &dynamodb) {
         (0, _) => None,
         (limit, Some(store)) => Some(Arc::new(DynamoDbRateLimiter::new(store.clone(), limit))),
@@ -150,6 +180,8 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         vectors,
         lexical,
         conversations,
+        usage,
+        tenant_settings,
     };
 
     let chat: Arc<dyn ChatModel> = match (args.llm_provider, &sdk) {
@@ -199,6 +231,17 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         },
         parse_worker: Some(parse_worker()?),
         max_chunks_per_document: args.max_chunks_per_document.max(1),
+        usage: UsageSettings {
+            default_monthly_token_budget: Some(args.tenant_monthly_token_budget).filter(|&b| b > 0),
+            // A frozen Lambda process cannot write later: each request
+            // writes what it counted before its response.
+            flush_every: if on_lambda {
+                Duration::ZERO
+            } else {
+                UsageSettings::default().flush_every
+            },
+            ..UsageSettings::default()
+        },
         ..ServiceSettings::default()
     };
     // The search defaults are checked by the rules requests obey.

@@ -9,6 +9,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use rag_core::chat::{ContentBlock, Role, ToolResultStatus};
 use rag_core::principal;
+use rag_core::usage::UsageCounts;
 use rag_core::{
     ChatEvent, ChatReply, QueryInput, QueryResponse, RagError, SearchMode, TurnRequest,
 };
@@ -103,6 +104,8 @@ pub async fn query(
     AppJson(body): AppJson<QueryRequest>,
 ) -> Result<Json<QueryResponse>, ApiError> {
     let tenant = caller.require(principal::Role::Reader)?;
+    let usage = state.service.usage();
+    usage.check_budget(tenant).await?;
     let response = state
         .service
         .answerer()
@@ -116,6 +119,7 @@ pub async fn query(
             mode: body.mode,
         })
         .await?;
+    usage.record(tenant, UsageCounts::tokens(response.token_usage));
     Ok(Json(response))
 }
 
@@ -130,9 +134,11 @@ pub async fn chat(
     AppJson(body): AppJson<ChatRequestBody>,
 ) -> Result<Json<ChatReply>, ApiError> {
     let tenant = caller.require(principal::Role::Reader)?;
-    Ok(Json(
-        state.service.turns().chat(body.into_turn(tenant)).await?,
-    ))
+    let usage = state.service.usage();
+    usage.check_budget(tenant).await?;
+    let reply = state.service.turns().chat(body.into_turn(tenant)).await?;
+    usage.record(tenant, UsageCounts::tokens(reply.token_usage));
+    Ok(Json(reply))
 }
 
 /// A conversational turn as Server-Sent Events. The agent sends `delta`,
@@ -148,13 +154,28 @@ pub async fn chat_stream(
     AppJson(body): AppJson<ChatRequestBody>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let tenant = caller.require(principal::Role::Reader)?;
+    let usage = state.service.usage().clone();
+    usage.check_budget(tenant).await?;
     let events = state
         .service
         .turns()
         .clone()
         .chat_stream(body.into_turn(tenant))
         .await?;
-    let stream = events.map(|item| Ok(to_sse(item)));
+    // The turn's tokens are known when it is done; they are counted (and
+    // written, when due) before that last event is sent.
+    let tenant = tenant.clone();
+    let stream = events.then(move |item| {
+        let usage = usage.clone();
+        let tenant = tenant.clone();
+        async move {
+            if let Ok(ChatEvent::Done { token_usage, .. }) = &item {
+                usage.record(&tenant, UsageCounts::tokens(*token_usage));
+                usage.flush_if_due().await;
+            }
+            Ok(to_sse(item))
+        }
+    });
     Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
 }
 

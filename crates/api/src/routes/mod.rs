@@ -4,8 +4,10 @@ pub mod answer;
 pub mod documents;
 pub mod health;
 pub mod keys;
+pub mod me;
 pub mod tools;
 pub mod ui;
+pub mod usage;
 
 use crate::error::ApiError;
 

@@ -27,6 +27,7 @@ use crate::error::{RagError, StoreError};
 use crate::fetch::UrlFetcher;
 use crate::parse::{self, DocumentParser, ParsedDocument};
 use crate::tenant::Tenant;
+use crate::usage::{UsageCounts, UsageMeter};
 
 pub use limits::{
     MAX_METADATA_BYTES, MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_SOURCE_CHARS,
@@ -100,6 +101,8 @@ pub struct Ingestor {
     fetcher: UrlFetcher,
     settings: IngestSettings,
     permits: Arc<Semaphore>,
+    /// Where indexed documents, their bytes and embeddings are counted.
+    usage: Option<Arc<UsageMeter>>,
 }
 
 impl Ingestor {
@@ -110,7 +113,20 @@ impl Ingestor {
         fetcher: UrlFetcher,
         settings: IngestSettings,
     ) -> Arc<Self> {
+        Self::counting_into(catalog, embedder, parser, fetcher, settings, None)
+    }
+
+    /// An ingestor that counts what it indexes as each tenant's usage.
+    pub fn counting_into(
+        catalog: Catalog,
+        embedder: Option<Arc<dyn Embedder>>,
+        parser: Arc<dyn DocumentParser>,
+        fetcher: UrlFetcher,
+        settings: IngestSettings,
+        usage: Option<Arc<UsageMeter>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
+            usage,
             permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             catalog,
             embedder,
@@ -387,6 +403,21 @@ impl Ingestor {
                 match done {
                     Ok(doc) => {
                         tracing::info!(%id, chunk_count, elapsed_ms = started.elapsed().as_millis() as u64, "document indexed");
+                        if let Some(usage) = &self.usage {
+                            usage.record(
+                                tenant,
+                                UsageCounts {
+                                    documents_ingested: 1,
+                                    bytes_ingested: doc.size_bytes,
+                                    embedding_calls: if self.embedder.is_some() {
+                                        u64::from(chunk_count)
+                                    } else {
+                                        0
+                                    },
+                                    ..UsageCounts::default()
+                                },
+                            );
+                        }
                         Ok(doc)
                     }
                     Err(e) => {

@@ -13,6 +13,7 @@ use crate::backend::{Embedder, LexicalIndex, MetadataStore, VectorStore};
 use crate::domain::{SearchMode, SourceReference, VectorSearchResult};
 use crate::error::{EmbedError, RagError};
 use crate::tenant::Tenant;
+use crate::usage::{UsageCounts, UsageMeter};
 
 pub use fusion::reciprocal_rank_fusion;
 pub use request::{
@@ -43,6 +44,8 @@ pub struct Retriever {
     lexical: Option<Arc<dyn LexicalIndex>>,
     metadata: Arc<dyn MetadataStore>,
     defaults: SearchDefaults,
+    /// Where query embeddings are counted, per tenant.
+    usage: Option<Arc<UsageMeter>>,
 }
 
 impl Retriever {
@@ -59,6 +62,16 @@ impl Retriever {
             lexical,
             metadata,
             defaults,
+            usage: None,
+        }
+    }
+
+    /// The same retriever, counting each question it embeds as the
+    /// tenant's usage.
+    pub fn counting_into(self, usage: Arc<UsageMeter>) -> Self {
+        Self {
+            usage: Some(usage),
+            ..self
         }
     }
 
@@ -139,6 +152,9 @@ impl Retriever {
         // A question's embedding takes the embedder's question lane, so it
         // never waits behind an ingestion's batches.
         let vector = embedder.embed_query(request.query()).await?;
+        if let Some(usage) = &self.usage {
+            usage.record(request.tenant(), UsageCounts::embeddings(1));
+        }
         if vector.len() != embedder.dimension() {
             return Err(EmbedError::permanent(format!(
                 "the embedder returned a {}-dimensional vector, expected {}",

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 /// `rag-agent keys <args> --json` on the stack's metadata store.
-fn keys(stack: &Stack, data_dir: &Path, args: &[&str]) -> Value {
+pub(crate) fn keys(stack: &Stack, data_dir: &Path, args: &[&str]) -> Value {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rag-agent"));
     command
         .arg("keys")
@@ -36,7 +36,7 @@ fn keys(stack: &Stack, data_dir: &Path, args: &[&str]) -> Value {
     serde_json::from_slice(&output.stdout).expect("keys --json prints JSON")
 }
 
-fn make_key(stack: &Stack, data_dir: &Path, tenant: &str, role: &str) -> String {
+pub(crate) fn make_key(stack: &Stack, data_dir: &Path, tenant: &str, role: &str) -> String {
     let made = keys(
         stack,
         data_dir,
@@ -49,7 +49,12 @@ fn make_key(stack: &Stack, data_dir: &Path, tenant: &str, role: &str) -> String 
     made["key"].as_str().unwrap().to_string()
 }
 
-async fn call(method: &str, url: &str, key: Option<&str>, body: Option<&Value>) -> (u16, Value) {
+pub(crate) async fn call(
+    method: &str,
+    url: &str,
+    key: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
     let mut request = client().request(method.parse().unwrap(), url);
     if let Some(key) = key {
         request = request.bearer_auth(key);
@@ -70,6 +75,14 @@ async fn api_keys_isolate_tenants_embedded() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_keys_isolate_tenants_aws() {
     api_keys_isolate_tenants(Stack::aws().await).await;
+}
+
+/// The same matrix with `S3_VECTOR_INDEX_PER_TENANT`: each tenant's
+/// vectors in an index of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_isolate_tenants_aws_with_an_index_per_tenant() {
+    api_keys_isolate_tenants(Stack::aws_with(&[("S3_VECTOR_INDEX_PER_TENANT", "true")]).await)
+        .await;
 }
 
 async fn api_keys_isolate_tenants(stack: Stack) {

@@ -17,3 +17,4 @@ mod recovery;
 mod rust_book;
 mod startup_config;
 mod ui;
+mod usage;

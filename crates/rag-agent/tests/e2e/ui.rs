@@ -27,8 +27,8 @@ fn screenshots_dir() -> PathBuf {
 const ANSWER: &str = "The ? operator returns early with the error when a Result is an Err, \
     so the calling code handles it [1].";
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_web_ui_works_in_a_real_browser() {
+/// The browser scripts' folder and Chromium, both checked.
+fn browser() -> (PathBuf, String) {
     let ui = repo_root().join("tests/ui");
     assert!(
         ui.join("node_modules/playwright-core").is_dir(),
@@ -40,7 +40,41 @@ async fn the_web_ui_works_in_a_real_browser() {
         Path::new(&chromium).exists(),
         "no Chromium at {chromium}: install Debian's `chromium` (scripts/test.sh does) or set RAG_TEST_CHROMIUM"
     );
+    (ui, chromium)
+}
 
+/// Runs one of `tests/ui`'s scripts in Chromium with `env`: whether it
+/// exited 0, the JSON summary it prints last, and its stderr.
+async fn run_script(
+    script: &'static str,
+    env: Vec<(&'static str, String)>,
+) -> (bool, Value, String) {
+    let (ui, chromium) = browser();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = Command::new("node");
+        command
+            .arg(script)
+            .current_dir(&ui)
+            .env("CHROMIUM_PATH", &chromium);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command.output().expect("run node (install Node.js)")
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    let summary: Value = stdout
+        .lines()
+        .last()
+        .and_then(|l| serde_json::from_str(l).ok())
+        .unwrap_or_else(|| panic!("no summary from {script}\n{stdout}\n{stderr}"));
+    (output.status.success(), summary, stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_works_in_a_real_browser() {
     let openai = OpenAiServer::start().await.unwrap();
     let question = "How do I propagate errors with the question mark operator?";
     openai.push_reply(Reply::tool_use(
@@ -81,32 +115,21 @@ async fn the_web_ui_works_in_a_real_browser() {
     let url = server.url.clone();
     let shots = screenshots_dir();
     let _ = std::fs::remove_dir_all(&shots);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg("ui.test.mjs")
-            .current_dir(&ui)
-            .env("UI_BASE_URL", &url)
-            .env("UI_SCREENSHOTS", &shots)
-            .env(
+    let (succeeded, summary, stderr) = run_script(
+        "ui.test.mjs",
+        vec![
+            ("UI_BASE_URL", url),
+            ("UI_SCREENSHOTS", shots.display().to_string()),
+            (
                 "UI_FILES",
                 format!("{}\n{}", page.display(), notes.display()),
-            )
-            .env("UI_QUESTION", question)
-            .env("CHROMIUM_PATH", &chromium)
-            .output()
-            .expect("run node (install Node.js)")
-    })
-    .await
-    .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    let summary: Value = stdout
-        .lines()
-        .last()
-        .and_then(|l| serde_json::from_str(l).ok())
-        .unwrap_or_else(|| panic!("no summary from the browser test\n{stdout}\n{stderr}"));
+            ),
+            ("UI_QUESTION", question.to_string()),
+        ],
+    )
+    .await;
     assert!(
-        output.status.success() && summary["ok"] == true,
+        succeeded && summary["ok"] == true,
         "browser test failed: {}\n{stderr}",
         serde_json::to_string_pretty(&summary).unwrap()
     );
@@ -220,5 +243,49 @@ async fn the_web_ui_works_in_a_real_browser() {
     assert!(out.contains("→ vector_search {\"query\""), "{out}");
     assert!(out.contains("✓ vector_search: "), "{out}");
     assert!(out.contains("[1]") && out.contains("Sources"), "{out}");
+    server.stop();
+}
+
+/// Against `RAG_AGENT_AUTH=api_key`: the page asks for a key on 401, asks
+/// again when one is refused, keeps it in sessionStorage only, and offers
+/// a reader nothing it may not do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_ui_asks_for_a_key_and_follows_its_role() {
+    let data = tempfile::tempdir().unwrap();
+    let stack = Stack::embedded();
+    let reader = crate::auth::make_key(&stack, data.path(), "team-a", "reader");
+    let writer = crate::auth::make_key(&stack, data.path(), "team-a", "writer");
+    let server = Server::start(data.path(), &stack, &[("RAG_AGENT_AUTH", "api_key")]);
+    let (status, body) = crate::auth::call(
+        "POST",
+        &server.at("/documents/ingest"),
+        Some(&writer),
+        Some(&json!({"title": "Team notes", "content": "Keys are kept per tab.", "wait": true})),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let url = server.url.clone();
+    let shots = screenshots_dir().join("keys");
+    let _ = std::fs::remove_dir_all(&shots);
+    let (succeeded, summary, stderr) = run_script(
+        "keys.test.mjs",
+        vec![
+            ("UI_BASE_URL", url),
+            ("UI_SCREENSHOTS", shots.display().to_string()),
+            ("UI_READER_KEY", reader),
+            ("UI_WRITER_KEY", writer),
+        ],
+    )
+    .await;
+    assert!(succeeded && summary["ok"] == true, "{summary}\n{stderr}");
+    assert_eq!(summary["reader_who"], "team-a · reader", "{summary}");
+    assert_eq!(summary["writer_who"], "team-a · writer", "{summary}");
+    assert_eq!(summary["reader_rows"], 1, "{summary}");
+    assert_eq!(
+        summary["console_errors"].as_array().unwrap().len(),
+        0,
+        "{summary}"
+    );
+    assert_eq!(summary["steps"].as_array().unwrap().len(), 4, "{summary}");
     server.stop();
 }
