@@ -179,8 +179,15 @@ fn router(state: Arc<EmulatorState>) -> Router {
         )
         .route("/knowledgebases/{id}/retrieve", post(bedrock::retrieve))
         .route("/{operation}", post(s3vectors::handle))
+        // A PutVectors of 500 vectors of 1,024 dimensions is about 6 MB of
+        // JSON; the service takes it, so the emulator must too.
+        .layer(axum::extract::DefaultBodyLimit::max(PUT_VECTORS_BODY_LIMIT))
         .with_state(state)
 }
+
+/// Request bodies the emulator reads, well past what a full PutVectors
+/// batch takes.
+const PUT_VECTORS_BODY_LIMIT: usize = 32 * 1024 * 1024;
 
 /// An AWS error as restJson services send it: the type in
 /// `x-amzn-errortype`, the message in the body.
