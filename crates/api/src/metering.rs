@@ -1,4 +1,5 @@
-//! Counts each authenticated request as its tenant's usage, and writes
+//! Counts each authenticated API request as its tenant's usage (the UI's
+//! files, `/health` and the OpenAPI document are not usage), and writes
 //! what the meter gathered when a flush is due (after every request under
 //! Lambda, where nothing may run after the response). Requests refused by
 //! the rate limit are not counted: this layer runs inside it.
@@ -11,6 +12,11 @@ use axum::response::Response;
 use rag_core::Principal;
 use rag_core::usage::{UsageCounts, UsageMeter};
 
+/// What answers anyone and does no work for a tenant.
+fn is_open(path: &str) -> bool {
+    matches!(path, "/" | "/health" | "/openapi.json") || path.starts_with("/ui/")
+}
+
 pub async fn count_requests(
     State(meter): State<Arc<UsageMeter>>,
     request: Request,
@@ -20,6 +26,7 @@ pub async fn count_requests(
         .extensions()
         .get::<Principal>()
         .and_then(Principal::tenant)
+        .filter(|_| !is_open(request.uri().path()))
     {
         meter.record(tenant, UsageCounts::request());
     }

@@ -267,3 +267,28 @@ async fn health_says_starting_while_the_model_loads_and_ingestion_waits_for_it()
     assert_eq!(health["warnings"], json!([]));
     assert_eq!(health["vector_count"], 1);
 }
+
+/// Usage counts the tenant's API requests, not the UI's files, `/health`
+/// or the OpenAPI document, and its answers' tokens.
+#[tokio::test]
+async fn usage_counts_api_requests_and_answer_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = state(dir.path());
+    for path in ["/", "/ui/app.js", "/health", "/openapi.json", "/documents"] {
+        let (status, _) = call(&state, Request::get(path).body(Body::empty()).unwrap()).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+    }
+    let (status, answer) = call(&state, post("/query", json!({"query": "anything at all?"}))).await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let (status, report) = call(&state, Request::get("/usage").body(Body::empty()).unwrap()).await;
+    assert_eq!(status, StatusCode::OK, "{report}");
+    let total = &report["tenants"][0]["total"];
+    assert_eq!(report["tenants"][0]["tenant"], "default", "{report}");
+    // /documents, /query and /usage itself.
+    assert_eq!(total["requests"], 3, "{report}");
+    assert_eq!(
+        total["input_tokens"].as_u64().unwrap() + total["output_tokens"].as_u64().unwrap(),
+        answer["token_usage"]["total_tokens"].as_u64().unwrap(),
+        "{report}"
+    );
+}
