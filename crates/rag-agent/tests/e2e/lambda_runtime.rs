@@ -239,6 +239,19 @@ async fn the_binary_serves_api_gateway_events_and_streams_through_a_function_url
     );
     // Without a key the function answers 401.
     assert_eq!(bodies[3]["statusCode"], 401, "{}", bodies[3]);
+    // Under Lambda each request writes its usage before it answers: the
+    // function was killed, and the table holds the ingest and the question
+    // (not /health, not the request without a key).
+    let days = stack.stored_usage("default").await;
+    let requests: u64 = days.iter().map(|d| d.counts.requests).sum();
+    let ingested: u64 = days.iter().map(|d| d.counts.documents_ingested).sum();
+    let tokens: u64 = days.iter().map(|d| d.counts.model_tokens()).sum();
+    assert_eq!((requests, ingested), (2, 1), "{days:?}");
+    assert_eq!(
+        tokens,
+        answer["token_usage"]["total_tokens"].as_u64().unwrap(),
+        "{days:?}"
+    );
 
     // Streamed, behind a Function URL: the SSE body goes out in streaming mode.
     let (api, addr) = start_runtime_api().await;

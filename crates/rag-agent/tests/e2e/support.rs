@@ -131,6 +131,25 @@ impl Stack {
         .collect()
     }
 
+    /// A tenant's usage counters of yesterday and today as the stack's
+    /// DynamoDB table holds them (what a process wrote before it ended).
+    pub async fn stored_usage(&self, tenant: &str) -> Vec<rag_core::usage::DailyUsage> {
+        use rag_core::usage::UsageStore;
+        let Stack::Aws(aws) = self else {
+            panic!("only the AWS stack keeps usage in DynamoDB");
+        };
+        let (_, dynamodb) = aws_client_config(&aws.moto.url);
+        let today = chrono::Utc::now().date_naive();
+        rag_aws::DynamoDbStore::new(dynamodb, &aws.table)
+            .usage(
+                &rag_core::Tenant::new(tenant).unwrap(),
+                today.pred_opt().unwrap(),
+                today,
+            )
+            .await
+            .expect("read usage from the table")
+    }
+
     pub fn emulator(&self) -> Option<&Emulator> {
         match self {
             Stack::Aws(aws) => Some(&aws.emulator),
