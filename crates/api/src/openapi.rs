@@ -24,7 +24,7 @@ use crate::routes::{answer, documents, health, keys, me, tools, usage};
     ),
     components(schemas(
         ErrorBody, ErrorDetail,
-        rag_core::Document, rag_core::DocumentStatus, rag_core::SourceReference,
+        rag_core::Document, rag_core::DocumentStatus, rag_core::SourceReference, rag_core::ChunkLocation,
         rag_core::QueryResponse, rag_core::TokenUsage, rag_core::SearchMode,
         rag_core::HealthReport, rag_core::health::EmbeddingModelInfo, rag_core::ChatEvent,
         rag_core::ChatReply, rag_core::ChatOutcome, rag_core::agent::ToolCallRecord,

@@ -190,7 +190,7 @@ async function showCitation(source) {
     const doc = await request(`documents/${source.document_id}?include_chunks=true`);
     const chunk = (doc.chunks || []).find((c) => c.chunk_id === source.chunk_id);
     openPanel(`[${source.citation}] ${doc.title}`, [
-      el("p", { class: "muted" }, `${doc.source} · chunk ${source.chunk_index + 1} of ${doc.chunk_count} · chars ${source.start_char}–${source.end_char} · score ${source.score.toFixed(3)}`),
+      el("p", { class: "muted" }, `${doc.source} · ${locationLabel(source) ? `${locationLabel(source)} · ` : ""}chunk ${source.chunk_index + 1} of ${doc.chunk_count} · chars ${source.start_char}–${source.end_char} · score ${source.score.toFixed(3)}`),
       el("blockquote", { class: "chunk cited", "data-chunk-id": source.chunk_id }, chunk ? chunk.content : source.snippet),
       el("button", { class: "secondary", onclick: () => showDocument(doc.id, source.chunk_id) }, "Open the document"),
     ]);
@@ -273,12 +273,22 @@ function renderAnswer(container, text, sources) {
   container.replaceChildren(...nodes);
 }
 
+// Where in its document a passage is: "p. 3", "sheet Budget", "slide 2".
+function locationLabel(s) {
+  if (s.page) return `p. ${s.page}`;
+  if (s.sheet) return `sheet ${s.sheet}`;
+  if (s.slide) return `slide ${s.slide}`;
+  return "";
+}
+
 function renderSources(list, sources) {
-  list.replaceChildren(...sources.map((s) =>
-    el("li", {},
+  list.replaceChildren(...sources.map((s) => {
+    const where = locationLabel(s);
+    return el("li", {},
       el("button", { class: "source", onclick: () => showCitation(s) },
         el("span", { class: "cite-number" }, `[${s.citation}]`), " ", s.title,
-        el("span", { class: "muted small" }, ` · ${s.source}`)))));
+        el("span", { class: "muted small" }, ` · ${s.source}${where ? ` · ${where}` : ""}`)));
+  }));
 }
 
 function toolLine(tool) {

@@ -27,7 +27,8 @@ use aws_sdk_s3vectors::types::{
 };
 use futures::stream::{self, StreamExt, TryStreamExt};
 use rag_core::{
-    ChunkMetadata, DocumentChunk, SearchFilter, StoreError, Tenant, VectorSearchResult, VectorStore,
+    ChunkLocation, ChunkMetadata, DocumentChunk, SearchFilter, StoreError, Tenant,
+    VectorSearchResult, VectorStore,
 };
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
@@ -368,7 +369,7 @@ fn vector_key(tenant: &Tenant, chunk_id: &str) -> String {
 
 fn to_metadata(tenant: &Tenant, chunk: &DocumentChunk) -> Value {
     let m = &chunk.metadata;
-    json!({
+    let mut metadata = json!({
         "tenant": tenant.as_str(),
         "document_id": m.document_id.to_string(),
         "chunk_index": m.chunk_index,
@@ -376,7 +377,15 @@ fn to_metadata(tenant: &Tenant, chunk: &DocumentChunk) -> Value {
         "end_char": m.end_char,
         "token_count": m.token_count,
         "text": chunk.content,
-    })
+    });
+    // The location's fields (`page`, `sheet`, `slide`) sit beside the
+    // others, and only where the chunk has them.
+    if let (Value::Object(fields), Ok(Value::Object(location))) =
+        (&mut metadata, serde_json::to_value(&m.location))
+    {
+        fields.extend(location);
+    }
+    metadata
 }
 
 fn from_metadata(key: &str, metadata: &Value, score: f32) -> Option<VectorSearchResult> {
@@ -400,6 +409,14 @@ fn from_metadata(key: &str, metadata: &Value, score: f32) -> Option<VectorSearch
             start_char: number("start_char")?,
             end_char: number("end_char")?,
             token_count: number("token_count").unwrap_or(0) as u32,
+            location: ChunkLocation {
+                page: number("page").map(|n| n as u32),
+                sheet: metadata
+                    .get("sheet")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
+                slide: number("slide").map(|n| n as u32),
+            },
         },
     })
 }

@@ -23,12 +23,27 @@ pub const EXAMPLES: &str = "Examples:
   rag-agent ingest ./site --concurrency 8 --json > ingest-report.json
 
 Directories are walked recursively; hidden files and folders are skipped.
-Without --include, .txt .md .markdown .html .htm and .pdf files are taken.
+Without --include, .txt .md .markdown .html .htm .pdf .docx .pptx .xlsx
+.xls .ods .csv and .tsv files are taken.
 Globs match the path relative to the directory given (`*` crosses folders
 unless you write `dir/*`). The exit code is 1 when any document failed.";
 
 /// File types ingested from directories when no `--include` is given.
-const DEFAULT_INCLUDE: &[&str] = &["*.txt", "*.md", "*.markdown", "*.html", "*.htm", "*.pdf"];
+const DEFAULT_INCLUDE: &[&str] = &[
+    "*.txt",
+    "*.md",
+    "*.markdown",
+    "*.html",
+    "*.htm",
+    "*.pdf",
+    "*.docx",
+    "*.pptx",
+    "*.xlsx",
+    "*.xls",
+    "*.ods",
+    "*.csv",
+    "*.tsv",
+];
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -334,6 +349,13 @@ fn content_type(path: &Path) -> &'static str {
         Some("html" | "htm") => "text/html",
         Some("pdf") => "application/pdf",
         Some("txt" | "text") => "text/plain",
+        Some("docx") => "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        Some("pptx") => "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        Some("xlsx") => "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        Some("xls") => "application/vnd.ms-excel",
+        Some("ods") => "application/vnd.oasis.opendocument.spreadsheet",
+        Some("csv") => "text/csv",
+        Some("tsv") => "text/tab-separated-values",
         _ => "application/octet-stream",
     }
 }

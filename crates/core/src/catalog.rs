@@ -40,6 +40,12 @@ pub fn text_key(id: Uuid) -> String {
     format!("{id}/text.txt")
 }
 
+/// Where the places of its pages, sheets, slides and tables in the text
+/// are kept (JSON), for the formats that have them.
+pub fn layout_key(id: Uuid) -> String {
+    format!("{id}/layout.json")
+}
+
 /// The most documents, or conversation messages, one listing returns.
 pub const MAX_LIST_LIMIT: usize = 1000;
 
@@ -152,7 +158,7 @@ impl Catalog {
 
     /// Best effort, as [`Catalog::remove_index_entries`].
     pub(crate) async fn remove_files(&self, tenant: &Tenant, id: Uuid) {
-        for key in [raw_key(id), text_key(id)] {
+        for key in [raw_key(id), text_key(id), layout_key(id)] {
             if let Err(e) = self.stores.documents.delete(tenant, &key).await {
                 tracing::error!(%id, error = %e, key, "could not remove file");
             }

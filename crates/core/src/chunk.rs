@@ -6,7 +6,11 @@ use serde::{Deserialize, Serialize};
 use text_splitter::{ChunkConfig, TextSplitter};
 use utoipa::ToSchema;
 
+use crate::domain::ChunkLocation;
 use crate::error::RagError;
+use crate::parse::Section;
+
+mod table;
 
 pub const DEFAULT_CHUNK_SIZE: usize = 1000;
 pub const DEFAULT_CHUNK_OVERLAP: usize = 200;
@@ -71,12 +75,14 @@ pub fn min_chunk_count(text: &str, options: ChunkingOptions) -> usize {
     content.div_ceil(options.chunk_size.max(1))
 }
 
-/// A piece of text and where it sits, in characters.
+/// A piece of text and where it sits, in characters, and in the
+/// document's pages, sheets or slides where it has them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextChunk {
     pub content: String,
     pub start_char: usize,
     pub end_char: usize,
+    pub location: ChunkLocation,
 }
 
 /// How much text text-splitter sees at once, in chunks' worth. It looks
@@ -114,10 +120,54 @@ pub fn chunk_text(text: &str, options: ChunkingOptions) -> Result<Vec<TextChunk>
                         content: chunk.to_string(),
                         start_char,
                         end_char: start_char + chunk.chars().count(),
+                        location: ChunkLocation::default(),
                     }
                 }),
         );
         start = end;
+    }
+    Ok(chunks)
+}
+
+/// Splits a text with sections (see [`Section`]): each run of prose
+/// sections of one page, sheet or slide is split as [`chunk_text`] splits
+/// it, its chunks taking that location, and each table by whole rows with
+/// its header row repeated (see `table.rs`). Without sections this is
+/// [`chunk_text`].
+pub fn chunk_sections(
+    text: &str,
+    sections: &[Section],
+    options: ChunkingOptions,
+) -> Result<Vec<TextChunk>, RagError> {
+    if sections.is_empty() {
+        return chunk_text(text, options);
+    }
+    options.validate()?;
+    let offsets = CharOffsets::new(text);
+    let mut chunks = Vec::new();
+    let mut at = 0;
+    while at < sections.len() {
+        if sections[at].table {
+            chunks.extend(table::chunk_table(text, &sections[at], &offsets, options)?);
+            at += 1;
+            continue;
+        }
+        // A run is prose of one location: chunks never cross from one
+        // page, sheet or slide into the next, so each names its own.
+        let run_end = sections[at..]
+            .iter()
+            .position(|s| s.table || s.location != sections[at].location)
+            .map_or(sections.len(), |n| at + n);
+        let run = &sections[at..run_end];
+        let (start, end) = (run[0].start, run[run.len() - 1].end);
+        let base = offsets.char_index(start);
+        for mut chunk in chunk_text(&text[start..end], options)? {
+            chunk.start_char += base;
+            chunk.end_char += base;
+            chunk.location = run[0].location.clone();
+            chunks.push(chunk);
+        }
+        at = run_end;
     }
     Ok(chunks)
 }
@@ -162,7 +212,7 @@ fn window_end(text: &str, start: usize, window: usize) -> usize {
 
 /// Maps byte offsets to character offsets. Chunks overlap, so lookups go
 /// backwards as well as forwards; a sorted table answers both in log time.
-struct CharOffsets {
+pub(crate) struct CharOffsets {
     char_starts: Vec<usize>,
 }
 

@@ -100,6 +100,64 @@ pub struct ChunkMetadata {
     pub start_char: u64,
     pub end_char: u64,
     pub token_count: u32,
+    /// The page, sheet or slide the chunk comes from, where its format
+    /// has them.
+    #[serde(flatten)]
+    pub location: ChunkLocation,
+}
+
+/// Where in a paged or sheeted document a chunk starts: the page of a PDF,
+/// the sheet of a spreadsheet, the slide of a presentation. Formats
+/// without such parts leave every field empty.
+#[derive(
+    Debug,
+    Clone,
+    Default,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    ToSchema,
+    schemars::JsonSchema,
+)]
+pub struct ChunkLocation {
+    /// 1-based page number of a PDF.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub page: Option<u32>,
+    /// Sheet name of a spreadsheet (a CSV file has none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sheet: Option<String>,
+    /// 1-based slide number of a presentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slide: Option<u32>,
+}
+
+impl ChunkLocation {
+    pub fn page(page: u32) -> Self {
+        Self {
+            page: Some(page),
+            ..Self::default()
+        }
+    }
+
+    pub fn sheet(name: impl Into<String>) -> Self {
+        Self {
+            sheet: Some(name.into()),
+            ..Self::default()
+        }
+    }
+
+    pub fn slide(slide: u32) -> Self {
+        Self {
+            slide: Some(slide),
+            ..Self::default()
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self == &Self::default()
+    }
 }
 
 impl ChunkMetadata {
@@ -144,6 +202,9 @@ pub struct SourceReference {
     pub chunk_index: u32,
     pub start_char: u64,
     pub end_char: u64,
+    /// The page, sheet or slide of the passage, where its format has them.
+    #[serde(flatten)]
+    pub location: ChunkLocation,
 }
 
 /// Tokens a model reported (or, for models that count none, estimated).

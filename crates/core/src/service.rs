@@ -39,7 +39,7 @@ pub struct ServiceSettings {
     pub max_answer_tokens: u32,
     /// Time, text and memory limits of every parse.
     pub parse: ParseLimits,
-    /// Parse HTML and PDF in child processes started this way; without
+    /// Parse HTML, PDF and Office files in child processes started this way; without
     /// it they are parsed on a thread of this process.
     pub parse_worker: Option<WorkerCommand>,
     /// A document that would split into more chunks is refused.

@@ -126,6 +126,7 @@ async fn main() {
                         start_char: 0,
                         end_char: 0,
                         token_count: 0,
+                        location: Default::default(),
                     },
                     content: String::new(),
                     embedding: vector.clone(),

@@ -147,6 +147,11 @@ CREATE TABLE tenant_settings (
     monthly_token_budget INTEGER
 );
 "#,
+    // The page, sheet or slide a chunk comes from, as the JSON of its
+    // `ChunkLocation`; NULL where the format has none.
+    r#"
+ALTER TABLE chunks ADD COLUMN location TEXT;
+"#,
 ];
 
 /// The SQLite-backed metadata store, lexical index and conversation store.
@@ -532,6 +537,10 @@ fn hit_from_row(row: &Row<'_>, score: f32) -> rusqlite::Result<VectorSearchResul
             start_char: row.get::<_, i64>(3)? as u64,
             end_char: row.get::<_, i64>(4)? as u64,
             token_count: row.get(5)?,
+            location: row
+                .get::<_, Option<String>>(7)?
+                .and_then(|json| serde_json::from_str(&json).ok())
+                .unwrap_or_default(),
         },
     })
 }
@@ -557,11 +566,11 @@ impl LexicalIndex for SqliteStore {
             {
                 let mut stmt = tx
                     .prepare(
-                        "INSERT INTO chunks (chunk_id, document_id, chunk_index, start_char, end_char, token_count, content, tenant)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                        "INSERT INTO chunks (chunk_id, document_id, chunk_index, start_char, end_char, token_count, content, tenant, location)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
                          ON CONFLICT (chunk_id) DO UPDATE SET content = excluded.content,
                             start_char = excluded.start_char, end_char = excluded.end_char,
-                            token_count = excluded.token_count
+                            token_count = excluded.token_count, location = excluded.location
                          WHERE chunks.tenant = excluded.tenant",
                     )
                     .map_err(db_error)?;
@@ -574,7 +583,10 @@ impl LexicalIndex for SqliteStore {
                         m.end_char as i64,
                         m.token_count,
                         content,
-                        tenant
+                        tenant,
+                        (!m.location.is_empty()).then(|| {
+                            serde_json::to_string(&m.location).expect("a location serialises")
+                        })
                     ])
                     .map_err(db_error)?;
                 }
@@ -599,7 +611,7 @@ impl LexicalIndex for SqliteStore {
         self.with(move |conn| {
             let mut sql = String::from(
                 "SELECT c.chunk_id, c.document_id, c.chunk_index, c.start_char, c.end_char,
-                        c.token_count, c.content, bm25(chunks_fts) AS rank
+                        c.token_count, c.content, c.location, bm25(chunks_fts) AS rank
                  FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid
                  WHERE chunks_fts MATCH ?1 AND chunks_fts.tenant = ?2",
             );
@@ -618,7 +630,7 @@ impl LexicalIndex for SqliteStore {
             // FTS5's bm25() is lower-is-better; negate so higher is better.
             let hits = stmt
                 .query_map(params_from_iter(args.iter()), |row| {
-                    let rank: f64 = row.get(7)?;
+                    let rank: f64 = row.get(8)?;
                     hit_from_row(row, -rank as f32)
                 })
                 .map_err(db_error)?
@@ -654,7 +666,7 @@ impl LexicalIndex for SqliteStore {
         self.with(move |conn| {
             let mut stmt = conn
                 .prepare(
-                    "SELECT chunk_id, document_id, chunk_index, start_char, end_char, token_count, content
+                    "SELECT chunk_id, document_id, chunk_index, start_char, end_char, token_count, content, location
                      FROM chunks WHERE tenant = ?1 AND document_id = ?2 ORDER BY chunk_index",
                 )
                 .map_err(db_error)?;

@@ -622,6 +622,7 @@ mod tests {
                 start_char: 0,
                 end_char: 1,
                 token_count: 1,
+                location: Default::default(),
             },
             content: format!("chunk {index}"),
             embedding: vector,

@@ -120,6 +120,7 @@ fn chunk_of(document_id: Uuid, vector: &[f32]) -> DocumentChunk {
             start_char: 0,
             end_char: 0,
             token_count: 0,
+            location: Default::default(),
         },
         content: String::new(),
         embedding: vector.to_vec(),

@@ -356,7 +356,7 @@ fn listed(values: &[String]) -> Vec<String> {
         .collect()
 }
 
-/// HTML and PDF are parsed by this same binary in a child process.
+/// HTML, PDF and Office files are parsed by this same binary in a child process.
 fn parse_worker() -> anyhow::Result<WorkerCommand> {
     Ok(WorkerCommand {
         program: std::env::current_exe().context("finding this binary for the parse worker")?,

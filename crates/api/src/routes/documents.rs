@@ -8,7 +8,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use rag_core::chunk::ChunkingOptions;
-use rag_core::{Document, DocumentStatus, IngestInput, IngestOutcome, ListQuery, Role};
+use rag_core::{
+    ChunkLocation, Document, DocumentStatus, IngestInput, IngestOutcome, ListQuery, Role,
+};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
@@ -292,6 +294,10 @@ pub struct ChunkView {
     pub start_char: u64,
     pub end_char: u64,
     pub token_count: u32,
+    /// The page, sheet or slide the chunk comes from, where the format
+    /// has them.
+    #[serde(flatten)]
+    pub location: ChunkLocation,
     pub content: String,
 }
 
@@ -334,6 +340,7 @@ pub async fn get(
                     start_char: c.metadata.start_char,
                     end_char: c.metadata.end_char,
                     token_count: c.metadata.token_count,
+                    location: c.metadata.location,
                     content: c.content,
                 })
                 .collect(),

@@ -89,6 +89,7 @@ pub fn chunk(doc: Uuid, index: u32, content: &str, embedding: Vec<f32>) -> Docum
             start_char: index as u64 * 10,
             end_char: index as u64 * 10 + content.chars().count() as u64,
             token_count: 3,
+            location: Default::default(),
         },
         content: content.to_string(),
         embedding,

@@ -96,6 +96,7 @@ mod tests {
                 chunk_index: 0,
                 start_char: 0,
                 end_char: 1,
+                location: Default::default(),
             },
             content: format!("content of {chunk}"),
         }

@@ -20,12 +20,12 @@ use uuid::Uuid;
 
 use crate::backend::{Embedder, ListQuery, StatusUpdate};
 use crate::catalog::{Catalog, Stores, not_found};
-pub use crate::catalog::{raw_key, text_key};
+pub use crate::catalog::{layout_key, raw_key, text_key};
 use crate::chunk::ChunkingOptions;
 use crate::domain::{Document, DocumentStatus};
 use crate::error::{RagError, StoreError};
 use crate::fetch::UrlFetcher;
-use crate::parse::{self, DocumentParser, ParsedDocument};
+use crate::parse::{self, DocumentParser, ParsedDocument, Section};
 use crate::tenant::Tenant;
 use crate::usage::{UsageCounts, UsageMeter};
 
@@ -295,9 +295,10 @@ impl Ingestor {
         // on text without sentence ends), and a text too long for the cap
         // is refused from a count alone, before it is split.
         let text = parsed.text.clone();
+        let sections = parsed.sections.clone();
         let limit = settings.max_chunks_per_document;
         steps::blocking("the chunker", move || {
-            steps::count_chunks(&text, chunking, limit)
+            steps::count_chunks(&text, &sections, chunking, limit)
         })
         .await?;
 
@@ -342,6 +343,19 @@ impl Ingestor {
                 .documents
                 .put(tenant, &raw_key(id), input.bytes, kind.mime())
                 .await?;
+            if !parsed.sections.is_empty() {
+                let layout =
+                    serde_json::to_vec(&parsed.sections).expect("sections serialise as JSON");
+                stores
+                    .documents
+                    .put(
+                        tenant,
+                        &layout_key(id),
+                        Bytes::from(layout),
+                        "application/json",
+                    )
+                    .await?;
+            }
             stores
                 .documents
                 .put(
@@ -453,8 +467,11 @@ impl Ingestor {
         document: &Document,
     ) -> Result<(u32, u64), RagError> {
         let stores = self.stores();
-        let text = match stores.documents.get(tenant, &text_key(document.id)).await {
-            Ok(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        let (text, sections) = match stores.documents.get(tenant, &text_key(document.id)).await {
+            Ok(bytes) => (
+                String::from_utf8_lossy(&bytes).into_owned(),
+                self.stored_sections(tenant, document).await?,
+            ),
             Err(StoreError::NotFound { .. }) => self.reparse(tenant, document).await?,
             Err(e) => return Err(e.into()),
         };
@@ -463,8 +480,10 @@ impl Ingestor {
             chunk_overlap: document.chunk_overlap as usize,
         };
         let limit = self.settings.max_chunks_per_document;
-        let pieces =
-            steps::blocking("the chunker", move || steps::chunk(&text, options, limit)).await?;
+        let pieces = steps::blocking("the chunker", move || {
+            steps::chunk(&text, &sections, options, limit)
+        })
+        .await?;
         // An interrupted earlier attempt may have left entries behind.
         self.catalog.remove_index_entries(tenant, document.id).await;
 
@@ -500,14 +519,43 @@ impl Ingestor {
         Ok((pieces.len() as u32, token_count))
     }
 
-    async fn reparse(&self, tenant: &Tenant, document: &Document) -> Result<String, RagError> {
+    /// The sections stored beside a document's text; a document of a
+    /// format without them has none stored.
+    async fn stored_sections(
+        &self,
+        tenant: &Tenant,
+        document: &Document,
+    ) -> Result<Vec<Section>, RagError> {
+        match self
+            .stores()
+            .documents
+            .get(tenant, &layout_key(document.id))
+            .await
+        {
+            Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                RagError::Store(StoreError::permanent(format!(
+                    "the stored layout of {} is damaged: {e}",
+                    document.id
+                )))
+            }),
+            Err(StoreError::NotFound { .. }) => Ok(Vec::new()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn reparse(
+        &self,
+        tenant: &Tenant,
+        document: &Document,
+    ) -> Result<(String, Vec<Section>), RagError> {
         let raw = self
             .stores()
             .documents
             .get(tenant, &raw_key(document.id))
             .await?;
         let kind = parse::detect_kind(Some(&document.content_type), None, &raw)?;
-        Ok(self.parser.parse(kind, raw).await?.text)
+        let parsed = self.parser.parse(kind, raw).await?;
+        Ok((parsed.text, parsed.sections))
     }
 }
 

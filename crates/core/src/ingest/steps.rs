@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use crate::backend::Embedder;
 use crate::catalog::Stores;
-use crate::chunk::{ChunkingOptions, TextChunk, chunk_text, min_chunk_count};
+use crate::chunk::{ChunkingOptions, TextChunk, chunk_sections, min_chunk_count};
 use crate::domain::{ChunkMetadata, DocumentChunk, estimate_tokens};
 use crate::error::{EmbedError, ParseError, RagError};
+use crate::parse::Section;
 use crate::tenant::Tenant;
 use uuid::Uuid;
 
@@ -31,11 +32,12 @@ pub(super) async fn blocking<T: Send + 'static>(
 /// lower bound before paying for the real split.
 pub(super) fn count_chunks(
     text: &str,
+    sections: &[Section],
     options: ChunkingOptions,
     limit: usize,
 ) -> Result<usize, RagError> {
     check_chunk_count(min_chunk_count(text, options), limit)?;
-    let count = chunk_text(text, options)?.len();
+    let count = chunk_sections(text, sections, options)?.len();
     check_chunk_count(count, limit)?;
     Ok(count)
 }
@@ -43,10 +45,12 @@ pub(super) fn count_chunks(
 /// The chunks of a text, refusing an empty result or one past `limit`.
 pub(super) fn chunk(
     text: &str,
+    sections: &[Section],
     options: ChunkingOptions,
     limit: usize,
 ) -> Result<Vec<TextChunk>, RagError> {
-    let pieces = chunk_text(text, options)?;
+    check_chunk_count(min_chunk_count(text, options), limit)?;
+    let pieces = chunk_sections(text, sections, options)?;
     if pieces.is_empty() {
         return Err(ParseError::Empty.into());
     }
@@ -115,6 +119,7 @@ pub(super) fn stored_chunks(
                     start_char: piece.start_char as u64,
                     end_char: piece.end_char as u64,
                     token_count: estimate_tokens(&piece.content),
+                    location: piece.location.clone(),
                 },
                 content: piece.content.clone(),
                 embedding,
@@ -154,24 +159,24 @@ mod tests {
     #[test]
     fn the_count_agrees_with_the_split_and_the_cap_refuses() {
         let text = "One sentence here. ".repeat(200);
-        let pieces = chunk(&text, options(100), 1000).unwrap();
+        let pieces = chunk(&text, &[], options(100), 1000).unwrap();
         assert_eq!(
-            count_chunks(&text, options(100), 1000).unwrap(),
+            count_chunks(&text, &[], options(100), 1000).unwrap(),
             pieces.len()
         );
         assert!(matches!(
-            count_chunks(&text, options(100), pieces.len() - 1),
+            count_chunks(&text, &[], options(100), pieces.len() - 1),
             Err(RagError::TooManyChunks { .. })
         ));
         assert!(matches!(
-            chunk("   ", options(100), 10),
+            chunk("   ", &[], options(100), 10),
             Err(RagError::Parse(ParseError::Empty))
         ));
     }
 
     #[test]
     fn stored_chunks_number_on_from_the_batch_start() {
-        let pieces = chunk(&"Words and more words. ".repeat(20), options(60), 100).unwrap();
+        let pieces = chunk(&"Words and more words. ".repeat(20), &[], options(60), 100).unwrap();
         let id = Uuid::new_v4();
         let stored = stored_chunks(id, 7, &pieces[..2], vec![vec![1.0], vec![2.0]]);
         assert_eq!(stored[0].metadata.chunk_index, 7);

@@ -2,18 +2,30 @@
 //! parser per format. Parsed text keeps paragraph breaks (blank lines) so the
 //! chunker can split on them first.
 
+mod archive;
+mod docx;
 mod html;
+mod layout;
 mod pdf;
+mod pptx;
 mod runner;
+mod sheet;
+mod xml;
 
+pub use archive::{MAX_ARCHIVE_ENTRIES, max_unpacked_bytes};
 pub use html::{MAX_HTML_NESTING, html_title, html_title_and_text, html_to_text};
+pub use layout::Section;
 pub use pdf::{MAX_PDF_NESTING, check_structure as check_pdf_structure, max_inflated_bytes};
 pub use runner::{
     DocumentParser, PARSE_STACK_BYTES, ParseLimits, ProcessParser, ThreadParser, WORKER_CPU_ENV,
     WORKER_MEMORY_ENV, WorkerCommand, serve_worker,
 };
 
+pub use sheet::{MAX_TABLE_COLUMNS, MAX_TABLE_ROWS};
+
 use crate::error::ParseError;
+use layout::{Part, assemble};
+use sheet::Workbook;
 
 /// The formats the pipeline understands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,25 +34,77 @@ pub enum ContentKind {
     Markdown,
     Html,
     Pdf,
+    Docx,
+    Pptx,
+    Xlsx,
+    Xls,
+    Ods,
+    Csv,
+    Tsv,
 }
 
 impl ContentKind {
+    pub const ALL: [ContentKind; 11] = [
+        ContentKind::PlainText,
+        ContentKind::Markdown,
+        ContentKind::Html,
+        ContentKind::Pdf,
+        ContentKind::Docx,
+        ContentKind::Pptx,
+        ContentKind::Xlsx,
+        ContentKind::Xls,
+        ContentKind::Ods,
+        ContentKind::Csv,
+        ContentKind::Tsv,
+    ];
+
     pub fn mime(self) -> &'static str {
         match self {
             ContentKind::PlainText => "text/plain",
             ContentKind::Markdown => "text/markdown",
             ContentKind::Html => "text/html",
             ContentKind::Pdf => "application/pdf",
+            ContentKind::Docx => {
+                "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            }
+            ContentKind::Pptx => {
+                "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+            }
+            ContentKind::Xlsx => {
+                "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+            }
+            ContentKind::Xls => "application/vnd.ms-excel",
+            ContentKind::Ods => "application/vnd.oasis.opendocument.spreadsheet",
+            ContentKind::Csv => "text/csv",
+            ContentKind::Tsv => "text/tab-separated-values",
         }
+    }
+
+    pub fn from_mime(mime: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|kind| kind.mime() == mime)
+    }
+
+    /// Whether parsing it runs foreign code over untrusted structure
+    /// (markup, PDF objects, zip archives, binary spreadsheets), and so
+    /// belongs in a worker process. Plain text, Markdown and delimited
+    /// text are read in place.
+    pub fn needs_isolation(self) -> bool {
+        !matches!(
+            self,
+            ContentKind::PlainText | ContentKind::Markdown | ContentKind::Csv | ContentKind::Tsv
+        )
     }
 }
 
-/// The text of a document and, where the format names one, its title.
+/// The text of a document, where the format names one its title, and
+/// where it has pages, sheets, slides or tables, where they lie in the
+/// text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParsedDocument {
     pub kind: ContentKind,
     pub title: Option<String>,
     pub text: String,
+    pub sections: Vec<Section>,
 }
 
 /// Decides the format from the declared content type, then the file name's
@@ -65,6 +129,20 @@ pub fn detect_kind(
             "text/markdown" | "text/x-markdown" => return Ok(ContentKind::Markdown),
             "text/html" | "application/xhtml+xml" => return Ok(ContentKind::Html),
             "application/pdf" => return Ok(ContentKind::Pdf),
+            "text/csv" | "text/comma-separated-values" | "application/csv" => {
+                return Ok(ContentKind::Csv);
+            }
+            "text/tab-separated-values" => return Ok(ContentKind::Tsv),
+            // Browsers on Windows send this type for `.csv` files too.
+            "application/vnd.ms-excel" => {
+                return Ok(match filename.and_then(kind_from_extension) {
+                    Some(ContentKind::Csv) => ContentKind::Csv,
+                    _ => ContentKind::Xls,
+                });
+            }
+            other if ContentKind::from_mime(other).is_some() => {
+                return Ok(ContentKind::from_mime(other).expect("just found"));
+            }
             other => return Err(ParseError::UnsupportedContentType(other.to_string())),
         }
     }
@@ -83,7 +161,7 @@ pub fn detect_kind(
 
 fn refine_text(filename: Option<&str>, bytes: &[u8]) -> ContentKind {
     match filename.and_then(kind_from_extension) {
-        Some(ContentKind::Markdown) => ContentKind::Markdown,
+        Some(kind @ (ContentKind::Markdown | ContentKind::Csv | ContentKind::Tsv)) => kind,
         _ if looks_like_html(bytes) => ContentKind::Html,
         _ => ContentKind::PlainText,
     }
@@ -92,10 +170,17 @@ fn refine_text(filename: Option<&str>, bytes: &[u8]) -> ContentKind {
 fn kind_from_extension(filename: &str) -> Option<ContentKind> {
     let ext = filename.rsplit_once('.')?.1.to_ascii_lowercase();
     match ext.as_str() {
-        "txt" | "text" | "log" | "csv" | "rst" => Some(ContentKind::PlainText),
+        "txt" | "text" | "log" | "rst" => Some(ContentKind::PlainText),
         "md" | "markdown" | "mdx" => Some(ContentKind::Markdown),
         "html" | "htm" | "xhtml" => Some(ContentKind::Html),
         "pdf" => Some(ContentKind::Pdf),
+        "docx" => Some(ContentKind::Docx),
+        "pptx" => Some(ContentKind::Pptx),
+        "xlsx" | "xlsm" => Some(ContentKind::Xlsx),
+        "xls" => Some(ContentKind::Xls),
+        "ods" => Some(ContentKind::Ods),
+        "csv" => Some(ContentKind::Csv),
+        "tsv" | "tab" => Some(ContentKind::Tsv),
         _ => None,
     }
 }
@@ -103,6 +188,9 @@ fn kind_from_extension(filename: &str) -> Option<ContentKind> {
 fn sniff(bytes: &[u8]) -> Result<ContentKind, ParseError> {
     if bytes.starts_with(b"%PDF-") {
         return Ok(ContentKind::Pdf);
+    }
+    if let Some(kind) = sniff_office(bytes) {
+        return Ok(kind);
     }
     if !is_text(bytes) {
         return Err(ParseError::UnsupportedContentType(
@@ -113,6 +201,31 @@ fn sniff(bytes: &[u8]) -> Result<ContentKind, ParseError> {
         return Ok(ContentKind::Html);
     }
     Ok(ContentKind::PlainText)
+}
+
+/// Office files by their container: a zip whose entry names (stored in
+/// the clear in every local header) say which format it is, or the OLE2
+/// compound file of a legacy `.xls`.
+fn sniff_office(bytes: &[u8]) -> Option<ContentKind> {
+    if bytes.starts_with(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1") {
+        return Some(ContentKind::Xls);
+    }
+    if !bytes.starts_with(b"PK\x03\x04") {
+        return None;
+    }
+    let has = |needle: &[u8]| bytes.windows(needle.len()).any(|w| w == needle);
+    [
+        (&b"word/document.xml"[..], ContentKind::Docx),
+        (&b"ppt/presentation.xml"[..], ContentKind::Pptx),
+        (&b"xl/workbook.xml"[..], ContentKind::Xlsx),
+        (
+            &b"application/vnd.oasis.opendocument.spreadsheet"[..],
+            ContentKind::Ods,
+        ),
+    ]
+    .into_iter()
+    .find(|(needle, _)| has(needle))
+    .map(|(_, kind)| kind)
 }
 
 fn is_text(bytes: &[u8]) -> bool {
@@ -136,25 +249,57 @@ fn looks_like_html(bytes: &[u8]) -> bool {
 /// Parses bytes of a known kind, in place. Parsing is CPU-bound and its
 /// input untrusted: the service calls this through a [`DocumentParser`].
 pub fn parse(kind: ContentKind, bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
-    let (title, text) = match kind {
+    let (title, text, sections) = match kind {
         ContentKind::PlainText | ContentKind::Markdown => {
             let text = decode_utf8(bytes, kind)?;
             let title = (kind == ContentKind::Markdown)
                 .then(|| markdown_title(&text))
                 .flatten();
-            (title, text)
+            (title, normalize_text(&text), Vec::new())
         }
         ContentKind::Html => {
             let html = decode_utf8(bytes, kind)?;
-            html_title_and_text(&html)?
+            let (title, text) = html_title_and_text(&html)?;
+            (title, normalize_text(&text), Vec::new())
         }
-        ContentKind::Pdf => (None, pdf::pdf_to_text(bytes)?),
+        ContentKind::Pdf => {
+            let pages = pdf::pdf_to_pages(bytes)?
+                .into_iter()
+                .enumerate()
+                .map(|(i, text)| {
+                    Part::prose(crate::domain::ChunkLocation::page(i as u32 + 1), text)
+                })
+                .collect();
+            with_parts(None, pages)
+        }
+        ContentKind::Docx => {
+            let (title, parts) = docx::docx_to_parts(bytes)?;
+            with_parts(title, parts)
+        }
+        ContentKind::Pptx => {
+            let (title, parts) = pptx::pptx_to_parts(bytes)?;
+            with_parts(title, parts)
+        }
+        ContentKind::Xlsx => with_parts(None, sheet::workbook_to_parts(bytes, Workbook::Xlsx)?),
+        ContentKind::Xls => with_parts(None, sheet::workbook_to_parts(bytes, Workbook::Xls)?),
+        ContentKind::Ods => with_parts(None, sheet::workbook_to_parts(bytes, Workbook::Ods)?),
+        ContentKind::Csv => with_parts(None, sheet::delimited_to_parts(bytes, b',')?),
+        ContentKind::Tsv => with_parts(None, sheet::delimited_to_parts(bytes, b'\t')?),
     };
-    let text = normalize_text(&text);
     if text.trim().is_empty() {
         return Err(ParseError::Empty);
     }
-    Ok(ParsedDocument { kind, title, text })
+    Ok(ParsedDocument {
+        kind,
+        title,
+        text,
+        sections,
+    })
+}
+
+fn with_parts(title: Option<String>, parts: Vec<Part>) -> (Option<String>, String, Vec<Section>) {
+    let (text, sections) = assemble(parts);
+    (title, text, sections)
 }
 
 fn decode_utf8(bytes: &[u8], kind: ContentKind) -> Result<String, ParseError> {

@@ -32,13 +32,14 @@ pub fn max_inflated_bytes(file_len: usize) -> u64 {
         .clamp(16 << 20, 256 << 20)
 }
 
-pub(crate) fn pdf_to_text(bytes: &[u8]) -> Result<String, ParseError> {
+/// The text of each page, in page order, after the structural check.
+pub(crate) fn pdf_to_pages(bytes: &[u8]) -> Result<Vec<String>, ParseError> {
     check_structure(bytes)?;
     // pdf-extract panics on some malformed files; a bad upload must fail the
     // document, not the worker thread.
-    let result = std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(bytes));
+    let result = std::panic::catch_unwind(|| extract_pages(bytes));
     match result {
-        Ok(Ok(text)) => Ok(text),
+        Ok(Ok(pages)) => Ok(pages),
         Ok(Err(e)) => Err(ParseError::Malformed {
             format: "PDF",
             message: e.to_string(),
@@ -48,6 +49,27 @@ pub(crate) fn pdf_to_text(bytes: &[u8]) -> Result<String, ParseError> {
             message: "the PDF parser could not read this file".to_string(),
         }),
     }
+}
+
+/// pdf-extract's own page-by-page reader stops quietly at the first page
+/// it cannot read; this one fails the document instead, so a PDF is never
+/// indexed with its later pages missing.
+fn extract_pages(bytes: &[u8]) -> Result<Vec<String>, pdf_extract::OutputError> {
+    let mut document = pdf_extract::Document::load_mem(bytes)?;
+    if document.is_encrypted() {
+        document.decrypt("")?;
+    }
+    let numbers: Vec<u32> = document.get_pages().keys().copied().collect();
+    let mut pages = Vec::with_capacity(numbers.len());
+    for number in numbers {
+        let mut text = String::new();
+        {
+            let mut output = pdf_extract::PlainTextOutput::new(&mut text);
+            pdf_extract::output_doc_page(&document, &mut output, number)?;
+        }
+        pages.push(text);
+    }
+    Ok(pages)
 }
 
 /// Refuses files that nest too deeply or inflate too far; see the module

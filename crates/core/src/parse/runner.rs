@@ -2,7 +2,8 @@
 //! so it never runs on the async runtime, always under a time budget, and
 //! its output is bounded. Two runners:
 //!
-//! - [`ProcessParser`] runs each HTML or PDF parse in a child process (the
+//! - [`ProcessParser`] runs each parse of markup, PDF or an Office file
+//!   (see [`ContentKind::needs_isolation`]) in a child process (the
 //!   binary's hidden `parse-worker` command) with its own memory and CPU
 //!   limits and no environment. Whatever the file does to the parser (a
 //!   stack overflow, an allocation failure, a loop), the child dies or is
@@ -13,8 +14,8 @@
 //!   nesting and inflation checks) and cannot stop a parse at its deadline,
 //!   only stop waiting for it; it serves tests and embedders of the crate.
 //!
-//! Plain text and Markdown need no isolation and are parsed in place on a
-//! blocking thread by both.
+//! Plain text, Markdown and CSV/TSV need no isolation and are parsed in
+//! place on a blocking thread by both.
 
 use std::ffi::OsString;
 use std::io::{Read, Write};
@@ -29,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::Semaphore;
 
-use super::{ContentKind, ParsedDocument, parse};
+use super::{ContentKind, ParsedDocument, Section, parse};
 use crate::error::ParseError;
 
 /// The stack of a parse thread. Our walks need little; the margin is for
@@ -174,7 +175,7 @@ pub struct WorkerCommand {
     pub args: Vec<OsString>,
 }
 
-/// Parses HTML and PDF in child processes; see the module header.
+/// Parses what needs isolation in child processes; see the module header.
 pub struct ProcessParser {
     command: WorkerCommand,
     limits: ParseLimits,
@@ -267,7 +268,16 @@ impl ProcessParser {
             ));
         }
         let parsed = match serde_json::from_slice::<WorkerReply>(&reply) {
-            Ok(WorkerReply::Parsed { title, text }) => ParsedDocument { kind, title, text },
+            Ok(WorkerReply::Parsed {
+                title,
+                text,
+                sections,
+            }) => ParsedDocument {
+                kind,
+                title,
+                text,
+                sections,
+            },
             Ok(WorkerReply::Failed(failure)) => return Err(failure.into_error(kind)),
             Err(e) => {
                 return Err(ParseError::Internal(format!(
@@ -285,9 +295,10 @@ impl ProcessParser {
 #[async_trait]
 impl DocumentParser for ProcessParser {
     async fn parse(&self, kind: ContentKind, bytes: Bytes) -> Result<ParsedDocument, ParseError> {
-        match kind {
-            ContentKind::PlainText | ContentKind::Markdown => self.inline.parse(kind, bytes).await,
-            ContentKind::Html | ContentKind::Pdf => self.run_worker(kind, bytes).await,
+        if kind.needs_isolation() {
+            self.run_worker(kind, bytes).await
+        } else {
+            self.inline.parse(kind, bytes).await
         }
     }
 
@@ -345,7 +356,12 @@ pub const WORKER_CPU_ENV: &str = "RAG_PARSE_WORKER_CPU_SECS";
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 enum WorkerReply {
-    Parsed { title: Option<String>, text: String },
+    Parsed {
+        title: Option<String>,
+        text: String,
+        #[serde(default)]
+        sections: Vec<Section>,
+    },
     Failed(WorkerFailure),
 }
 
@@ -391,15 +407,7 @@ impl WorkerFailure {
 /// `mime` and writes one JSON reply to `output`. The binary calls this
 /// after setting the process's limits; it returns the exit code.
 pub fn serve_worker(mime: &str, mut input: impl Read, mut output: impl Write) -> i32 {
-    let kind = match [
-        ContentKind::PlainText,
-        ContentKind::Markdown,
-        ContentKind::Html,
-        ContentKind::Pdf,
-    ]
-    .into_iter()
-    .find(|k| k.mime() == mime)
-    {
+    let kind = match ContentKind::from_mime(mime) {
         Some(kind) => kind,
         None => {
             eprintln!("parse-worker: unknown content type {mime:?}");
@@ -415,6 +423,7 @@ pub fn serve_worker(mime: &str, mut input: impl Read, mut output: impl Write) ->
         Ok(parsed) => WorkerReply::Parsed {
             title: parsed.title,
             text: parsed.text,
+            sections: parsed.sections,
         },
         Err(e) => WorkerReply::Failed(WorkerFailure::from_error(e)),
     };

@@ -63,6 +63,7 @@ mod tests {
                 start_char: 0,
                 end_char: 0,
                 token_count: 0,
+                location: Default::default(),
             },
         }
     }

@@ -42,6 +42,7 @@ pub async fn source_references(
                 chunk_index: hit.metadata.chunk_index,
                 start_char: hit.metadata.start_char,
                 end_char: hit.metadata.end_char,
+                location: hit.metadata.location.clone(),
             }
         })
         .collect())

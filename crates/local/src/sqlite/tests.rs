@@ -36,6 +36,7 @@ fn chunk(doc: Uuid, index: u32, content: &str) -> DocumentChunk {
             start_char: 0,
             end_char: content.chars().count() as u64,
             token_count: 3,
+            location: Default::default(),
         },
         content: content.to_string(),
         embedding: Vec::new(),

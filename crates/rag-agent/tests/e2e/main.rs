@@ -10,6 +10,7 @@ mod agent;
 mod auth;
 mod bad_input;
 mod cli;
+mod formats;
 mod hostile;
 mod lambda_runtime;
 mod openapi_conformance;
