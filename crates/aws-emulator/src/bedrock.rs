@@ -117,6 +117,10 @@ pub struct Faults {
     pub latency: Duration,
     /// Requests whose JSON exceeds this many bytes are "too long".
     pub max_input_bytes: Option<usize>,
+    /// A quota of calls per second, as Bedrock's per-account quotas: a
+    /// token bucket holding one second's worth; a call that finds it empty
+    /// is throttled.
+    pub calls_per_second: Option<u32>,
     pub seed: u64,
 }
 
@@ -124,6 +128,8 @@ pub struct Faults {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BedrockStats {
     pub invoke_calls: usize,
+    /// Calls answered `ThrottlingException` because the quota was spent.
+    pub over_quota: usize,
     pub embedded_texts: usize,
     pub converse_calls: usize,
     pub stream_calls: usize,
@@ -139,6 +145,8 @@ pub struct BedrockState {
     pub(crate) stats: Mutex<BedrockStats>,
     pub(crate) converse_requests: Mutex<Vec<Value>>,
     pub(crate) call_counter: Mutex<u64>,
+    /// The quota's bucket: calls left, and when it was last refilled.
+    pub(crate) quota: Mutex<Option<(f64, std::time::Instant)>>,
     pub(crate) embedder: Option<Arc<dyn rag_core::Embedder>>,
     /// Knowledge base id -> (source URI, text) passages.
     pub(crate) knowledge_bases: Mutex<std::collections::HashMap<String, Vec<KnowledgeBasePassage>>>,
@@ -152,6 +160,22 @@ fn splitmix(mut x: u64) -> u64 {
 }
 
 impl BedrockState {
+    /// Takes one call from the quota's bucket; false when it is empty.
+    fn take_from_quota(&self, rate: u32) -> bool {
+        let rate = f64::from(rate.max(1));
+        let now = std::time::Instant::now();
+        let mut quota = self.quota.lock().unwrap();
+        let (left, refilled) = quota.get_or_insert((rate, now));
+        *left = (*left + now.duration_since(*refilled).as_secs_f64() * rate).min(rate);
+        *refilled = now;
+        if *left >= 1.0 {
+            *left -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
     /// Applies latency, then the queued or random fault for this call.
     async fn before_call(&self, request_bytes: usize) -> Result<(), Fault> {
         let faults = self.faults.lock().unwrap().clone();
@@ -159,30 +183,38 @@ impl BedrockState {
             tokio::time::sleep(faults.latency).await;
         }
         let queued = self.queued_faults.lock().unwrap().pop_front();
-        let fault = queued.or_else(|| {
-            if faults
-                .max_input_bytes
-                .is_some_and(|max| request_bytes > max)
-            {
-                return Some(Fault::InputTooLong);
-            }
-            let n = {
-                let mut counter = self.call_counter.lock().unwrap();
-                *counter += 1;
-                *counter
-            };
-            let roll = (splitmix(faults.seed ^ n.wrapping_mul(0x2545_F491_4F6C_DD1D)) % 100) as u32;
-            if roll < faults.throttle_percent {
-                Some(Fault::Throttle)
-            } else if roll < faults.throttle_percent + faults.server_error_percent {
-                Some(Fault::InternalError)
-            } else {
-                None
-            }
-        });
+        let over_quota = faults
+            .calls_per_second
+            .is_some_and(|rate| !self.take_from_quota(rate));
+        let fault = queued
+            .or(over_quota.then_some(Fault::Throttle))
+            .or_else(|| {
+                if faults
+                    .max_input_bytes
+                    .is_some_and(|max| request_bytes > max)
+                {
+                    return Some(Fault::InputTooLong);
+                }
+                let n = {
+                    let mut counter = self.call_counter.lock().unwrap();
+                    *counter += 1;
+                    *counter
+                };
+                let roll =
+                    (splitmix(faults.seed ^ n.wrapping_mul(0x2545_F491_4F6C_DD1D)) % 100) as u32;
+                if roll < faults.throttle_percent {
+                    Some(Fault::Throttle)
+                } else if roll < faults.throttle_percent + faults.server_error_percent {
+                    Some(Fault::InternalError)
+                } else {
+                    None
+                }
+            });
         match fault {
             Some(fault) => {
-                self.stats.lock().unwrap().faults_injected += 1;
+                let mut stats = self.stats.lock().unwrap();
+                stats.faults_injected += 1;
+                stats.over_quota += usize::from(over_quota && queued.is_none());
                 Err(fault)
             }
             None => Ok(()),

@@ -1,8 +1,8 @@
 //! Titan text embeddings over Bedrock `InvokeModel`. Titan embeds one text
-//! per call, so a batch is many calls in flight at once, bounded, answered
-//! in input order, each retried with backoff when throttled.
-
-use std::sync::Arc;
+//! per call, so a batch is many calls in flight at once, answered in input
+//! order, each retried with backoff when throttled. How many are in flight
+//! adapts to the account's quota (`rag_core::adaptive`): a throttle halves
+//! it, a run of successes grows it back to the configured concurrency.
 
 use async_trait::async_trait;
 use aws_sdk_bedrockruntime::Client;
@@ -11,9 +11,9 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use rag_core::error::ErrorClass;
 use rag_core::{EmbedError, Embedder};
 use serde_json::{Value, json};
-use tokio::sync::Semaphore;
 
 use crate::sdk_error::{classify, retryable_code};
+use rag_core::adaptive::AdaptiveLimit;
 use rag_core::retry::RetryPolicy;
 
 /// Titan v2 takes at most 50,000 characters (about 8,192 tokens); longer
@@ -61,8 +61,9 @@ pub struct TitanEmbedder {
     dimension: usize,
     concurrency: usize,
     /// Bounds the calls in flight across every caller (concurrent document
-    /// ingests, pipelined batches, queries), not just within one batch.
-    permits: Arc<Semaphore>,
+    /// ingests, pipelined batches, queries), not just within one batch,
+    /// and cuts that bound while Bedrock throttles.
+    limit: AdaptiveLimit,
     retry: RetryPolicy,
 }
 
@@ -94,9 +95,15 @@ impl TitanEmbedder {
             model,
             dimension,
             concurrency: concurrency.max(1),
-            permits: Arc::new(Semaphore::new(concurrency.max(1))),
+            limit: AdaptiveLimit::new(concurrency),
             retry,
         })
+    }
+
+    /// How many Titan calls may be in flight now: the configured
+    /// concurrency, or less while Bedrock throttles.
+    pub fn current_concurrency(&self) -> usize {
+        self.limit.current()
     }
 
     fn request_body(&self, text: &str) -> Value {
@@ -116,11 +123,7 @@ impl TitanEmbedder {
         let body = self.request_body(text).to_string();
         // Held through retries, so a throttled embedder slows its callers
         // instead of piling up more calls.
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| EmbedError::permanent("the embedder is shut down"))?;
+        let permit = self.limit.acquire().await;
         let output = self
             .retry
             .run(
@@ -139,11 +142,15 @@ impl TitanEmbedder {
                     // No code means the call never got an answer (a
                     // dropped connection, a timeout): worth repeating.
                     let code = aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e);
+                    if code == Some("ThrottlingException") {
+                        self.limit.throttled(&permit);
+                    }
                     (code.is_none() || retryable_code(code)).then_some(None)
                 },
             )
             .await
             .map_err(embed_error)?;
+        self.limit.succeeded();
         let response: Value = serde_json::from_slice(output.body().as_ref())
             .map_err(|e| EmbedError::permanent(format!("Titan answered with invalid JSON: {e}")))?;
         let vector: Vec<f32> = response

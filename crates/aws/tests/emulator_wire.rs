@@ -822,3 +822,55 @@ async fn an_index_per_tenant_is_made_on_first_write_and_kept_apart() {
         .unwrap_err();
     assert!(error.to_string().contains("does not exist"), "{error}");
 }
+
+/// Against a quota of 40 calls a second, 16 calls in flight (each taking
+/// 50 ms, so 320 a second) are throttled: the embedder cuts its calls in
+/// flight and every text is still embedded, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn titan_calls_in_flight_adapt_to_a_quota() {
+    let emulator = Emulator::start().await.unwrap();
+    let client = common::bedrock_no_sdk_retry(&emulator.url);
+    emulator.set_faults(Faults {
+        calls_per_second: Some(40),
+        latency: Duration::from_millis(50),
+        ..Faults::default()
+    });
+    let embedder = Arc::new(
+        TitanEmbedder::new(
+            client,
+            "amazon.titan-embed-text-v2:0",
+            256,
+            16,
+            RetryPolicy {
+                max_attempts: 10,
+                base_delay: Duration::from_millis(20),
+                max_delay: Duration::from_millis(500),
+            },
+        )
+        .unwrap(),
+    );
+    assert_eq!(embedder.current_concurrency(), 16);
+    let lowest = Arc::new(std::sync::atomic::AtomicUsize::new(16));
+    let watcher = tokio::spawn({
+        let (embedder, lowest) = (embedder.clone(), lowest.clone());
+        async move {
+            loop {
+                lowest.fetch_min(
+                    embedder.current_concurrency(),
+                    std::sync::atomic::Ordering::Relaxed,
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    });
+    let texts: Vec<String> = (0..160).map(|i| format!("quota text {i}")).collect();
+    let vectors = embedder.embed(&texts).await.unwrap();
+    watcher.abort();
+    assert_eq!(vectors.len(), 160);
+    let stats = emulator.bedrock_stats();
+    assert!(stats.over_quota > 0, "the quota was reached: {stats:?}");
+    assert_eq!(stats.embedded_texts, 160, "{stats:?}");
+    let lowest = lowest.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(lowest < 16, "the calls in flight were never cut");
+    assert!(lowest >= 1);
+}

@@ -8,6 +8,7 @@
 //! It must not depend on an AWS SDK, axum, lambda or any concrete storage
 //! engine: backends live in their own crates and plug in through the traits.
 
+pub mod adaptive;
 pub mod agent;
 pub mod answer;
 pub mod backend;

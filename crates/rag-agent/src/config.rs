@@ -330,7 +330,7 @@ pub struct ServeArgs {
     /// Seconds one document's parse may take before the document fails.
     #[arg(long, env = "RAG_AGENT_PARSE_TIMEOUT_SECS", default_value_t = 60)]
     pub parse_timeout_secs: u64,
-    /// Address space, in MiB, of the process each HTML or PDF parse runs in.
+    /// Address space, in MiB, of the process each HTML, PDF or Office parse runs in.
     #[arg(long, env = "RAG_AGENT_PARSE_MEMORY_MB", default_value_t = 768)]
     pub parse_memory_mb: u64,
     /// A document that would split into more chunks is refused (422).
@@ -430,7 +430,8 @@ pub struct AwsArgs {
     /// unset, as the SAM template passes it).
     #[arg(long, env = "BEDROCK_KNOWLEDGE_BASE_ID")]
     pub bedrock_knowledge_base_id: Option<String>,
-    /// Titan embeds one text per call: how many calls may be in flight.
+    /// Titan embeds one text per call: how many calls may be in flight at
+    /// most (fewer while Bedrock throttles).
     #[arg(long, env = "BEDROCK_EMBEDDING_CONCURRENCY", default_value_t = 25)]
     pub bedrock_embedding_concurrency: usize,
     /// Attempts per Titan call when throttled or unavailable. At 30%

@@ -164,3 +164,37 @@ async fn the_vector_graph_is_saved_on_shutdown_and_used_after_restart_embedded()
     assert_eq!(status, 200, "{answer}");
     assert_eq!(answer["sources"][0]["title"], "Volcanoes", "{answer}");
 }
+
+/// Titan calls that stay throttled past `BEDROCK_MAX_ATTEMPTS` fail their
+/// document, FAILED with the reason and nothing of it stored, as DEPLOY
+/// promises; once the throttling stops, the next document is indexed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_throttled_past_its_attempts_fails_with_the_reason_aws() {
+    let stack = Stack::aws_with(&[("BEDROCK_MAX_ATTEMPTS", "3")]).await;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &stack, &[]);
+    let emulator = stack.emulator().unwrap();
+    emulator.set_faults(rag_aws_emulator::Faults {
+        throttle_percent: 100,
+        ..Default::default()
+    });
+    let (status, body) = post_json(
+        &server.at("/documents/ingest"),
+        &json!({"title": "Throttled", "content": numbered_paragraphs("quota", 3), "wait": true}),
+    )
+    .await;
+    assert!(status == 200 || status == 201, "{status} {body}");
+    let document = &body["document"];
+    assert_eq!(document["status"], "FAILED", "{body}");
+    assert!(
+        document["error"].as_str().unwrap().contains("throttled"),
+        "{body}"
+    );
+    assert_eq!(stack.vector_count(&server).await, 0);
+    let stats = emulator.bedrock_stats();
+    assert!(stats.invoke_calls >= 3, "{stats:?}");
+
+    emulator.set_faults(rag_aws_emulator::Faults::default());
+    ingest_text(&server, "Calm", "patience", 3).await;
+    server.stop();
+}
