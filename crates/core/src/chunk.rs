@@ -143,12 +143,20 @@ pub fn chunk_sections(
         return chunk_text(text, options);
     }
     options.validate()?;
-    let offsets = CharOffsets::new(text);
+    // Sections come in text order, so each one's character offset is
+    // counted on from the last: no table of the whole text's offsets.
+    let (mut counted_bytes, mut counted_chars) = (0, 0);
+    let mut char_index = |byte: usize| {
+        counted_chars += text[counted_bytes..byte].chars().count();
+        counted_bytes = byte;
+        counted_chars
+    };
     let mut chunks = Vec::new();
     let mut at = 0;
     while at < sections.len() {
         if sections[at].table {
-            chunks.extend(table::chunk_table(text, &sections[at], &offsets, options)?);
+            let base = char_index(sections[at].start);
+            chunks.extend(table::chunk_table(text, &sections[at], base, options)?);
             at += 1;
             continue;
         }
@@ -160,7 +168,7 @@ pub fn chunk_sections(
             .map_or(sections.len(), |n| at + n);
         let run = &sections[at..run_end];
         let (start, end) = (run[0].start, run[run.len() - 1].end);
-        let base = offsets.char_index(start);
+        let base = char_index(start);
         for mut chunk in chunk_text(&text[start..end], options)? {
             chunk.start_char += base;
             chunk.end_char += base;
@@ -212,7 +220,7 @@ fn window_end(text: &str, start: usize, window: usize) -> usize {
 
 /// Maps byte offsets to character offsets. Chunks overlap, so lookups go
 /// backwards as well as forwards; a sorted table answers both in log time.
-pub(crate) struct CharOffsets {
+struct CharOffsets {
     char_starts: Vec<usize>,
 }
 

@@ -6,14 +6,14 @@
 //! row too long for a chunk even alone is split as prose is, without the
 //! header. Tables have no overlap: the repeated header is their context.
 
-use super::{CharOffsets, ChunkingOptions, TextChunk, chunk_text};
+use super::{ChunkingOptions, TextChunk, chunk_text};
 use crate::error::RagError;
 use crate::parse::Section;
 
 pub(super) fn chunk_table(
     text: &str,
     section: &Section,
-    offsets: &CharOffsets,
+    section_char: usize,
     options: ChunkingOptions,
 ) -> Result<Vec<TextChunk>, RagError> {
     let body = &text[section.start..section.end];
@@ -29,8 +29,8 @@ pub(super) fn chunk_table(
         };
         chunks.push(TextChunk {
             content,
-            start_char: offsets.char_index(gathered.from),
-            end_char: offsets.char_index(gathered.to),
+            start_char: gathered.from_char,
+            end_char: gathered.to_char,
             location: section.location.clone(),
         });
     };
@@ -39,10 +39,13 @@ pub(super) fn chunk_table(
     let mut current = Some(Gathered {
         from: header_start,
         to: header_start + header.len(),
+        from_char: section_char,
+        to_char: section_char + header_chars,
         chars: header_chars,
         rows: 0,
     });
     let mut row_start = header_start + header.len() + 1;
+    let mut row_char = section_char + header_chars + 1;
     for row in rows.split('\n').filter(|_| !rows.is_empty()) {
         let row_chars = row.chars().count();
         let row_end = row_start + row.len();
@@ -50,10 +53,9 @@ pub(super) fn chunk_table(
             if let Some(gathered) = current.take().filter(|g| g.rows > 0) {
                 emit(&mut chunks, &gathered);
             }
-            let base = offsets.char_index(row_start);
             for mut piece in chunk_text(row, options)? {
-                piece.start_char += base;
-                piece.end_char += base;
+                piece.start_char += row_char;
+                piece.end_char += row_char;
                 piece.location = section.location.clone();
                 chunks.push(piece);
             }
@@ -67,14 +69,18 @@ pub(super) fn chunk_table(
             let gathered = current.get_or_insert(Gathered {
                 from: row_start,
                 to: row_start,
+                from_char: row_char,
+                to_char: row_char,
                 chars: header_chars,
                 rows: 0,
             });
             gathered.chars += 1 + row_chars;
             gathered.to = row_end;
+            gathered.to_char = row_char + row_chars;
             gathered.rows += 1;
         }
         row_start = row_end + 1;
+        row_char += row_chars + 1;
     }
     if let Some(gathered) = current.filter(|g| g.rows > 0 || chunks.is_empty()) {
         emit(&mut chunks, &gathered);
@@ -82,11 +88,14 @@ pub(super) fn chunk_table(
     Ok(chunks)
 }
 
-/// Rows gathered for the chunk being built: their bytes `from..to` of the
-/// text, their characters with the header's, and how many there are.
+/// Rows gathered for the chunk being built: their bytes `from..to` and
+/// characters `from_char..to_char` of the text, the characters of the
+/// chunk with the header's, and how many rows there are.
 struct Gathered {
     from: usize,
     to: usize,
+    from_char: usize,
+    to_char: usize,
     chars: usize,
     rows: usize,
 }

@@ -172,12 +172,11 @@ impl Body {
     }
 
     fn flush_prose(&mut self) {
-        if !self.prose.trim().is_empty() {
-            let prose = std::mem::take(&mut self.prose);
+        let prose = std::mem::take(&mut self.prose);
+        if !prose.trim().is_empty() {
             self.parts
                 .push(Part::prose(ChunkLocation::default(), prose));
         }
-        self.prose.clear();
     }
 
     fn finish(mut self) -> Vec<Part> {

@@ -75,20 +75,12 @@ pub(crate) fn walk(
             ))
         })?;
         match event {
-            Event::Start(start) => {
+            Event::Start(ref start) | Event::Empty(ref start) => {
                 let name = start.local_name().into_inner();
-                visit(XmlEvent::Start(Element {
-                    name,
-                    start: &start,
-                }))?;
-            }
-            Event::Empty(start) => {
-                let name = start.local_name().into_inner();
-                visit(XmlEvent::Start(Element {
-                    name,
-                    start: &start,
-                }))?;
-                visit(XmlEvent::End(name))?;
+                visit(XmlEvent::Start(Element { name, start }))?;
+                if matches!(event, Event::Empty(_)) {
+                    visit(XmlEvent::End(name))?;
+                }
             }
             Event::End(end) => {
                 let name = end.local_name().into_inner();
