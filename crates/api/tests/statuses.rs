@@ -111,10 +111,11 @@ async fn a_context_overflow_is_422_context_too_long_in_both_forms() {
     assert_eq!(sse_error(&stream)["code"], "context_too_long");
 }
 
-/// A document deleted while it is being indexed: the indexer's final
-/// transition finds it gone, and the waiting ingest request says so.
+/// A document deleted while it is being indexed: the indexer finds it gone
+/// (renewing its lease or ending it), takes back what it wrote, and the
+/// waiting ingest request says the document is not found.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_document_deleted_while_indexing_answers_409_to_the_waiting_ingest() {
+async fn a_document_deleted_while_indexing_answers_404_to_the_waiting_ingest() {
     let gate = Gate::closed_after(0);
     let state = state(
         ScriptedModel::new(false, []),
@@ -146,7 +147,7 @@ async fn a_document_deleted_while_indexing_answers_409_to_the_waiting_ingest() {
     let (status, body) = ingest.await.unwrap();
     assert_eq!(
         (status, code(&body).as_str()),
-        (StatusCode::CONFLICT, "conflict"),
+        (StatusCode::NOT_FOUND, "document_not_found"),
         "{body}"
     );
 }

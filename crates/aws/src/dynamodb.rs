@@ -6,6 +6,9 @@
 //!   `GSI1PK = T#<tenant>#STATUS#<status>` and `GSI1SK = <created_at>#<id>`
 //!   so GSI1 lists a tenant's documents by status, newest first (the id
 //!   suffix makes equal timestamps sort and page deterministically).
+//!   While a worker indexes it, `lease_owner` and `lease_expires_ms` (Unix
+//!   milliseconds, a number so expiry compares in a condition) name the
+//!   worker and until when it holds the document.
 //! - `T#<tenant>#HASH#<sha256>` / `DOC#<id>`: finds a tenant's documents by
 //!   content for duplicate detection without a scan.
 //! - `T#<tenant>#STATS` / `DOCUMENTS`: the tenant's document count, kept in
@@ -28,8 +31,8 @@ use aws_sdk_dynamodb::types::{
 };
 use chrono::{SecondsFormat, Utc};
 use rag_core::{
-    ConversationStore, Document, DocumentStatus, ListQuery, MetadataStore, Page, StatusUpdate,
-    StoreError, StoredMessage, Tenant,
+    ConversationStore, Document, DocumentStatus, Lease, ListQuery, MetadataStore, Page,
+    StatusUpdate, StoreError, StoredMessage, Tenant,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -38,7 +41,16 @@ use crate::sdk_error::{Classified, classify};
 use attr::{Item, item_to_object, object_to_item, s, to_attr};
 
 pub const GSI1: &str = "GSI1";
-const KEY_ATTRIBUTES: &[&str] = &["PK", "SK", "GSI1PK", "GSI1SK"];
+/// Attributes of a document item that are keys or the worker's lease, not
+/// fields of the document.
+const KEY_ATTRIBUTES: &[&str] = &[
+    "PK",
+    "SK",
+    "GSI1PK",
+    "GSI1SK",
+    "lease_owner",
+    "lease_expires_ms",
+];
 /// BatchWriteItem takes at most 25 items.
 const WRITE_BATCH: usize = 25;
 
@@ -183,6 +195,39 @@ impl DynamoDbStore {
             .map_err(|e| StoreError::permanent(format!("malformed document item: {e}")))
     }
 
+    /// Sends a conditional `UpdateItem` that returns the new item, and
+    /// says why when its condition failed: the document is gone, or in a
+    /// state the update may not move it from.
+    async fn conditional_update(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        request: aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder,
+        refusal: &str,
+    ) -> Result<Document, StoreError> {
+        match request.send().await {
+            Ok(output) => match output.attributes() {
+                Some(item) => Self::document_from_item(item),
+                None => Err(StoreError::permanent("UpdateItem returned no attributes")),
+            },
+            Err(e) => {
+                let c = classify(e);
+                if !is_condition_failure(&c) {
+                    return Err(self.err(c));
+                }
+                match self.get(tenant, id).await? {
+                    None => Err(StoreError::NotFound {
+                        what: format!("document {id}"),
+                    }),
+                    Some(doc) => Err(StoreError::Conflict(format!(
+                        "document {id} is {}, {refusal}",
+                        doc.status.as_str()
+                    ))),
+                }
+            }
+        }
+    }
+
     fn counter_update(&self, tenant: &Tenant, delta: i64) -> Result<TransactWriteItem, StoreError> {
         Ok(TransactWriteItem::builder()
             .update(
@@ -305,11 +350,52 @@ impl MetadataStore for DynamoDbStore {
         output.item().map(Self::document_from_item).transpose()
     }
 
-    async fn transition(
+    async fn lease(
         &self,
         tenant: &Tenant,
         id: Uuid,
-        from: DocumentStatus,
+        lease: &Lease,
+    ) -> Result<Document, StoreError> {
+        let processing = DocumentStatus::Processing;
+        let request = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(doc_pk(tenant, id)))
+            .key("SK", s("METADATA"))
+            .condition_expression(
+                "attribute_exists(PK) AND (#status = :pending OR (#status = :processing \
+                 AND (attribute_not_exists(lease_owner) OR lease_owner = :owner \
+                 OR lease_expires_ms <= :now_ms)))",
+            )
+            .update_expression(
+                "SET #status = :processing, GSI1PK = :gsi1pk, updated_at = :now, \
+                 lease_owner = :owner, lease_expires_ms = :expires_ms",
+            )
+            .expression_attribute_names("#status", "status")
+            .expression_attribute_values(":pending", s(DocumentStatus::Pending.as_str()))
+            .expression_attribute_values(":processing", s(processing.as_str()))
+            .expression_attribute_values(":gsi1pk", s(status_pk(tenant, processing)))
+            .expression_attribute_values(":now", s(timestamp(&Utc::now())))
+            .expression_attribute_values(":owner", s(&lease.owner))
+            .expression_attribute_values(
+                ":now_ms",
+                AttributeValue::N(Utc::now().timestamp_millis().to_string()),
+            )
+            .expression_attribute_values(
+                ":expires_ms",
+                AttributeValue::N(lease.expires_at.timestamp_millis().to_string()),
+            )
+            .return_values(ReturnValue::AllNew);
+        self.conditional_update(tenant, id, request, "not free to lease")
+            .await
+    }
+
+    async fn release(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        owner: &str,
         to: DocumentStatus,
         update: StatusUpdate,
     ) -> Result<Document, StoreError> {
@@ -325,10 +411,11 @@ impl MetadataStore for DynamoDbStore {
             .table_name(&self.table)
             .key("PK", s(doc_pk(tenant, id)))
             .key("SK", s("METADATA"))
-            .condition_expression("#status = :from")
+            .condition_expression("#status = :processing AND lease_owner = :owner")
             .expression_attribute_names("#status", "status")
             .expression_attribute_names("#error", "error")
-            .expression_attribute_values(":from", s(from.as_str()))
+            .expression_attribute_values(":processing", s(DocumentStatus::Processing.as_str()))
+            .expression_attribute_values(":owner", s(owner))
             .expression_attribute_values(":to", s(to.as_str()))
             .expression_attribute_values(":gsi1pk", s(status_pk(tenant, to)))
             .expression_attribute_values(":now", s(timestamp(&Utc::now())))
@@ -348,32 +435,12 @@ impl MetadataStore for DynamoDbStore {
             sets.push("indexed_at = :indexed_at");
             request = request.expression_attribute_values(":indexed_at", s(timestamp(&indexed_at)));
         }
-        let result = request
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .send()
-            .await;
-        match result {
-            Ok(output) => match output.attributes() {
-                Some(item) => Self::document_from_item(item),
-                None => Err(StoreError::permanent("UpdateItem returned no attributes")),
-            },
-            Err(e) => {
-                let c = classify(e);
-                if !is_condition_failure(&c) {
-                    return Err(self.err(c));
-                }
-                match self.get(tenant, id).await? {
-                    None => Err(StoreError::NotFound {
-                        what: format!("document {id}"),
-                    }),
-                    Some(doc) => Err(StoreError::Conflict(format!(
-                        "document {id} is {}, not {}",
-                        doc.status.as_str(),
-                        from.as_str()
-                    ))),
-                }
-            }
-        }
+        let request = request.update_expression(format!(
+            "SET {} REMOVE lease_owner, lease_expires_ms",
+            sets.join(", ")
+        ));
+        self.conditional_update(tenant, id, request, "not leased by this worker")
+            .await
     }
 
     /// Newest first. Each status is its own GSI1 partition; a listing over

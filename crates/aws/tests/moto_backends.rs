@@ -11,12 +11,13 @@ use rag_aws::{DynamoDbStore, S3DocumentStore, S3VectorStore};
 use rag_aws_emulator::MotoServer;
 use rag_core::chat::Message;
 use rag_core::{
-    ConversationStore, DocumentStatus, DocumentStore, ListQuery, MetadataStore, StatusUpdate,
-    StoreError, StoredMessage, Tenant, VectorStore,
+    ConversationStore, DocumentStatus, DocumentStore, ListQuery, MetadataStore, StoreError,
+    StoredMessage, Tenant, VectorStore,
 };
 use uuid::Uuid;
 
-use common::{chunk, document, t};
+use common::{chunk, t};
+use rag_core::test_util::document;
 
 #[tokio::test]
 async fn s3_documents_round_trip_with_content_type_and_encryption() {
@@ -140,80 +141,15 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
     let titles: Vec<_> = indexed.items.iter().map(|d| d.title.as_str()).collect();
     assert_eq!(titles, ["doc5", "doc3", "doc1"]);
 
-    // The status change is conditional: a second writer that still
-    // believes the document is pending loses. (Sequential, because moto,
-    // unlike DynamoDB, does not make condition checks atomic across threads.)
-    let id = docs[0].id;
-    let claimed = store
-        .transition(
-            &t(),
-            id,
-            DocumentStatus::Pending,
-            DocumentStatus::Processing,
-            StatusUpdate::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(claimed.status, DocumentStatus::Processing);
-    assert!(matches!(
-        store
-            .transition(
-                &t(),
-                id,
-                DocumentStatus::Pending,
-                DocumentStatus::Processing,
-                StatusUpdate::default()
-            )
-            .await,
-        Err(StoreError::Conflict(_))
-    ));
-    let indexed_at = Utc::now();
-    let done = store
-        .transition(
-            &t(),
-            id,
-            DocumentStatus::Processing,
-            DocumentStatus::Indexed,
-            StatusUpdate {
-                chunk_count: Some(12),
-                token_count: Some(3400),
-                error: None,
-                indexed_at: Some(indexed_at),
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!(done.status, DocumentStatus::Indexed);
-    assert_eq!(done.chunk_count, 12);
-    assert_eq!(done.token_count, 3400);
-    assert!(done.indexed_at.is_some());
-    let listed = store
-        .list(
-            &t(),
-            &ListQuery {
-                status: Some(DocumentStatus::Indexed),
-                limit: 10,
-                cursor: None,
-            },
-        )
-        .await
-        .unwrap();
-    assert!(
-        listed.items.iter().any(|d| d.id == id),
-        "GSI1 follows the status"
-    );
-    assert!(matches!(
-        store
-            .transition(
-                &t(),
-                Uuid::new_v4(),
-                DocumentStatus::Pending,
-                DocumentStatus::Processing,
-                StatusUpdate::default()
-            )
-            .await,
-        Err(StoreError::NotFound { .. })
-    ));
+    // Leases are conditional writes. (Sequential, because moto, unlike
+    // DynamoDB, does not make condition checks atomic across threads.)
+    rag_core::test_util::check_lease_rules(
+        store.as_ref(),
+        &Tenant::new("lease-a").unwrap(),
+        &Tenant::new("lease-b").unwrap(),
+        rag_core::test_util::pending_document("leased"),
+    )
+    .await;
 
     // Duplicates are found by content, failed ones are not.
     assert_eq!(
@@ -353,12 +289,10 @@ async fn dynamodb_and_s3_keep_tenants_apart() {
     assert_eq!(store.count(&b).await.unwrap(), 0);
     assert!(matches!(
         store
-            .transition(
+            .lease(
                 &b,
                 doc.id,
-                DocumentStatus::Pending,
-                DocumentStatus::Processing,
-                StatusUpdate::default()
+                &rag_core::Lease::for_next("w", std::time::Duration::from_secs(60))
             )
             .await,
         Err(StoreError::NotFound { .. })

@@ -166,6 +166,26 @@ pub struct StatusUpdate {
     pub indexed_at: Option<DateTime<Utc>>,
 }
 
+/// A worker's hold on a PROCESSING document, renewed while it works; a
+/// worker that dies stops renewing, and once `expires_at` passes another
+/// may take the document over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl Lease {
+    /// A lease for `owner` lasting `duration` from now.
+    pub fn for_next(owner: &str, duration: std::time::Duration) -> Self {
+        Self {
+            owner: owner.to_string(),
+            expires_at: Utc::now()
+                + chrono::Duration::from_std(duration).unwrap_or(chrono::Duration::days(3650)),
+        }
+    }
+}
+
 /// Which documents a listing returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ListQuery {
@@ -182,13 +202,22 @@ pub trait MetadataStore: Send + Sync {
     /// Fails with `Conflict` if the id exists.
     async fn insert(&self, tenant: &Tenant, document: &Document) -> Result<(), StoreError>;
     async fn get(&self, tenant: &Tenant, id: Uuid) -> Result<Option<Document>, StoreError>;
-    /// Moves a document from `from` to `to` only if it is still in `from`,
-    /// so two writers cannot both claim it; `Conflict` otherwise.
-    async fn transition(
+    /// Takes, or renews, a worker's lease on a document: a PENDING
+    /// document, or a PROCESSING one whose lease is `lease.owner`'s or has
+    /// expired, becomes PROCESSING held by `lease` (one conditional write,
+    /// so two workers cannot both hold it). `Conflict` otherwise, and
+    /// `NotFound` for a document that does not exist.
+    async fn lease(&self, tenant: &Tenant, id: Uuid, lease: &Lease)
+    -> Result<Document, StoreError>;
+    /// Ends `owner`'s lease, moving the document from PROCESSING to `to`
+    /// with `update`, only while the lease is still `owner`'s: a worker
+    /// whose lease was taken over cannot finish the document. `Conflict`
+    /// otherwise.
+    async fn release(
         &self,
         tenant: &Tenant,
         id: Uuid,
-        from: DocumentStatus,
+        owner: &str,
         to: DocumentStatus,
         update: StatusUpdate,
     ) -> Result<Document, StoreError>;

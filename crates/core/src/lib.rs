@@ -40,7 +40,7 @@ pub mod usage;
 
 pub use agent::{Agent, AgentSettings};
 pub use backend::{
-    ConversationStore, DocumentStore, Embedder, EmbedderState, LexicalIndex, ListQuery,
+    ConversationStore, DocumentStore, Embedder, EmbedderState, Lease, LexicalIndex, ListQuery,
     MetadataStore, StatusUpdate, StoredMessage, VectorStore,
 };
 pub use catalog::{Catalog, Stores};

@@ -14,6 +14,7 @@ use crate::domain::SearchMode;
 use crate::error::RagError;
 use crate::fetch::UrlFetcher;
 use crate::health::{HealthCheck, HealthReport};
+use crate::ingest::queue::IngestQueue;
 use crate::ingest::{DEFAULT_MAX_CHUNKS_PER_DOCUMENT, IngestSettings, Ingestor};
 use crate::parse::{DocumentParser, ParseLimits, ProcessParser, ThreadParser, WorkerCommand};
 use crate::retrieve::{Retriever, SearchDefaults};
@@ -46,6 +47,8 @@ pub struct ServiceSettings {
     pub max_chunks_per_document: usize,
     /// Budgets and how usage counts are written.
     pub usage: UsageSettings,
+    /// How long a worker's hold on a document lasts unless renewed.
+    pub ingest_lease: std::time::Duration,
 }
 
 impl Default for ServiceSettings {
@@ -65,6 +68,7 @@ impl Default for ServiceSettings {
             parse_worker: None,
             max_chunks_per_document: DEFAULT_MAX_CHUNKS_PER_DOCUMENT,
             usage: UsageSettings::default(),
+            ingest_lease: ingest.lease,
         }
     }
 }
@@ -139,6 +143,7 @@ impl RagService {
                 max_document_bytes: settings.max_document_bytes,
                 concurrency: settings.ingest_concurrency,
                 max_chunks_per_document: settings.max_chunks_per_document,
+                lease: settings.ingest_lease,
             },
             Some(usage.clone()),
         );
@@ -197,6 +202,15 @@ impl RagService {
             tools,
             turns,
             runs_agent,
+            ..self.clone()
+        })
+    }
+
+    /// The same deployment, its accepted documents handed to `queue` for
+    /// workers (of this process or others) to index.
+    pub fn with_ingest_queue(&self, queue: Arc<dyn IngestQueue>) -> Arc<Self> {
+        Arc::new(Self {
+            ingestor: self.ingestor.with_queue(queue),
             ..self.clone()
         })
     }

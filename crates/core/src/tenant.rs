@@ -65,6 +65,22 @@ impl fmt::Debug for Tenant {
     }
 }
 
+/// A tenant travels as its id, and is validated again when read back
+/// (from a queue message, say), so a forged message cannot name a tenant
+/// the stores would refuse.
+impl serde::Serialize for Tenant {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Tenant {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let id = String::deserialize(deserializer)?;
+        Tenant::new(&id).map_err(serde::de::Error::custom)
+    }
+}
+
 impl std::str::FromStr for Tenant {
     type Err = InvalidTenant;
     fn from_str(s: &str) -> Result<Self, Self::Err> {

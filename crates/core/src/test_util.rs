@@ -18,13 +18,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use futures::stream::{self, BoxStream, StreamExt};
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
 use crate::backend::{
-    ConversationStore, DocumentStore, Embedder, LexicalIndex, ListQuery, MetadataStore,
+    ConversationStore, DocumentStore, Embedder, Lease, LexicalIndex, ListQuery, MetadataStore,
     StatusUpdate, StoredMessage, VectorStore,
 };
 use crate::catalog::Stores;
@@ -47,6 +47,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Default)]
 struct Tables {
     documents: BTreeMap<Uuid, Document>,
+    leases: HashMap<Uuid, Lease>,
     files: HashMap<String, Bytes>,
     chunks: BTreeMap<String, DocumentChunk>,
     conversations: HashMap<Uuid, Vec<StoredMessage>>,
@@ -166,20 +167,60 @@ impl MetadataStore for MemoryStores {
         Ok(self.with(tenant, |t| t.documents.get(&id).cloned()))
     }
 
-    async fn transition(
+    async fn lease(
         &self,
         tenant: &Tenant,
         id: Uuid,
-        from: DocumentStatus,
+        lease: &Lease,
+    ) -> Result<Document, StoreError> {
+        self.with(tenant, |tables| {
+            let now = Utc::now();
+            let held_by_another = tables
+                .leases
+                .get(&id)
+                .is_some_and(|held| held.owner != lease.owner && held.expires_at > now);
+            let document = tables
+                .documents
+                .get_mut(&id)
+                .ok_or_else(|| StoreError::NotFound {
+                    what: format!("document {id}"),
+                })?;
+            let takeable = match document.status {
+                DocumentStatus::Pending => true,
+                DocumentStatus::Processing => !held_by_another,
+                _ => false,
+            };
+            if !takeable {
+                return Err(StoreError::Conflict(format!(
+                    "document {id} is {:?} and not free to lease",
+                    document.status
+                )));
+            }
+            document.status = DocumentStatus::Processing;
+            document.updated_at = now;
+            tables.leases.insert(id, lease.clone());
+            Ok(document.clone())
+        })
+    }
+
+    async fn release(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        owner: &str,
         to: DocumentStatus,
         update: StatusUpdate,
     ) -> Result<Document, StoreError> {
         self.with(tenant, |tables| {
+            let holds = tables.leases.get(&id).is_some_and(|l| l.owner == owner);
             let document = tables
                 .documents
                 .get_mut(&id)
-                .filter(|d| d.status == from)
-                .ok_or_else(|| StoreError::Conflict(format!("document {id} is not {from:?}")))?;
+                .filter(|d| d.status == DocumentStatus::Processing && holds)
+                .ok_or_else(|| {
+                    StoreError::Conflict(format!("document {id} is not leased by {owner}"))
+                })?;
+            tables.leases.remove(&id);
             document.status = to;
             document.updated_at = Utc::now();
             if let Some(n) = update.chunk_count {
@@ -220,7 +261,10 @@ impl MetadataStore for MemoryStores {
     }
 
     async fn delete(&self, tenant: &Tenant, id: Uuid) -> Result<bool, StoreError> {
-        Ok(self.with(tenant, |t| t.documents.remove(&id).is_some()))
+        Ok(self.with(tenant, |t| {
+            t.leases.remove(&id);
+            t.documents.remove(&id).is_some()
+        }))
     }
 
     async fn find_by_hash(
@@ -452,6 +496,8 @@ impl Gate {
 #[derive(Clone, Default)]
 pub struct LetterEmbedder {
     gate: Option<Gate>,
+    /// Calls still to be refused as throttled, as a busy Bedrock would.
+    throttled_calls: Arc<Mutex<usize>>,
     /// Batch sizes `embed` was called with, in order.
     pub calls: Arc<Mutex<Vec<usize>>>,
 }
@@ -460,6 +506,14 @@ impl LetterEmbedder {
     pub fn gated(gate: Gate) -> Self {
         Self {
             gate: Some(gate),
+            ..Self::default()
+        }
+    }
+
+    /// One whose next `calls` calls are throttled.
+    pub fn throttled_for(calls: usize) -> Self {
+        Self {
+            throttled_calls: Arc::new(Mutex::new(calls)),
             ..Self::default()
         }
     }
@@ -492,6 +546,13 @@ impl Embedder for LetterEmbedder {
     async fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, EmbedError> {
         if let Some(gate) = &self.gate {
             gate.pass().await;
+        }
+        {
+            let mut throttled = lock(&self.throttled_calls);
+            if *throttled > 0 {
+                *throttled -= 1;
+                return Err(EmbedError::Throttled { retry_after: None });
+            }
         }
         lock(&self.calls).push(texts.len());
         Ok(texts.iter().map(|t| Self::vector(t)).collect())
@@ -617,5 +678,186 @@ impl ChatModel for ScriptedModel {
                 Ok(event)
             })
             .boxed())
+    }
+}
+
+/// The rules every [`MetadataStore`] keeps for leases, run against each
+/// adapter by its own tests: `pending` is a PENDING document of `tenant`
+/// not yet inserted, and `other` a tenant that must not see it.
+pub async fn check_lease_rules(
+    store: &dyn MetadataStore,
+    tenant: &Tenant,
+    other: &Tenant,
+    pending: Document,
+) {
+    use crate::backend::Lease;
+    let id = pending.id;
+    store.insert(tenant, &pending).await.unwrap();
+    let long = Duration::from_secs(60);
+    let taken = store
+        .lease(tenant, id, &Lease::for_next("a", long))
+        .await
+        .unwrap();
+    assert_eq!(taken.status, DocumentStatus::Processing);
+    // Held: another worker is refused, the holder may renew.
+    let refused = store.lease(tenant, id, &Lease::for_next("b", long)).await;
+    assert!(
+        matches!(refused, Err(StoreError::Conflict(_))),
+        "{refused:?}"
+    );
+    store
+        .lease(tenant, id, &Lease::for_next("a", long))
+        .await
+        .unwrap();
+    // Only the holder may end it.
+    let not_holder = store
+        .release(
+            tenant,
+            id,
+            "b",
+            DocumentStatus::Indexed,
+            StatusUpdate::default(),
+        )
+        .await;
+    assert!(
+        matches!(not_holder, Err(StoreError::Conflict(_))),
+        "{not_holder:?}"
+    );
+    // Another tenant's document is as absent as an unknown one.
+    let elsewhere = store.lease(other, id, &Lease::for_next("a", long)).await;
+    assert!(
+        matches!(elsewhere, Err(StoreError::NotFound { .. })),
+        "{elsewhere:?}"
+    );
+    let unknown = store
+        .lease(tenant, Uuid::new_v4(), &Lease::for_next("a", long))
+        .await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotFound { .. })),
+        "{unknown:?}"
+    );
+
+    // Expired: a new worker takes it over, and the old one can no longer
+    // finish it.
+    store
+        .lease(tenant, id, &Lease::for_next("a", Duration::from_millis(50)))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(120)).await;
+    store
+        .lease(tenant, id, &Lease::for_next("b", long))
+        .await
+        .unwrap();
+    let stale = store
+        .release(
+            tenant,
+            id,
+            "a",
+            DocumentStatus::Indexed,
+            StatusUpdate::default(),
+        )
+        .await;
+    assert!(matches!(stale, Err(StoreError::Conflict(_))), "{stale:?}");
+    // Back to PENDING for another attempt, free to lease again.
+    let retrying = store
+        .release(
+            tenant,
+            id,
+            "b",
+            DocumentStatus::Pending,
+            StatusUpdate {
+                error: Some("throttled".into()),
+                ..StatusUpdate::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(retrying.status, DocumentStatus::Pending);
+    assert_eq!(retrying.error.as_deref(), Some("throttled"));
+    store
+        .lease(tenant, id, &Lease::for_next("c", long))
+        .await
+        .unwrap();
+    let indexed = store
+        .release(
+            tenant,
+            id,
+            "c",
+            DocumentStatus::Indexed,
+            StatusUpdate {
+                chunk_count: Some(7),
+                token_count: Some(70),
+                error: None,
+                indexed_at: Some(Utc::now()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(indexed.status, DocumentStatus::Indexed);
+    assert_eq!((indexed.chunk_count, indexed.token_count), (7, 70));
+    assert!(indexed.indexed_at.is_some() && indexed.error.is_none());
+    let listed = store
+        .list(
+            tenant,
+            &ListQuery {
+                status: Some(DocumentStatus::Indexed),
+                limit: 10,
+                cursor: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(listed.items.iter().any(|d| d.id == id));
+    // Settled documents are leased by nobody.
+    let settled = store.lease(tenant, id, &Lease::for_next("d", long)).await;
+    assert!(
+        matches!(settled, Err(StoreError::Conflict(_))),
+        "{settled:?}"
+    );
+}
+
+/// A document row titled `title` in `status`, as the store tests insert.
+pub fn document(title: &str, created_at: DateTime<Utc>, status: DocumentStatus) -> Document {
+    Document {
+        id: Uuid::new_v4(),
+        title: title.to_string(),
+        content: None,
+        source: format!("{title}.txt"),
+        content_type: "text/plain".to_string(),
+        status,
+        chunk_count: 0,
+        token_count: 0,
+        chunk_size: 1000,
+        chunk_overlap: 200,
+        size_bytes: 10,
+        content_hash: format!("hash-{title}"),
+        error: None,
+        created_at,
+        updated_at: created_at,
+        indexed_at: None,
+        extra_metadata: [("team".to_string(), serde_json::json!("docs"))].into(),
+    }
+}
+
+/// A PENDING document titled `title`, as `accept` would make it.
+pub fn pending_document(title: &str) -> Document {
+    document(title, Utc::now(), DocumentStatus::Pending)
+}
+
+#[cfg(test)]
+mod lease_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_stores_keep_the_lease_rules() {
+        let stores = MemoryStores::default();
+        let document = crate::test_util::pending_document("leased");
+        check_lease_rules(
+            &stores,
+            &Tenant::new("team-a").unwrap(),
+            &Tenant::new("team-b").unwrap(),
+            document,
+        )
+        .await;
     }
 }

@@ -8,45 +8,20 @@ use std::time::{Duration, Instant};
 
 use rag_core::backend::MetadataStore;
 use rag_core::catalog::Catalog;
-use rag_core::chunk::ChunkingOptions;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
 use rag_core::ingest::{IngestSettings, raw_key};
 use rag_core::parse::{ParseLimits, ThreadParser};
 use rag_core::test_util::{Gate, LetterEmbedder, MemoryStores};
 use rag_core::{
-    Document, DocumentStatus, Embedder, IngestInput, IngestOutcome, Ingestor, ParseError, RagError,
-    Tenant,
+    Document, DocumentStatus, IngestInput, IngestOutcome, Ingestor, ParseError, RagError, Tenant,
 };
 use uuid::Uuid;
 
+mod common;
+use common::{ingestor, six_chunk_document};
+
 fn tenant() -> Tenant {
     Tenant::default_tenant()
-}
-
-fn ingestor(memory: &MemoryStores, embedder: LetterEmbedder) -> Arc<Ingestor> {
-    Ingestor::new(
-        Catalog::new(memory.stores()),
-        Some(Arc::new(embedder) as Arc<dyn Embedder>),
-        Arc::new(ThreadParser::new(ParseLimits::default())),
-        UrlFetcher::new(FetchPolicy::default()).unwrap(),
-        IngestSettings::default(),
-    )
-}
-
-/// Six chunks of 60 characters: three batches of the letter embedder's two.
-fn six_chunk_document() -> IngestInput {
-    IngestInput {
-        bytes: (0..6)
-            .map(|i| format!("Sentence number {i} is about ownership and borrowing.\n"))
-            .collect::<String>()
-            .into(),
-        declared_content_type: Some("text/plain".into()),
-        chunking: Some(ChunkingOptions {
-            chunk_size: 60,
-            chunk_overlap: 0,
-        }),
-        ..IngestInput::default()
-    }
 }
 
 async fn status(memory: &MemoryStores, id: Uuid) -> Document {

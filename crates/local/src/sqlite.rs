@@ -13,7 +13,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use rag_core::backend::{ConversationStore, LexicalIndex, MetadataStore};
 use rag_core::text::{is_stop_word, words};
 use rag_core::{
-    ChunkMetadata, Document, DocumentChunk, DocumentStatus, ListQuery, Page, SearchFilter,
+    ChunkMetadata, Document, DocumentChunk, DocumentStatus, Lease, ListQuery, Page, SearchFilter,
     StatusUpdate, StoreError, StoredMessage, Tenant, VectorSearchResult,
 };
 use rusqlite::{Connection, OptionalExtension, Row, params, params_from_iter};
@@ -151,6 +151,12 @@ CREATE TABLE tenant_settings (
     // `ChunkLocation`; NULL where the format has none.
     r#"
 ALTER TABLE chunks ADD COLUMN location TEXT;
+"#,
+    // The worker holding a PROCESSING document, and until when (Unix
+    // milliseconds, so expiry compares as a number); NULL when none does.
+    r#"
+ALTER TABLE documents ADD COLUMN lease_owner TEXT;
+ALTER TABLE documents ADD COLUMN lease_expires_ms INTEGER;
 "#,
 ];
 
@@ -293,6 +299,25 @@ fn get_document(conn: &Connection, tenant: &str, id: Uuid) -> Result<Option<Docu
     .map_err(db_error)
 }
 
+/// The document a conditional update wrote, or why it wrote nothing.
+fn settled(
+    changed: usize,
+    current: Option<Document>,
+    id: Uuid,
+    refusal: &str,
+) -> Result<Document, StoreError> {
+    match (changed, current) {
+        (1, Some(doc)) => Ok(doc),
+        (_, None) => Err(StoreError::NotFound {
+            what: format!("document {id}"),
+        }),
+        (_, Some(doc)) => Err(StoreError::Conflict(format!(
+            "document {id} is {}, {refusal}",
+            doc.status.as_str()
+        ))),
+    }
+}
+
 /// Cursors are `<created_at>|<id>` of the last item, hex-encoded so callers
 /// treat them as opaque.
 fn encode_cursor(doc: &Document) -> String {
@@ -341,15 +366,53 @@ impl MetadataStore for SqliteStore {
         self.with(move |conn| get_document(conn, &tenant, id)).await
     }
 
-    async fn transition(
+    async fn lease(
         &self,
         tenant: &Tenant,
         id: Uuid,
-        from: DocumentStatus,
+        lease: &Lease,
+    ) -> Result<Document, StoreError> {
+        let tenant = tenant.to_string();
+        let lease = lease.clone();
+        self.with(move |conn| {
+            let now = Utc::now();
+            let changed = conn
+                .execute(
+                    "UPDATE documents SET status = 'PROCESSING', updated_at = ?3,
+                        lease_owner = ?4, lease_expires_ms = ?5
+                     WHERE tenant = ?1 AND id = ?2 AND (status = 'PENDING'
+                        OR (status = 'PROCESSING' AND (lease_owner IS NULL OR lease_owner = ?4
+                            OR lease_expires_ms <= ?6)))",
+                    params![
+                        tenant,
+                        id.to_string(),
+                        timestamp(&now),
+                        lease.owner,
+                        lease.expires_at.timestamp_millis(),
+                        now.timestamp_millis(),
+                    ],
+                )
+                .map_err(db_error)?;
+            settled(
+                changed,
+                get_document(conn, &tenant, id)?,
+                id,
+                "not free to lease",
+            )
+        })
+        .await
+    }
+
+    async fn release(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        owner: &str,
         to: DocumentStatus,
         update: StatusUpdate,
     ) -> Result<Document, StoreError> {
         let tenant = tenant.to_string();
+        let owner = owner.to_string();
         self.with(move |conn| {
             let changed = conn
                 .execute(
@@ -357,33 +420,28 @@ impl MetadataStore for SqliteStore {
                         chunk_count = COALESCE(?5, chunk_count),
                         token_count = COALESCE(?6, token_count),
                         error = ?7,
-                        indexed_at = COALESCE(?8, indexed_at)
-                     WHERE id = ?1 AND status = ?2 AND tenant = ?9",
+                        indexed_at = COALESCE(?8, indexed_at),
+                        lease_owner = NULL, lease_expires_ms = NULL
+                     WHERE tenant = ?1 AND id = ?2 AND status = 'PROCESSING' AND lease_owner = ?9",
                     params![
+                        tenant,
                         id.to_string(),
-                        from.as_str(),
                         to.as_str(),
                         timestamp(&Utc::now()),
                         update.chunk_count,
                         update.token_count.map(|t| t as i64),
                         update.error,
                         update.indexed_at.as_ref().map(timestamp),
-                        tenant,
+                        owner,
                     ],
                 )
                 .map_err(db_error)?;
-            let current = get_document(conn, &tenant, id)?;
-            match (changed, current) {
-                (1, Some(doc)) => Ok(doc),
-                (_, None) => Err(StoreError::NotFound {
-                    what: format!("document {id}"),
-                }),
-                (_, Some(doc)) => Err(StoreError::Conflict(format!(
-                    "document {id} is {}, not {}",
-                    doc.status.as_str(),
-                    from.as_str()
-                ))),
-            }
+            settled(
+                changed,
+                get_document(conn, &tenant, id)?,
+                id,
+                "not leased by this worker",
+            )
         })
         .await
     }

@@ -319,6 +319,11 @@ pub struct ServeArgs {
     /// Documents indexed at once in the background.
     #[arg(long, env = "RAG_AGENT_INGEST_CONCURRENCY", default_value_t = 2)]
     pub ingest_concurrency: usize,
+    /// Seconds a worker's hold on a document lasts unless renewed (it
+    /// renews every third of that): how soon a document whose worker died
+    /// is taken over.
+    #[arg(long, env = "RAG_AGENT_INGEST_LEASE_SECONDS", default_value_t = 60)]
+    pub ingest_lease_seconds: u64,
     /// Hosts that URL ingestion may fetch even though they resolve to
     /// private or loopback addresses (comma-separated).
     #[arg(long, env = "RAG_AGENT_FETCH_ALLOWLIST", value_delimiter = ',')]

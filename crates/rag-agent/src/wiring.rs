@@ -24,8 +24,10 @@ use rag_core::{
     ConversationStore, DocumentStore, Embedder, LexicalIndex, MetadataStore, RagService,
     SearchMode, ServiceSettings, Stores, VectorStore,
 };
+use rag_local::queue::WorkerSettings;
 use rag_local::{
-    AnnSettings, FileDocumentStore, LocalVectorIndex, MiniLmEmbedder, SqliteStore, model_files,
+    AnnSettings, FileDocumentStore, LocalVectorIndex, MiniLmEmbedder, SqliteQueue, SqliteStore,
+    model_files,
 };
 use rag_openai::{OpenAiChatModel, OpenAiConfig};
 
@@ -37,6 +39,33 @@ use crate::config::{
 };
 
 const MINILM_DIMENSION: usize = 384;
+
+/// How long a message a local worker received stays invisible to the
+/// others: longer than indexing the largest document takes, so a second
+/// worker only sees it once the first is gone.
+const LOCAL_VISIBILITY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
+
+/// A long-running process queues accepted documents in a SQLite file of
+/// its data directory, whatever its stores, and indexes them with
+/// `RAG_AGENT_INGEST_CONCURRENCY` workers of its own.
+fn with_local_queue(
+    service: Arc<RagService>,
+    data_dir: &std::path::Path,
+    args: &ServeArgs,
+) -> anyhow::Result<Arc<RagService>> {
+    let path = data_dir.join("ingest-queue.sqlite3");
+    let queue = SqliteQueue::open(&path)
+        .with_context(|| format!("opening the ingest queue {}", path.display()))?;
+    let service = service.with_ingest_queue(Arc::new(queue.clone()));
+    queue.spawn_workers(
+        service.ingestor().clone(),
+        WorkerSettings {
+            workers: args.ingest_concurrency.max(1),
+            visibility_timeout: LOCAL_VISIBILITY_TIMEOUT,
+        },
+    );
+    Ok(service)
+}
 
 /// The record-keeping stores, which one backend (SQLite or DynamoDB)
 /// serves all of.
@@ -231,6 +260,7 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         },
         parse_worker: Some(parse_worker()?),
         max_chunks_per_document: args.max_chunks_per_document.max(1),
+        ingest_lease: Duration::from_secs(args.ingest_lease_seconds.max(1)),
         usage: UsageSettings {
             default_monthly_token_budget: Some(args.tenant_monthly_token_budget).filter(|&b| b > 0),
             // A frozen Lambda process cannot write later: each request
@@ -272,6 +302,11 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
             ..AgentSettings::default()
         },
     );
+    let service = if on_lambda {
+        service
+    } else {
+        with_local_queue(service, &data_dir, args)?
+    };
     let mut state = AppState::new(service);
     state.auth = Authenticator {
         mode: match args.auth {

@@ -3,8 +3,7 @@
 
 #![allow(dead_code)]
 
-use chrono::{DateTime, Utc};
-use rag_core::{ChunkMetadata, Document, DocumentChunk, DocumentStatus};
+use rag_core::{ChunkMetadata, DocumentChunk};
 use uuid::Uuid;
 
 pub const REGION: &str = "us-east-1";
@@ -56,28 +55,6 @@ pub fn bedrock_no_sdk_retry(url: &str) -> aws_sdk_bedrockruntime::Client {
         .endpoint_url(url)
         .build();
     aws_sdk_bedrockruntime::Client::from_conf(config)
-}
-
-pub fn document(title: &str, created_at: DateTime<Utc>, status: DocumentStatus) -> Document {
-    Document {
-        id: Uuid::new_v4(),
-        title: title.to_string(),
-        content: None,
-        source: format!("{title}.txt"),
-        content_type: "text/plain".to_string(),
-        status,
-        chunk_count: 0,
-        token_count: 0,
-        chunk_size: 1000,
-        chunk_overlap: 200,
-        size_bytes: 10,
-        content_hash: format!("hash-{title}"),
-        error: None,
-        created_at,
-        updated_at: created_at,
-        indexed_at: None,
-        extra_metadata: [("team".to_string(), serde_json::json!("docs"))].into(),
-    }
 }
 
 pub fn chunk(doc: Uuid, index: u32, content: &str, embedding: Vec<f32>) -> DocumentChunk {

@@ -1,12 +1,16 @@
 //! `Ingestor`: a document from bytes or a URL to INDEXED. `accept` checks,
-//! parses and stores it as PENDING while the caller waits; `process` claims
-//! it (PENDING -> PROCESSING) and runs the steps of `steps.rs` (chunk ->
-//! embed in batches -> store vectors and lexical entries) to INDEXED. A
-//! failure at any step removes what was written and marks it FAILED with
-//! the reason; `recover` resumes what a crash interrupted.
+//! parses and stores it as PENDING while the caller waits, then hands it
+//! to the ingest queue (`queue.rs`); a worker takes the document's lease
+//! and runs the steps of `steps.rs` (chunk -> embed in batches -> store
+//! vectors and lexical entries) to INDEXED (`worker.rs`). A failure at any
+//! step removes what was written and marks it FAILED with the reason, or
+//! PENDING for another attempt when the cause may pass; `recover` queues
+//! again what a crash interrupted.
 
 mod limits;
+pub mod queue;
 mod steps;
+mod worker;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -18,8 +22,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::Semaphore;
 use uuid::Uuid;
 
-use crate::backend::{Embedder, ListQuery, StatusUpdate};
-use crate::catalog::{Catalog, Stores, not_found};
+use crate::backend::Embedder;
+use crate::catalog::{Catalog, Stores};
 pub use crate::catalog::{layout_key, raw_key, text_key};
 use crate::chunk::ChunkingOptions;
 use crate::domain::{Document, DocumentStatus};
@@ -27,7 +31,9 @@ use crate::error::{RagError, StoreError};
 use crate::fetch::UrlFetcher;
 use crate::parse::{self, DocumentParser, ParsedDocument, Section};
 use crate::tenant::Tenant;
-use crate::usage::{UsageCounts, UsageMeter};
+use crate::usage::UsageMeter;
+use queue::{IngestJob, IngestQueue};
+pub use worker::retry_delay;
 
 pub use limits::{
     MAX_METADATA_BYTES, MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_SOURCE_CHARS,
@@ -81,7 +87,13 @@ pub struct IngestSettings {
     pub concurrency: usize,
     /// A document that would split into more chunks is refused.
     pub max_chunks_per_document: usize,
+    /// How long a worker's hold on a document lasts unless renewed: how
+    /// soon a document a dead worker held can be taken over.
+    pub lease: std::time::Duration,
 }
+
+/// A worker's lease unless configured otherwise.
+pub const DEFAULT_LEASE: std::time::Duration = std::time::Duration::from_secs(60);
 
 impl Default for IngestSettings {
     fn default() -> Self {
@@ -90,10 +102,12 @@ impl Default for IngestSettings {
             max_document_bytes: 50 * 1024 * 1024,
             concurrency: 2,
             max_chunks_per_document: DEFAULT_MAX_CHUNKS_PER_DOCUMENT,
+            lease: DEFAULT_LEASE,
         }
     }
 }
 
+#[derive(Clone)]
 pub struct Ingestor {
     catalog: Catalog,
     embedder: Option<Arc<dyn Embedder>>,
@@ -103,6 +117,9 @@ pub struct Ingestor {
     permits: Arc<Semaphore>,
     /// Where indexed documents, their bytes and embeddings are counted.
     usage: Option<Arc<UsageMeter>>,
+    /// Where accepted documents wait for a worker; without one, a task of
+    /// this process indexes each.
+    queue: Option<Arc<dyn IngestQueue>>,
 }
 
 impl Ingestor {
@@ -127,12 +144,21 @@ impl Ingestor {
     ) -> Arc<Self> {
         Arc::new(Self {
             usage,
+            queue: None,
             permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             catalog,
             embedder,
             parser,
             fetcher,
             settings,
+        })
+    }
+
+    /// The same ingestor, handing accepted documents to `queue`.
+    pub fn with_queue(&self, queue: Arc<dyn IngestQueue>) -> Arc<Self> {
+        Arc::new(Self {
+            queue: Some(queue),
+            ..self.clone()
         })
     }
 
@@ -158,7 +184,19 @@ impl Ingestor {
                 self.process(tenant, document.id).await?,
             ));
         }
-        self.spawn_processing(tenant.clone(), document.id);
+        let job = IngestJob {
+            tenant: tenant.clone(),
+            document_id: document.id,
+        };
+        if let Err(e) = self.dispatch(job).await {
+            // Nobody would ever index it: take it back, and the caller
+            // learns the upload did not take.
+            self.catalog.remove_files(tenant, document.id).await;
+            if let Err(cleanup) = self.stores().metadata.delete(tenant, document.id).await {
+                tracing::error!(id = %document.id, error = %cleanup, "could not remove a document that could not be queued");
+            }
+            return Err(e.into());
+        }
         Ok(IngestOutcome::Created(document))
     }
 
@@ -186,76 +224,6 @@ impl Ingestor {
                 .filter(|name| name.contains('.'));
         }
         self.ingest(tenant, input, wait).await
-    }
-
-    fn spawn_processing(self: &Arc<Self>, tenant: Tenant, id: Uuid) {
-        let ingestor = self.clone();
-        tokio::spawn(async move {
-            let _permit = ingestor.permits.clone().acquire_owned().await;
-            if let Err(error) = ingestor.process(&tenant, id).await {
-                tracing::error!(%tenant, %id, %error, "background ingestion failed");
-            }
-        });
-    }
-
-    /// Finds documents a crash left PENDING or PROCESSING, in every
-    /// tenant, and indexes them again from their stored text. Returns how
-    /// many were resumed.
-    pub async fn recover(self: &Arc<Self>) -> Result<usize, RagError> {
-        let mut resumed = 0;
-        for tenant in self.stores().metadata.tenants().await? {
-            resumed += self.recover_tenant(&tenant).await?;
-        }
-        Ok(resumed)
-    }
-
-    async fn recover_tenant(self: &Arc<Self>, tenant: &Tenant) -> Result<usize, RagError> {
-        let metadata = &self.stores().metadata;
-        // A document moved back from PROCESSING is listed again as
-        // PENDING; it is resumed once.
-        let mut resumed = std::collections::HashSet::new();
-        for status in [DocumentStatus::Processing, DocumentStatus::Pending] {
-            let mut cursor = None;
-            loop {
-                let page = metadata
-                    .list(
-                        tenant,
-                        &ListQuery {
-                            status: Some(status),
-                            limit: 100,
-                            cursor,
-                        },
-                    )
-                    .await?;
-                for doc in &page.items {
-                    if !resumed.insert(doc.id) {
-                        continue;
-                    }
-                    if status == DocumentStatus::Processing {
-                        match metadata
-                            .transition(
-                                tenant,
-                                doc.id,
-                                DocumentStatus::Processing,
-                                DocumentStatus::Pending,
-                                Default::default(),
-                            )
-                            .await
-                        {
-                            Ok(_) | Err(StoreError::Conflict(_)) => {}
-                            Err(e) => return Err(e.into()),
-                        }
-                    }
-                    tracing::info!(%tenant, id = %doc.id, title = %doc.title, "resuming interrupted ingestion");
-                    self.spawn_processing(tenant.clone(), doc.id);
-                }
-                match page.next_cursor {
-                    Some(next) => cursor = Some(next),
-                    None => break,
-                }
-            }
-        }
-        Ok(resumed.len())
     }
 
     /// Validates and parses the input, stores it as PENDING and returns the
@@ -374,91 +342,6 @@ impl Ingestor {
             return Err(e.into());
         }
         Ok(IngestOutcome::Created(document))
-    }
-
-    /// Claims a PENDING document and indexes it. Safe to call for a document
-    /// another worker already claimed: the conditional transition fails and
-    /// this call returns without touching it.
-    pub async fn process(&self, tenant: &Tenant, id: Uuid) -> Result<Document, RagError> {
-        let metadata = &self.stores().metadata;
-        let document = match metadata
-            .transition(
-                tenant,
-                id,
-                DocumentStatus::Pending,
-                DocumentStatus::Processing,
-                StatusUpdate::default(),
-            )
-            .await
-        {
-            Ok(d) => d,
-            Err(StoreError::Conflict(_)) => {
-                return metadata.get(tenant, id).await?.ok_or_else(|| not_found(id));
-            }
-            Err(e) => return Err(e.into()),
-        };
-        let started = std::time::Instant::now();
-        match self.index_document(tenant, &document).await {
-            Ok((chunk_count, token_count)) => {
-                let done = metadata
-                    .transition(
-                        tenant,
-                        id,
-                        DocumentStatus::Processing,
-                        DocumentStatus::Indexed,
-                        StatusUpdate {
-                            chunk_count: Some(chunk_count),
-                            token_count: Some(token_count),
-                            error: None,
-                            indexed_at: Some(Utc::now()),
-                        },
-                    )
-                    .await;
-                match done {
-                    Ok(doc) => {
-                        tracing::info!(%id, chunk_count, elapsed_ms = started.elapsed().as_millis() as u64, "document indexed");
-                        if let Some(usage) = &self.usage {
-                            usage.record(
-                                tenant,
-                                UsageCounts {
-                                    documents_ingested: 1,
-                                    bytes_ingested: doc.size_bytes,
-                                    embedding_calls: if self.embedder.is_some() {
-                                        u64::from(chunk_count)
-                                    } else {
-                                        0
-                                    },
-                                    ..UsageCounts::default()
-                                },
-                            );
-                        }
-                        Ok(doc)
-                    }
-                    Err(e) => {
-                        // Deleted while we worked: take back what we wrote.
-                        self.catalog.remove_index_entries(tenant, id).await;
-                        Err(e.into())
-                    }
-                }
-            }
-            Err(error) => {
-                tracing::warn!(%id, %error, "ingestion failed");
-                self.catalog.remove_index_entries(tenant, id).await;
-                let failed = metadata
-                    .transition(
-                        tenant,
-                        id,
-                        DocumentStatus::Processing,
-                        DocumentStatus::Failed,
-                        StatusUpdate {
-                            error: Some(error.to_string()),
-                            ..StatusUpdate::default()
-                        },
-                    )
-                    .await?;
-                Ok(failed)
-            }
-        }
     }
 
     async fn index_document(

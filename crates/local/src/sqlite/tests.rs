@@ -5,27 +5,7 @@ fn t() -> Tenant {
     Tenant::default_tenant()
 }
 
-fn document(title: &str, created_at: DateTime<Utc>, status: DocumentStatus) -> Document {
-    Document {
-        id: Uuid::new_v4(),
-        title: title.to_string(),
-        content: None,
-        source: format!("{title}.txt"),
-        content_type: "text/plain".to_string(),
-        status,
-        chunk_count: 0,
-        token_count: 0,
-        chunk_size: 1000,
-        chunk_overlap: 200,
-        size_bytes: 10,
-        content_hash: format!("hash-{title}"),
-        error: None,
-        created_at,
-        updated_at: created_at,
-        indexed_at: None,
-        extra_metadata: [("team".to_string(), serde_json::json!("docs"))].into(),
-    }
-}
+use rag_core::test_util::document;
 
 fn chunk(doc: Uuid, index: u32, content: &str) -> DocumentChunk {
     DocumentChunk {
@@ -137,63 +117,22 @@ async fn documents_round_trip_and_list_newest_first_with_cursors() {
 }
 
 #[tokio::test]
-async fn transitions_are_conditional() {
+async fn leases_are_exclusive_expire_and_end_with_their_holder() {
     let store = SqliteStore::open_in_memory().unwrap();
-    let doc = document("t", Utc::now(), DocumentStatus::Pending);
+    rag_core::test_util::check_lease_rules(
+        &store,
+        &t(),
+        &Tenant::new("someone-else").unwrap(),
+        rag_core::test_util::pending_document("leased"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_document_is_found_by_its_hash_and_deleted() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let doc = document("t", Utc::now(), DocumentStatus::Indexed);
     store.insert(&t(), &doc).await.unwrap();
-    let processing = store
-        .transition(
-            &t(),
-            doc.id,
-            DocumentStatus::Pending,
-            DocumentStatus::Processing,
-            StatusUpdate::default(),
-        )
-        .await
-        .unwrap();
-    assert_eq!(processing.status, DocumentStatus::Processing);
-    // A second worker cannot claim it again.
-    assert!(matches!(
-        store
-            .transition(
-                &t(),
-                doc.id,
-                DocumentStatus::Pending,
-                DocumentStatus::Processing,
-                StatusUpdate::default()
-            )
-            .await,
-        Err(StoreError::Conflict(_))
-    ));
-    let indexed = store
-        .transition(
-            &t(),
-            doc.id,
-            DocumentStatus::Processing,
-            DocumentStatus::Indexed,
-            StatusUpdate {
-                chunk_count: Some(7),
-                token_count: Some(70),
-                error: None,
-                indexed_at: Some(Utc::now()),
-            },
-        )
-        .await
-        .unwrap();
-    assert_eq!((indexed.chunk_count, indexed.token_count), (7, 70));
-    assert!(indexed.indexed_at.is_some());
-    assert!(matches!(
-        store
-            .transition(
-                &t(),
-                Uuid::new_v4(),
-                DocumentStatus::Pending,
-                DocumentStatus::Processing,
-                StatusUpdate::default()
-            )
-            .await,
-        Err(StoreError::NotFound { .. })
-    ));
     assert_eq!(
         store
             .find_by_hash(&t(), "hash-t")
@@ -356,12 +295,10 @@ async fn every_table_is_partitioned_by_tenant() {
     assert_eq!(store.count(&b).await.unwrap(), 0);
     assert!(matches!(
         store
-            .transition(
+            .lease(
                 &b,
                 doc.id,
-                DocumentStatus::Pending,
-                DocumentStatus::Processing,
-                StatusUpdate::default()
+                &rag_core::Lease::for_next("w", std::time::Duration::from_secs(60))
             )
             .await,
         Err(StoreError::NotFound { .. })

@@ -1,5 +1,6 @@
 //! A crash mid-ingestion: documents left PENDING or PROCESSING are resumed
-//! on the next start and all end INDEXED, with no duplicate chunks. A
+//! from the ingest queue on the next start (a held one once its lease
+//! expires) and all end INDEXED, with no duplicate chunks. A
 //! clean shutdown saves the vector graph, and the next start uses it.
 
 use std::time::Duration;
@@ -18,9 +19,13 @@ async fn interrupted_ingestion_resumes_after_restart_aws() {
     interrupted_ingestion_resumes_after_restart(Stack::aws().await).await;
 }
 
+/// A short lease, so the documents the killed process held are taken over
+/// soon after the restart.
+const SHORT_LEASE: &[(&str, &str)] = &[("RAG_AGENT_INGEST_LEASE_SECONDS", "2")];
+
 async fn interrupted_ingestion_resumes_after_restart(stack: Stack) {
     let data = tempfile::tempdir().unwrap();
-    let server = Server::start(data.path(), &stack, &[]);
+    let server = Server::start(data.path(), &stack, SHORT_LEASE);
     let pages: Vec<_> = book_pages()
         .into_iter()
         .filter(|p| {
@@ -45,7 +50,9 @@ async fn interrupted_ingestion_resumes_after_restart(stack: Stack) {
     );
     server.stop();
 
-    let server = Server::start(data.path(), &stack, &[]);
+    // The queued documents, and those the killed workers held, are in the
+    // ingest queue's file and resume from there.
+    let server = Server::start(data.path(), &stack, SHORT_LEASE);
     wait_until_settled(&server, Duration::from_secs(600)).await;
     let (_, indexed) = get_json(&server.at("/documents?status=INDEXED&limit=100")).await;
     let docs = indexed["items"].as_array().unwrap();
@@ -196,5 +203,77 @@ async fn a_document_throttled_past_its_attempts_fails_with_the_reason_aws() {
 
     emulator.set_faults(rag_aws_emulator::Faults::default());
     ingest_text(&server, "Calm", "patience", 3).await;
+    server.stop();
+}
+
+/// Polls a document until `done` holds for it; returns it then.
+async fn poll_document(
+    server: &Server,
+    id: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (_, document) = get_json(&server.at(&format!("/documents/{id}"))).await;
+        if done(&document) {
+            return document;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still {document} after two minutes"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A queued document whose Titan calls are throttled is retried from the
+/// ingest queue, PENDING with the reason in between: one throttled on
+/// every attempt ends FAILED after its last, and one whose throttling
+/// passes is indexed on a later attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_documents_are_retried_after_a_throttle_and_failed_after_the_last_attempt_aws() {
+    let stack = Stack::aws_with(&[("BEDROCK_MAX_ATTEMPTS", "1")]).await;
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &stack, &[]);
+    let emulator = stack.emulator().unwrap();
+    emulator.set_faults(rag_aws_emulator::Faults {
+        throttle_percent: 100,
+        ..Default::default()
+    });
+    let queue = |title: &'static str, subject: &'static str| {
+        let server = &server;
+        async move {
+            let (status, body) = post_json(
+                &server.at("/documents/ingest"),
+                &json!({"title": title, "content": numbered_paragraphs(subject, 3), "wait": false}),
+            )
+            .await;
+            assert_eq!(status, 202, "{body}");
+            body["document"]["id"].as_str().unwrap().to_string()
+        }
+    };
+    let retried = |document: &serde_json::Value| {
+        document["status"] == "PENDING"
+            && document["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("attempt 1 of 3 failed and will be retried"))
+    };
+
+    let doomed = queue("Always throttled", "quota").await;
+    poll_document(&server, &doomed, retried).await;
+    let failed = poll_document(&server, &doomed, |d| d["status"] == "FAILED").await;
+    let reason = failed["error"].as_str().unwrap();
+    assert!(reason.contains("throttled"), "{failed}");
+    assert!(!reason.starts_with("attempt"), "{failed}");
+
+    let lucky = queue("Throttled once", "patience").await;
+    poll_document(&server, &lucky, retried).await;
+    emulator.set_faults(rag_aws_emulator::Faults::default());
+    let indexed = poll_document(&server, &lucky, |d| d["status"] == "INDEXED").await;
+    assert!(indexed["error"].is_null(), "{indexed}");
+    assert_eq!(
+        stack.vector_count(&server).await,
+        indexed["chunk_count"].as_u64().unwrap()
+    );
     server.stop();
 }

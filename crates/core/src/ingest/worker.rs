@@ -1,0 +1,354 @@
+//! Indexing one document under a lease. A worker first takes the
+//! document's lease (PENDING, or PROCESSING under an expired lease, to
+//! PROCESSING under its own), renews it while it chunks and embeds, and
+//! ends it with the document INDEXED, FAILED, or back to PENDING for
+//! another attempt. Two workers handed one document never both index it,
+//! and a worker that dies loses its lease when it stops renewing, after
+//! which a redelivery takes the document over. Chunk ids are derived from
+//! the document and the chunk's index, and a new holder first removes
+//! whatever an earlier one wrote, so nothing is doubled or orphaned.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::Utc;
+use uuid::Uuid;
+
+use super::Ingestor;
+use super::queue::{Delivery, IngestJob, JobHandler, JobOutcome, MAX_RECEIVES};
+use crate::backend::{Lease, ListQuery, StatusUpdate};
+use crate::catalog::not_found;
+use crate::domain::{Document, DocumentStatus};
+use crate::error::{ErrorClass, RagError, StoreError};
+use crate::tenant::Tenant;
+use crate::usage::UsageCounts;
+
+/// What one attempt at a document came to.
+enum Attempt {
+    /// INDEXED, or FAILED for a reason another attempt would not change,
+    /// or already in one of those states when the attempt began.
+    Settled(Document),
+    /// A transient failure; the document is PENDING again for a later
+    /// attempt, its error saying why.
+    Retrying(Document, String),
+    /// A transient failure on the last attempt: FAILED with the reason.
+    Exhausted(Document, String),
+    /// Another worker holds a live lease on it.
+    Busy(Document),
+    /// Our lease was taken over mid-way (we stalled past its expiry); the
+    /// new holder carries on and nothing we wrote is removed.
+    Lost,
+}
+
+/// Whether another attempt could succeed where this one failed.
+fn is_transient(error: &RagError) -> bool {
+    let class = match error {
+        RagError::Store(e) => e.class(),
+        RagError::Embed(e) => e.class(),
+        RagError::Model(e) => e.class(),
+        RagError::Parse(e) => e.class(),
+        RagError::Fetch(e) => e.class(),
+        _ => return false,
+    };
+    class == ErrorClass::Transient
+}
+
+/// Why indexing stopped before it finished.
+enum Interrupted {
+    Failed(RagError),
+    LeaseLost(StoreError),
+}
+
+impl Ingestor {
+    /// Indexes a PENDING document now, as the one and last attempt (the
+    /// caller is waiting for it). A document another worker holds, or that
+    /// is already settled, is returned as it stands.
+    pub async fn process(&self, tenant: &Tenant, id: Uuid) -> Result<Document, RagError> {
+        let last = Delivery {
+            receive_count: 1,
+            max_receives: 1,
+        };
+        match self.attempt(tenant, id, last).await? {
+            Attempt::Settled(doc)
+            | Attempt::Busy(doc)
+            | Attempt::Retrying(doc, _)
+            | Attempt::Exhausted(doc, _) => Ok(doc),
+            Attempt::Lost => self
+                .stores()
+                .metadata
+                .get(tenant, id)
+                .await?
+                .ok_or_else(|| not_found(id)),
+        }
+    }
+
+    async fn attempt(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        delivery: Delivery,
+    ) -> Result<Attempt, RagError> {
+        let metadata = &self.stores().metadata;
+        let owner = format!("worker-{}", Uuid::new_v4());
+        let lease = self.settings.lease;
+        let document = match metadata
+            .lease(tenant, id, &Lease::for_next(&owner, lease))
+            .await
+        {
+            Ok(document) => document,
+            Err(StoreError::Conflict(_)) => {
+                let current = metadata
+                    .get(tenant, id)
+                    .await?
+                    .ok_or_else(|| not_found(id))?;
+                return Ok(match current.status {
+                    DocumentStatus::Processing | DocumentStatus::Pending => Attempt::Busy(current),
+                    DocumentStatus::Indexed | DocumentStatus::Failed => Attempt::Settled(current),
+                });
+            }
+            Err(StoreError::NotFound { .. }) => return Err(not_found(id)),
+            Err(e) => return Err(e.into()),
+        };
+        let started = std::time::Instant::now();
+        let indexed = tokio::select! {
+            indexed = self.index_document(tenant, &document) => indexed.map_err(Interrupted::Failed),
+            lost = self.keep_lease(tenant, id, &owner) => Err(Interrupted::LeaseLost(lost)),
+        };
+        match indexed {
+            Ok((chunk_count, token_count)) => {
+                let done = metadata
+                    .release(
+                        tenant,
+                        id,
+                        &owner,
+                        DocumentStatus::Indexed,
+                        StatusUpdate {
+                            chunk_count: Some(chunk_count),
+                            token_count: Some(token_count),
+                            error: None,
+                            indexed_at: Some(Utc::now()),
+                        },
+                    )
+                    .await;
+                match done {
+                    Ok(doc) => {
+                        tracing::info!(%id, chunk_count, elapsed_ms = started.elapsed().as_millis() as u64, "document indexed");
+                        self.count_usage(tenant, &doc, chunk_count);
+                        Ok(Attempt::Settled(doc))
+                    }
+                    Err(e) => self.lost_lease(tenant, id, e).await,
+                }
+            }
+            Err(Interrupted::LeaseLost(e)) => self.lost_lease(tenant, id, e).await,
+            Err(Interrupted::Failed(error)) => {
+                self.catalog.remove_index_entries(tenant, id).await;
+                let transient = is_transient(&error);
+                let retry = transient && !delivery.is_last();
+                let reason = error.to_string();
+                let (to, recorded) = if retry {
+                    tracing::warn!(%id, %error, attempt = delivery.receive_count, "ingestion attempt failed; it will be retried");
+                    (
+                        DocumentStatus::Pending,
+                        format!(
+                            "attempt {} of {} failed and will be retried: {reason}",
+                            delivery.receive_count, delivery.max_receives
+                        ),
+                    )
+                } else {
+                    tracing::warn!(%id, %error, "ingestion failed");
+                    (DocumentStatus::Failed, reason.clone())
+                };
+                let update = StatusUpdate {
+                    error: Some(recorded),
+                    ..StatusUpdate::default()
+                };
+                let released = match metadata.release(tenant, id, &owner, to, update).await {
+                    Ok(doc) => doc,
+                    Err(e) => return self.lost_lease(tenant, id, e).await,
+                };
+                Ok(match (retry, transient) {
+                    (true, _) => Attempt::Retrying(released, reason),
+                    (false, true) => Attempt::Exhausted(released, reason),
+                    (false, false) => Attempt::Settled(released),
+                })
+            }
+        }
+    }
+
+    /// Renews the lease a third of its length before it would expire, for
+    /// as long as it is awaited; returns only when the lease is gone. A
+    /// renewal that fails for a passing reason is tried again next time.
+    async fn keep_lease(&self, tenant: &Tenant, id: Uuid, owner: &str) -> StoreError {
+        let lease = self.settings.lease;
+        loop {
+            tokio::time::sleep(lease / 3).await;
+            match self
+                .stores()
+                .metadata
+                .lease(tenant, id, &Lease::for_next(owner, lease))
+                .await
+            {
+                Ok(_) => {}
+                Err(e @ (StoreError::Conflict(_) | StoreError::NotFound { .. })) => return e,
+                Err(e) => tracing::warn!(%id, error = %e, "renewing the lease failed"),
+            }
+        }
+    }
+
+    /// The document changed hands while we worked. Deleted: what we wrote
+    /// is taken back. Taken over by another worker: it is theirs now.
+    async fn lost_lease(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        error: StoreError,
+    ) -> Result<Attempt, RagError> {
+        match error {
+            StoreError::NotFound { .. } => {
+                self.catalog.remove_index_entries(tenant, id).await;
+                Err(not_found(id))
+            }
+            StoreError::Conflict(reason) => {
+                tracing::warn!(%id, reason, "the lease was taken over; the new holder finishes the document");
+                Ok(Attempt::Lost)
+            }
+            other => Err(other.into()),
+        }
+    }
+
+    fn count_usage(&self, tenant: &Tenant, document: &Document, chunk_count: u32) {
+        if let Some(usage) = &self.usage {
+            usage.record(
+                tenant,
+                UsageCounts {
+                    documents_ingested: 1,
+                    bytes_ingested: document.size_bytes,
+                    embedding_calls: if self.embedder.is_some() {
+                        u64::from(chunk_count)
+                    } else {
+                        0
+                    },
+                    ..UsageCounts::default()
+                },
+            );
+        }
+    }
+
+    /// Hands the document to the queue, or, with none, to a task of this
+    /// process that makes the queue's attempts itself.
+    pub(super) async fn dispatch(self: &Arc<Self>, job: IngestJob) -> Result<(), StoreError> {
+        match &self.queue {
+            Some(queue) => queue.send(&job).await,
+            None => {
+                self.spawn_attempts(job);
+                Ok(())
+            }
+        }
+    }
+
+    /// Up to [`MAX_RECEIVES`] attempts in a task, waiting out another
+    /// worker's lease and backing off between transient failures.
+    fn spawn_attempts(self: &Arc<Self>, job: IngestJob) {
+        let ingestor = self.clone();
+        tokio::spawn(async move {
+            let mut receive_count = 1;
+            loop {
+                let delivery = Delivery {
+                    receive_count,
+                    max_receives: MAX_RECEIVES,
+                };
+                let outcome = {
+                    let _permit = ingestor.permits.clone().acquire_owned().await;
+                    ingestor.handle(&job, delivery).await
+                };
+                match outcome {
+                    JobOutcome::Done => return,
+                    JobOutcome::DeadLetter { reason } => {
+                        tracing::error!(tenant = %job.tenant, id = %job.document_id, reason, "ingestion failed on its last attempt");
+                        return;
+                    }
+                    JobOutcome::Busy { until } => {
+                        let wait = (until - Utc::now()).to_std().unwrap_or_default();
+                        tokio::time::sleep(wait).await;
+                    }
+                    JobOutcome::Retry { .. } => {
+                        tokio::time::sleep(retry_delay(receive_count)).await;
+                        receive_count += 1;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Finds documents a crash left PENDING or PROCESSING, in every
+    /// tenant, and hands each to the queue again (a PROCESSING one is
+    /// taken over once its lease expires). Returns how many.
+    pub async fn recover(self: &Arc<Self>) -> Result<usize, RagError> {
+        let metadata = &self.stores().metadata;
+        let mut resumed = std::collections::HashSet::new();
+        for tenant in metadata.tenants().await? {
+            for status in [DocumentStatus::Processing, DocumentStatus::Pending] {
+                let mut cursor = None;
+                loop {
+                    let page = metadata
+                        .list(
+                            &tenant,
+                            &ListQuery {
+                                status: Some(status),
+                                limit: 100,
+                                cursor,
+                            },
+                        )
+                        .await?;
+                    for doc in &page.items {
+                        if !resumed.insert(doc.id) {
+                            continue;
+                        }
+                        tracing::info!(%tenant, id = %doc.id, title = %doc.title, "resuming interrupted ingestion");
+                        self.dispatch(IngestJob {
+                            tenant: tenant.clone(),
+                            document_id: doc.id,
+                        })
+                        .await?;
+                    }
+                    match page.next_cursor {
+                        Some(next) => cursor = Some(next),
+                        None => break,
+                    }
+                }
+            }
+        }
+        Ok(resumed.len())
+    }
+}
+
+/// How long a failed attempt waits before the next: 2 s, then 4 s, ...,
+/// at most a minute, as a queue's redelivery would.
+pub fn retry_delay(receive_count: u32) -> Duration {
+    Duration::from_secs(2u64.saturating_pow(receive_count.min(6)).min(60))
+}
+
+#[async_trait]
+impl JobHandler for Ingestor {
+    async fn handle(&self, job: &IngestJob, delivery: Delivery) -> JobOutcome {
+        let (tenant, id) = (&job.tenant, job.document_id);
+        match self.attempt(tenant, id, delivery).await {
+            Ok(Attempt::Settled(_) | Attempt::Lost) => JobOutcome::Done,
+            Ok(Attempt::Retrying(_, reason)) => JobOutcome::Retry { reason },
+            Ok(Attempt::Exhausted(_, reason)) => JobOutcome::DeadLetter { reason },
+            Ok(Attempt::Busy(_)) => JobOutcome::Busy {
+                until: Utc::now()
+                    + chrono::Duration::from_std(self.settings.lease).unwrap_or_default(),
+            },
+            // Deleted before its turn came: nothing to do.
+            Err(RagError::NotFound { .. }) => JobOutcome::Done,
+            Err(error) => {
+                tracing::warn!(%tenant, %id, %error, "the job could not be attempted");
+                JobOutcome::Retry {
+                    reason: error.to_string(),
+                }
+            }
+        }
+    }
+}
