@@ -1,5 +1,3 @@
-use std::collections::VecDeque;
-
 use rag_core::Tenant;
 use uuid::Uuid;
 
@@ -117,39 +115,39 @@ async fn a_message_in_flight_when_the_process_died_is_delivered_again_after_a_re
     assert_eq!(delivered[1].receive_count, 1);
 }
 
-/// Answers each delivery with the next scripted outcome and records it.
-struct Scripted {
-    outcomes: Mutex<VecDeque<JobOutcome>>,
+/// Finishes every delivery, recording it.
+struct Recording {
     seen: Mutex<Vec<(IngestJob, Delivery)>>,
 }
 
 #[async_trait]
-impl JobHandler for Scripted {
+impl JobHandler for Recording {
     async fn handle(&self, job: &IngestJob, delivery: Delivery) -> JobOutcome {
         self.seen.lock().unwrap().push((job.clone(), delivery));
-        self.outcomes
-            .lock()
-            .unwrap()
-            .pop_front()
-            .unwrap_or(JobOutcome::Done)
+        JobOutcome::Done
     }
+}
+
+/// Starts `workers` workers on a handler that finishes every job.
+fn start_workers(queue: &SqliteQueue, workers: usize) -> Arc<Recording> {
+    let handler = Arc::new(Recording {
+        seen: Mutex::new(Vec::new()),
+    });
+    queue.spawn_workers(
+        handler.clone(),
+        WorkerSettings {
+            workers,
+            visibility_timeout: VISIBILITY,
+        },
+    );
+    handler
 }
 
 #[tokio::test]
 async fn workers_hand_each_message_to_the_handler_and_delete_it_when_done() {
     let dir = tempfile::tempdir().unwrap();
     let queue = open(&dir);
-    let handler = Arc::new(Scripted {
-        outcomes: Mutex::new(VecDeque::new()),
-        seen: Mutex::new(Vec::new()),
-    });
-    queue.spawn_workers(
-        handler.clone(),
-        WorkerSettings {
-            workers: 2,
-            visibility_timeout: VISIBILITY,
-        },
-    );
+    let handler = start_workers(&queue, 2);
     for n in 0..20 {
         queue.send(&job(n)).await.unwrap();
     }
@@ -185,17 +183,7 @@ async fn a_message_that_is_not_a_job_goes_to_the_dead_letters() {
         })
         .await
         .unwrap();
-    let handler = Arc::new(Scripted {
-        outcomes: Mutex::new(VecDeque::new()),
-        seen: Mutex::new(Vec::new()),
-    });
-    queue.spawn_workers(
-        handler.clone(),
-        WorkerSettings {
-            workers: 1,
-            visibility_timeout: VISIBILITY,
-        },
-    );
+    let handler = start_workers(&queue, 1);
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while queue.dead_letters().await.unwrap().is_empty() {
         assert!(std::time::Instant::now() < deadline, "not dead-lettered");
