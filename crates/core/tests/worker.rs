@@ -179,3 +179,39 @@ async fn a_job_for_a_deleted_document_is_done() {
     assert_eq!(worker.handle(&job, delivery(1)).await, JobOutcome::Done);
     assert_eq!(memory.chunk_count(document.id), 0);
 }
+
+/// With no queue (a Lambda function without one), a task of the process
+/// makes the queue's attempts itself: a document throttled every time is
+/// tried three times, backing off between, and then FAILED.
+#[tokio::test]
+async fn without_a_queue_a_throttled_document_is_attempted_three_times_then_failed() {
+    let memory = MemoryStores::default();
+    let embedder = LetterEmbedder::throttled_for(usize::MAX);
+    let worker = ingestor(&memory, embedder);
+    let IngestOutcome::Created(document) =
+        worker.ingest(&tenant(), six_chunks(), false).await.unwrap()
+    else {
+        panic!("not created")
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen_retrying = false;
+    let failed = loop {
+        let now = current(&memory, &document).await;
+        seen_retrying |= now.status == DocumentStatus::Pending
+            && now
+                .error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("attempt 2 of 3 failed"));
+        if now.status == DocumentStatus::Failed {
+            break now;
+        }
+        assert!(Instant::now() < deadline, "still {:?}", now.status);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        seen_retrying,
+        "the second attempt's failure was not recorded"
+    );
+    assert!(failed.error.unwrap().contains("throttled"));
+    assert_eq!(memory.chunk_count(document.id), 0);
+}

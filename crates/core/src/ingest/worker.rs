@@ -142,6 +142,15 @@ impl Ingestor {
             }
             Err(Interrupted::LeaseLost(e)) => self.lost_lease(tenant, id, e).await,
             Err(Interrupted::Failed(error)) => {
+                // What this attempt wrote is removed only while the lease
+                // is surely ours: renewed first, so a worker that took an
+                // expired lease over never loses its own writes to it.
+                if let Err(e) = metadata
+                    .lease(tenant, id, &Lease::for_next(&owner, lease))
+                    .await
+                {
+                    return self.lost_lease(tenant, id, e).await;
+                }
                 self.catalog.remove_index_entries(tenant, id).await;
                 let transient = is_transient(&error);
                 let retry = transient && !delivery.is_last();
@@ -258,11 +267,7 @@ impl Ingestor {
                     receive_count,
                     max_receives: MAX_RECEIVES,
                 };
-                let outcome = {
-                    let _permit = ingestor.permits.clone().acquire_owned().await;
-                    ingestor.handle(&job, delivery).await
-                };
-                match outcome {
+                match ingestor.handle(&job, delivery).await {
                     JobOutcome::Done => return,
                     JobOutcome::DeadLetter { reason } => {
                         tracing::error!(tenant = %job.tenant, id = %job.document_id, reason, "ingestion failed on its last attempt");
@@ -271,6 +276,10 @@ impl Ingestor {
                     JobOutcome::Busy { until } => {
                         let wait = (until - Utc::now()).to_std().unwrap_or_default();
                         tokio::time::sleep(wait).await;
+                    }
+                    JobOutcome::Retry { reason } if receive_count >= MAX_RECEIVES => {
+                        tracing::error!(tenant = %job.tenant, id = %job.document_id, reason, "ingestion gave up after its last attempt");
+                        return;
                     }
                     JobOutcome::Retry { .. } => {
                         tokio::time::sleep(retry_delay(receive_count)).await;
@@ -331,7 +340,11 @@ pub fn retry_delay(receive_count: u32) -> Duration {
 
 #[async_trait]
 impl JobHandler for Ingestor {
+    /// Waits for one of the ingestor's permits first, so queue workers and
+    /// requests that wait for indexing together index at most
+    /// `RAG_AGENT_INGEST_CONCURRENCY` documents at once.
     async fn handle(&self, job: &IngestJob, delivery: Delivery) -> JobOutcome {
+        let _permit = self.permits.acquire().await;
         let (tenant, id) = (&job.tenant, job.document_id);
         match self.attempt(tenant, id, delivery).await {
             Ok(Attempt::Settled(_) | Attempt::Lost) => JobOutcome::Done,
