@@ -19,6 +19,8 @@ use rag_core::ingest::queue::{
 };
 use rag_core::ingest::retry_delay;
 use rusqlite::{Connection, OptionalExtension, params};
+
+use crate::sqlite::db_error;
 use tokio::sync::Notify;
 
 /// An idle worker looks again at least this often, so a message whose
@@ -83,10 +85,6 @@ struct Received {
 pub struct SqliteQueue {
     conn: Arc<Mutex<Connection>>,
     sent: Arc<Notify>,
-}
-
-fn db_error(e: rusqlite::Error) -> StoreError {
-    StoreError::permanent(e)
 }
 
 fn now_ms() -> i64 {
@@ -218,10 +216,6 @@ impl SqliteQueue {
 
     async fn settle(&self, message: &Received, outcome: JobOutcome) -> Result<(), StoreError> {
         let (id, receive_count) = (message.id, message.receive_count);
-        let dead = |reason: String| -> Result<(), StoreError> {
-            tracing::error!(body = %message.body, receive_count, reason, "an ingest message went to the dead-letter table");
-            Ok(())
-        };
         match outcome {
             JobOutcome::Done => {
                 self.with(move |conn| conn.execute("DELETE FROM messages WHERE id = ?1", [id]))
@@ -263,7 +257,7 @@ impl SqliteQueue {
                     tx.commit()
                 })
                 .await?;
-                dead(reason)?;
+                tracing::error!(body = %message.body, receive_count, reason, "an ingest message went to the dead-letter table");
             }
         }
         Ok(())

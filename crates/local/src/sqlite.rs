@@ -168,7 +168,8 @@ pub struct SqliteStore {
     conn: Arc<Mutex<Connection>>,
 }
 
-fn db_error(e: rusqlite::Error) -> StoreError {
+/// Busy and locked databases are transient; every other failure is not.
+pub(crate) fn db_error(e: rusqlite::Error) -> StoreError {
     match e {
         rusqlite::Error::SqliteFailure(ref f, _)
             if matches!(
