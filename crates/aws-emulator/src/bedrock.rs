@@ -121,6 +121,9 @@ pub struct Faults {
     /// token bucket holding one second's worth; a call that finds it empty
     /// is throttled.
     pub calls_per_second: Option<u32>,
+    /// Every embedding request whose text contains this is throttled: one
+    /// document that never gets through while its neighbours do.
+    pub throttle_texts_containing: Option<String>,
     pub seed: u64,
 }
 
@@ -231,6 +234,18 @@ pub async fn invoke_model(
     bedrock.stats.lock().unwrap().invoke_calls += 1;
     if let Err(fault) = bedrock.before_call(body.len()).await {
         return fault.error().into_response();
+    }
+    let marker = bedrock
+        .faults
+        .lock()
+        .unwrap()
+        .throttle_texts_containing
+        .clone();
+    if let Some(marker) = marker
+        && String::from_utf8_lossy(&body).contains(&marker)
+    {
+        bedrock.stats.lock().unwrap().faults_injected += 1;
+        return Fault::Throttle.error().into_response();
     }
     match titan_embedding(bedrock, &model_id, &body).await {
         Ok(value) => {

@@ -1,7 +1,8 @@
 //! AWS backends behind the core crate's traits: Bedrock (Titan embeddings,
 //! Converse and ConverseStream), S3 for raw documents, S3 Vectors for
 //! embeddings, DynamoDB for document metadata and conversations, and the
-//! knowledge base search tool over Bedrock Retrieve.
+//! knowledge base search tool over Bedrock Retrieve, and the ingest queue
+//! on SQS.
 //!
 //! Adapters are handed ready-built SDK clients and their resource names;
 //! they never read environment variables or build configuration. Must not
@@ -15,6 +16,7 @@ mod knowledge_base;
 mod s3;
 mod s3vectors;
 mod sdk_error;
+mod sqs;
 
 pub use bedrock_chat::BedrockChatModel;
 pub use bedrock_embed::{TitanEmbedder, TitanModel};
@@ -23,3 +25,4 @@ pub use knowledge_base::{KnowledgeBaseSearchInput, KnowledgeBaseSearchTool};
 pub use rag_core::retry::RetryPolicy;
 pub use s3::S3DocumentStore;
 pub use s3vectors::{IndexLayout, S3VectorStore, per_tenant_index_name, similarity_from_distance};
+pub use sqs::{SqsQueue, queue_name};

@@ -1,14 +1,22 @@
 //! rag-lambda: serves the HTTP router under the AWS Lambda runtime, behind
-//! API Gateway (buffered) or a Function URL (response streaming).
+//! API Gateway (buffered) or a Function URL (response streaming), and the
+//! ingest queue's SQS events, which one binary tells apart by the event.
 //!
-//! It knows the router only as an axum `Router`: no service logic, no
-//! backend and no AWS SDK.
+//! It knows the router only as an axum `Router` and the ingest worker
+//! only through core's job traits: no service logic, no backend and no
+//! AWS SDK.
+
+mod sqs;
 
 use axum::Router;
-use lambda_http::request::RequestContext;
+use lambda_http::request::{LambdaRequest, RequestContext};
 use lambda_http::{Request, RequestExt};
-use tower::ServiceBuilder;
+use lambda_runtime::{LambdaEvent, service_fn};
+use serde_json::Value;
 use tower::util::MapRequest;
+use tower::{Service, ServiceBuilder};
+
+pub use sqs::{IngestWorker, QueueNames, is_sqs_event};
 
 /// How responses leave the function.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,11 +72,43 @@ pub fn handler(router: Router) -> MapRequest<Router, fn(Request) -> Request> {
         .service(router)
 }
 
-/// Runs the Lambda runtime loop until the function is shut down.
-pub async fn run(router: Router, mode: InvokeMode) -> Result<(), lambda_http::Error> {
-    tracing::info!(?mode, "serving under the Lambda runtime");
+/// Runs the Lambda runtime loop until the function is shut down. Buffered,
+/// an event is either an SQS batch, for `worker`, or an HTTP request; a
+/// streaming function (a Function URL) only ever receives requests.
+pub async fn run(
+    router: Router,
+    mode: InvokeMode,
+    worker: Option<IngestWorker>,
+) -> Result<(), lambda_http::Error> {
+    tracing::info!(
+        ?mode,
+        ingest_worker = worker.is_some(),
+        "serving under the Lambda runtime"
+    );
     match mode {
-        InvokeMode::Buffered => lambda_http::run(handler(router)).await,
+        InvokeMode::Buffered => {
+            let http = lambda_http::Adapter::from(handler(router));
+            lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+                let mut http = http.clone();
+                let worker = worker.clone();
+                async move {
+                    let LambdaEvent { payload, context } = event;
+                    if is_sqs_event(&payload) {
+                        let Some(worker) = worker else {
+                            return Err(lambda_http::Error::from(
+                                "this function received SQS events, but INGEST_QUEUE_URL is not set",
+                            ));
+                        };
+                        let batch = serde_json::from_value(payload)?;
+                        return Ok(serde_json::to_value(worker.handle_batch(batch).await)?);
+                    }
+                    let request: LambdaRequest = serde_json::from_value(payload)?;
+                    let response = http.call(LambdaEvent::new(request, context)).await?;
+                    Ok(serde_json::to_value(response)?)
+                }
+            }))
+            .await
+        }
         InvokeMode::Streaming => lambda_http::run_with_streaming_response(handler(router)).await,
     }
 }

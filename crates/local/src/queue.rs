@@ -150,7 +150,13 @@ impl SqliteQueue {
                                 receive_count: message.receive_count,
                                 max_receives: MAX_RECEIVES,
                             };
-                            handler.handle(&job, delivery).await
+                            let outcome = handler.handle(&job, delivery).await;
+                            if delivery.is_last() && matches!(outcome, JobOutcome::Retry { .. }) {
+                                // The queue gives up on the message here, so
+                                // its document must not stay PENDING.
+                                handler.dead_letter(&job).await;
+                            }
+                            outcome
                         }
                         Err(e) => JobOutcome::DeadLetter {
                             reason: format!("the message is not an ingest job: {e}"),

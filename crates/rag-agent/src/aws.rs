@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use rag_aws::{
     BedrockChatModel, DynamoDbStore, IndexLayout, RetryPolicy, S3DocumentStore, S3VectorStore,
-    TitanEmbedder, TitanModel,
+    SqsQueue, TitanEmbedder, TitanModel,
 };
 use rag_core::Embedder;
 
@@ -166,4 +166,13 @@ pub fn metadata_store(sdk: &SdkConfig, args: &AwsArgs) -> anyhow::Result<DynamoD
         aws_sdk_dynamodb::Client::from_conf(builder.build()),
         table,
     ))
+}
+
+/// The SQS ingest queue at `queue_url`.
+pub fn ingest_queue(sdk: &SdkConfig, args: &AwsArgs, queue_url: &str) -> SqsQueue {
+    let mut builder = aws_sdk_sqs::config::Builder::from(sdk);
+    if let Some(url) = &args.sqs_endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    SqsQueue::new(aws_sdk_sqs::Client::from_conf(builder.build()), queue_url)
 }

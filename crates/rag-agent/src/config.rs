@@ -443,7 +443,19 @@ pub struct AwsArgs {
     /// throttling, 10 attempts leave one call in about 170,000 failing.
     #[arg(long, env = "BEDROCK_MAX_ATTEMPTS", default_value_t = 10)]
     pub bedrock_max_attempts: u32,
+    /// The SQS queue accepted documents wait in under Lambda (the SAM
+    /// template's IngestQueue). Set, the API function answers ingestion
+    /// with 202 at once, and SQS events for this queue are indexed by the
+    /// function they reach (the template's IngestFunction).
+    #[arg(long, env = "INGEST_QUEUE_URL")]
+    pub ingest_queue_url: Option<String>,
+    /// The ingest queue's dead-letter queue: records from it are documents
+    /// that ran out of deliveries, which the worker marks FAILED.
+    #[arg(long, env = "INGEST_DEAD_LETTER_QUEUE_URL")]
+    pub ingest_dead_letter_queue_url: Option<String>,
     /// Endpoint overrides for tests and local stacks.
+    #[arg(long, env = "AWS_ENDPOINT_URL_SQS")]
+    pub sqs_endpoint: Option<String>,
     #[arg(long, env = "AWS_ENDPOINT_URL_S3")]
     pub s3_endpoint: Option<String>,
     #[arg(long, env = "AWS_ENDPOINT_URL_S3VECTORS")]

@@ -85,11 +85,14 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
-    let state = wiring::build_state(&args).await?;
+    let wiring::Served {
+        state,
+        ingest_worker,
+    } = wiring::build(&args).await?;
     let service = state.service.clone();
     let router = rag_api::app(state);
     if on_lambda() {
-        return serve_lambda(router).await;
+        return serve_lambda(router, ingest_worker).await;
     }
     let listener = tokio::net::TcpListener::bind(&args.addr)
         .await
@@ -117,8 +120,12 @@ async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
 /// Runs the router under the Lambda runtime. A function behind a Function
 /// URL with `InvokeMode: RESPONSE_STREAM` sets `RAG_AGENT_LAMBDA_STREAMING`
 /// so `/chat/stream` reaches the client event by event; behind API Gateway
-/// responses are buffered, as its proxy integration requires.
-async fn serve_lambda(router: axum::Router) -> anyhow::Result<()> {
+/// responses are buffered, as its proxy integration requires, and SQS
+/// events from the ingest queue are indexed.
+async fn serve_lambda(
+    router: axum::Router,
+    ingest_worker: Option<rag_lambda::IngestWorker>,
+) -> anyhow::Result<()> {
     let streaming = std::env::var("RAG_AGENT_LAMBDA_STREAMING")
         .map(|v| matches!(v.as_str(), "1" | "true" | "TRUE" | "yes"))
         .unwrap_or(false);
@@ -127,7 +134,7 @@ async fn serve_lambda(router: axum::Router) -> anyhow::Result<()> {
     } else {
         rag_lambda::InvokeMode::Buffered
     };
-    rag_lambda::run(router, mode)
+    rag_lambda::run(router, mode, ingest_worker)
         .await
         .map_err(|e| anyhow::anyhow!("Lambda runtime: {e}"))
 }

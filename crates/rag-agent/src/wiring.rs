@@ -97,7 +97,18 @@ impl Records {
     }
 }
 
+/// What serving needs: the router's state and, under Lambda with
+/// `INGEST_QUEUE_URL`, the worker for the ingest queue's SQS events.
+pub struct Served {
+    pub state: AppState,
+    pub ingest_worker: Option<rag_lambda::IngestWorker>,
+}
+
 pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
+    Ok(build(args).await?.state)
+}
+
+pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
     let aws_args = &args.aws;
     let on_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     check_combination(args, on_lambda)?;
@@ -110,6 +121,7 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         || aws_args.metadata_backend == MetadataBackend::Dynamodb
         || aws_args.document_backend == DocumentBackend::S3
         || aws_args.vector_backend == VectorBackend::S3vectors
+        || aws_args.ingest_queue_url.is_some()
         || args.embedding_provider == EmbeddingProvider::Bedrock
         || args.llm_provider == LlmProvider::Bedrock;
     let sdk = if uses_aws {
@@ -302,10 +314,28 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
             ..AgentSettings::default()
         },
     );
-    let service = if on_lambda {
-        service
-    } else {
-        with_local_queue(service, &data_dir, args)?
+    let sqs = match (&aws_args.ingest_queue_url, &sdk) {
+        (Some(url), Some(sdk)) => Some(Arc::new(aws::ingest_queue(sdk, aws_args, url))),
+        _ => None,
+    };
+    let (service, ingest_worker) = match &sqs {
+        Some(queue) => {
+            let service = service.with_ingest_queue(queue.clone());
+            let worker = rag_lambda::IngestWorker {
+                handler: service.ingestor().clone(),
+                redelivery: queue.clone(),
+                queues: rag_lambda::QueueNames {
+                    ingest: queue.name().to_string(),
+                    dead_letter: aws_args
+                        .ingest_dead_letter_queue_url
+                        .as_deref()
+                        .map(|url| rag_aws::queue_name(url).to_string()),
+                },
+            };
+            (service, Some(worker))
+        }
+        None if on_lambda => (service, None),
+        None => (with_local_queue(service, &data_dir, args)?, None),
     };
     let mut state = AppState::new(service);
     state.auth = Authenticator {
@@ -328,9 +358,12 @@ pub async fn build_state(args: &ServeArgs) -> anyhow::Result<AppState> {
         allowed_origins: listed(&args.cors_allowed_origins),
     };
     // Lambda freezes the process between invocations, so background work
-    // would stall: ingestion answers once it has finished.
-    state.wait_for_ingest_by_default = args.wait_for_ingest || on_lambda;
-    Ok(state)
+    // would stall: without a queue, ingestion answers once it has finished.
+    state.wait_for_ingest_by_default = args.wait_for_ingest || (on_lambda && sqs.is_none());
+    Ok(Served {
+        state,
+        ingest_worker,
+    })
 }
 
 /// The JWT verifier `RAG_AGENT_AUTH=jwt` needs, with its JWKS read now so
@@ -443,6 +476,14 @@ fn web_search_provider(args: &AgentArgs) -> anyhow::Result<Option<WebSearchProvi
 fn check_combination(args: &ServeArgs, on_lambda: bool) -> anyhow::Result<()> {
     check_auth(args, on_lambda)?;
     let aws = &args.aws;
+    if aws.ingest_queue_url.is_some() && !on_lambda {
+        bail!(
+            "INGEST_QUEUE_URL is consumed by the IngestFunction under AWS Lambda; a long-running server queues in <data dir>/ingest-queue.sqlite3 with workers of its own, so unset INGEST_QUEUE_URL"
+        );
+    }
+    if aws.ingest_dead_letter_queue_url.is_some() && aws.ingest_queue_url.is_none() {
+        bail!("INGEST_DEAD_LETTER_QUEUE_URL needs INGEST_QUEUE_URL, the queue it belongs to");
+    }
     if on_lambda {
         let local = [
             (

@@ -4,6 +4,8 @@
 //! queue should do with the delivery. Delivery itself (polling, batches,
 //! visibility, dead letters) is the queue's own business.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -83,6 +85,21 @@ pub enum JobOutcome {
 #[async_trait]
 pub trait JobHandler: Send + Sync {
     async fn handle(&self, job: &IngestJob, delivery: Delivery) -> JobOutcome;
+    /// A job whose message ran out of receives without settling its
+    /// document (its worker was killed or timed out on the last one):
+    /// the document is made FAILED with its last error, once no live
+    /// lease is on it. `Done` once that is so, `Busy` while a worker
+    /// still holds it.
+    async fn dead_letter(&self, job: &IngestJob) -> JobOutcome;
+}
+
+/// Makes a received message visible again after `delay` rather than after
+/// the queue's whole visibility timeout (SQS's `ChangeMessageVisibility`),
+/// so a retry's backoff and a busy document's lease decide when it
+/// returns.
+#[async_trait]
+pub trait Redelivery: Send + Sync {
+    async fn redeliver_after(&self, receipt: &str, delay: Duration) -> Result<(), StoreError>;
 }
 
 #[cfg(test)]

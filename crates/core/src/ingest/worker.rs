@@ -279,6 +279,7 @@ impl Ingestor {
                     }
                     JobOutcome::Retry { reason } if receive_count >= MAX_RECEIVES => {
                         tracing::error!(tenant = %job.tenant, id = %job.document_id, reason, "ingestion gave up after its last attempt");
+                        ingestor.dead_letter(&job).await;
                         return;
                     }
                     JobOutcome::Retry { .. } => {
@@ -363,5 +364,86 @@ impl JobHandler for Ingestor {
                 }
             }
         }
+    }
+
+    /// Takes the document's lease as any worker would, so a worker still
+    /// indexing it is never overruled, then removes what a killed worker
+    /// may have written and fails the document with its last error.
+    async fn dead_letter(&self, job: &IngestJob) -> JobOutcome {
+        let (tenant, id) = (&job.tenant, job.document_id);
+        let metadata = &self.stores().metadata;
+        let owner = format!("dead-letter-{}", Uuid::new_v4());
+        let lease = self.settings.lease;
+        let document = match metadata
+            .lease(tenant, id, &Lease::for_next(&owner, lease))
+            .await
+        {
+            Ok(document) => document,
+            Err(StoreError::Conflict(_)) => {
+                return match metadata.get(tenant, id).await {
+                    Ok(Some(doc)) if doc.status == DocumentStatus::Processing => JobOutcome::Busy {
+                        until: Utc::now() + chrono::Duration::from_std(lease).unwrap_or_default(),
+                    },
+                    Ok(_) => JobOutcome::Done,
+                    Err(e) => JobOutcome::Retry {
+                        reason: e.to_string(),
+                    },
+                };
+            }
+            Err(StoreError::NotFound { .. }) => return JobOutcome::Done,
+            Err(e) => {
+                return JobOutcome::Retry {
+                    reason: e.to_string(),
+                };
+            }
+        };
+        self.catalog.remove_index_entries(tenant, id).await;
+        let reason = dead_letter_reason(document.error.as_deref());
+        tracing::error!(%tenant, %id, reason, "the document's message ran out of deliveries");
+        let update = StatusUpdate {
+            error: Some(reason),
+            ..StatusUpdate::default()
+        };
+        match metadata
+            .release(tenant, id, &owner, DocumentStatus::Failed, update)
+            .await
+        {
+            Ok(_) | Err(StoreError::NotFound { .. } | StoreError::Conflict(_)) => JobOutcome::Done,
+            Err(e) => JobOutcome::Retry {
+                reason: e.to_string(),
+            },
+        }
+    }
+}
+
+/// What a dead-lettered document records: its last attempt's error without
+/// the promise of another attempt, or, when no attempt recorded one, that
+/// its worker stopped (killed, or past the function's timeout).
+fn dead_letter_reason(last_error: Option<&str>) -> String {
+    let last = last_error.map(|e| match e.split_once(" and will be retried: ") {
+        Some((_, cause)) => cause,
+        None => e,
+    });
+    match last {
+        Some(cause) => format!("gave up after {MAX_RECEIVES} deliveries: {cause}"),
+        None => format!(
+            "gave up after {MAX_RECEIVES} deliveries: the worker stopped before finishing (killed, or past its time limit)"
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_letter_keeps_the_last_cause_without_the_retry_promise() {
+        assert_eq!(
+            dead_letter_reason(Some(
+                "attempt 2 of 3 failed and will be retried: embedding throttled"
+            )),
+            "gave up after 3 deliveries: embedding throttled"
+        );
+        assert!(dead_letter_reason(None).contains("worker stopped"));
     }
 }

@@ -126,6 +126,10 @@ impl JobHandler for Recording {
         self.seen.lock().unwrap().push((job.clone(), delivery));
         JobOutcome::Done
     }
+
+    async fn dead_letter(&self, _job: &IngestJob) -> JobOutcome {
+        JobOutcome::Done
+    }
 }
 
 /// Starts `workers` workers on a handler that finishes every job.

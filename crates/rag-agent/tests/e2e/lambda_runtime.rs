@@ -18,11 +18,11 @@ use serde_json::{Value, json};
 use crate::support::*;
 
 #[derive(Default)]
-struct RuntimeApi {
-    events: Mutex<VecDeque<(String, Value)>>,
+pub(crate) struct RuntimeApi {
+    pub(crate) events: Mutex<VecDeque<(String, Value)>>,
     /// Request id, response headers, body.
-    responses: Mutex<Vec<(String, HeaderMap, Bytes)>>,
-    errors: Mutex<Vec<String>>,
+    pub(crate) responses: Mutex<Vec<(String, HeaderMap, Bytes)>>,
+    pub(crate) errors: Mutex<Vec<String>>,
 }
 
 async fn next(State(api): State<Arc<RuntimeApi>>) -> Response {
@@ -65,7 +65,7 @@ async fn error(State(api): State<Arc<RuntimeApi>>, body: Bytes) -> StatusCode {
     StatusCode::ACCEPTED
 }
 
-async fn start_runtime_api() -> (Arc<RuntimeApi>, String) {
+pub(crate) async fn start_runtime_api() -> (Arc<RuntimeApi>, String) {
     let api = Arc::new(RuntimeApi::default());
     let app = Router::new()
         .route("/2018-06-01/runtime/invocation/next", get(next))
@@ -83,7 +83,12 @@ async fn start_runtime_api() -> (Arc<RuntimeApi>, String) {
 }
 
 /// An API Gateway event, with the key as a bearer token when given.
-fn rest_event(method: &str, path: &str, body: Option<Value>, key: Option<&str>) -> Value {
+pub(crate) fn rest_event(
+    method: &str,
+    path: &str,
+    body: Option<Value>,
+    key: Option<&str>,
+) -> Value {
     let mut headers = json!({"Host": "abc.execute-api.us-east-1.amazonaws.com", "Content-Type": "application/json"});
     if let Some(key) = key {
         headers["Authorization"] = json!(format!("Bearer {key}"));
@@ -123,7 +128,11 @@ fn url_event(method: &str, path: &str, body: Value, key: &str) -> Value {
 }
 
 /// Starts the binary as Lambda would (no arguments) on the AWS stack.
-fn start_function(stack: &Stack, runtime_api: &str, streaming: bool) -> std::process::Child {
+pub(crate) fn start_function(
+    stack: &Stack,
+    runtime_api: &str,
+    streaming: bool,
+) -> std::process::Child {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rag-agent"));
     command
         .env("AWS_LAMBDA_RUNTIME_API", runtime_api)
@@ -146,7 +155,7 @@ fn start_function(stack: &Stack, runtime_api: &str, streaming: bool) -> std::pro
 }
 
 /// `rag-agent keys create --json` on the stack's metadata store.
-fn make_key(stack: &Stack, tenant: &str, role: &str) -> String {
+pub(crate) fn make_key(stack: &Stack, tenant: &str, role: &str) -> String {
     let mut command = Command::new(env!("CARGO_BIN_EXE_rag-agent"));
     command
         .args([
@@ -164,7 +173,7 @@ fn make_key(stack: &Stack, tenant: &str, role: &str) -> String {
     made["key"].as_str().expect("a key").to_string()
 }
 
-async fn wait_for_responses(api: &RuntimeApi, count: usize) {
+pub(crate) async fn wait_for_responses(api: &RuntimeApi, count: usize) {
     let started = Instant::now();
     while api.responses.lock().unwrap().len() < count {
         assert!(

@@ -16,6 +16,7 @@ mod lambda_runtime;
 mod openapi_conformance;
 mod recovery;
 mod rust_book;
+mod sqs_worker;
 mod startup_config;
 mod ui;
 mod usage;

@@ -34,6 +34,20 @@ type Expected<'a> = &'a [&'a str];
 fn impossible_combinations_name_the_variable() {
     let cases: &[(Env, Expected)] = &[
         (
+            &[(
+                "INGEST_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/q",
+            )],
+            &["INGEST_QUEUE_URL", "ingest-queue.sqlite3"],
+        ),
+        (
+            &[(
+                "INGEST_DEAD_LETTER_QUEUE_URL",
+                "https://sqs.us-east-1.amazonaws.com/1/dlq",
+            )],
+            &["INGEST_DEAD_LETTER_QUEUE_URL needs INGEST_QUEUE_URL"],
+        ),
+        (
             &[("METADATA_BACKEND", "dynamodb")],
             &["DYNAMODB_TABLE_NAME"],
         ),
