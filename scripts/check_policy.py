@@ -2,7 +2,8 @@
 
 The policy lives in infra/ as a standalone document for teams that deploy
 with other tooling (the container image, Terraform); the SAM template
-inlines the same statements because CloudFormation cannot read local files.
+holds the same statements (its RuntimePolicy) because CloudFormation cannot
+read local files.
 """
 
 import json
@@ -20,12 +21,12 @@ def main() -> int:
         for error in errors:
             print(error, file=sys.stderr)
         return 1
-    role = template["Resources"]["FunctionRole"]["Properties"]
-    inline = json.loads(json.dumps(role["Policies"][0]["PolicyDocument"]))
+    policy = template["Resources"]["RuntimePolicy"]["Properties"]
+    inline = json.loads(json.dumps(policy["PolicyDocument"]))
     standalone = json.loads((ROOT / "infra/policies/rag-agent-runtime.json").read_text())
     standalone.pop("_comment", None)
     if inline != standalone:
-        print("template.yaml FunctionRole policy differs from infra/policies/rag-agent-runtime.json", file=sys.stderr)
+        print("template.yaml RuntimePolicy differs from infra/policies/rag-agent-runtime.json", file=sys.stderr)
         return 1
     print("runtime policy: template.yaml matches infra/policies/rag-agent-runtime.json")
     return 0
