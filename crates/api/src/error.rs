@@ -7,7 +7,7 @@
 use axum::Json;
 use axum::extract::multipart::MultipartError;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rag_core::{EmbedError, FetchError, ModelError, ParseError, RagError, StoreError};
@@ -70,6 +70,19 @@ impl From<JsonRejection> for ApiError {
                 ApiError::PayloadTooLarge
             }
             other => ApiError::MalformedJson(other.body_text()),
+        }
+    }
+}
+
+impl From<BytesRejection> for ApiError {
+    fn from(rejection: BytesRejection) -> Self {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge
+        } else {
+            ApiError::InvalidBody(format!(
+                "the body could not be read: {}",
+                rejection.body_text()
+            ))
         }
     }
 }

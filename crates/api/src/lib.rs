@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{delete, get, post, put};
 use rag_core::RagService;
 use rag_core::ratelimit::RateLimiter;
 use tower_http::trace::TraceLayer;
@@ -83,6 +83,8 @@ pub fn app(state: AppState) -> Router {
         .route("/documents", get(routes::documents::list))
         .route("/documents/ingest", post(routes::documents::ingest))
         .route("/documents/upload", post(routes::documents::upload))
+        .route("/documents/uploads", post(routes::uploads::declare))
+        .route("/documents/uploads/{id}", put(routes::uploads::receive))
         .route(
             "/documents/{id}",
             get(routes::documents::get).delete(routes::documents::delete),

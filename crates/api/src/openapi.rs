@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 use crate::AppState;
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{answer, documents, health, keys, me, tools, usage};
+use crate::routes::{answer, documents, health, keys, me, tools, uploads, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -18,6 +18,7 @@ use crate::routes::{answer, documents, health, keys, me, tools, usage};
         health::health, me::me,
         answer::query, answer::chat, answer::chat_stream, answer::conversation,
         documents::list, documents::ingest, documents::upload, documents::get, documents::delete,
+        uploads::declare, uploads::receive,
         tools::list,
         keys::create, keys::list, keys::revoke,
         usage::usage, usage::get_settings, usage::put_settings,
@@ -46,7 +47,11 @@ pub struct ApiDoc;
 
 /// The document as this deployment serves it; see [`document`].
 pub async fn openapi_json(State(state): State<AppState>) -> Json<Value> {
-    Json(document(state.service.runs_agent()))
+    let mut doc = document(state.service.runs_agent());
+    // A declared upload may be as large as this deployment takes.
+    doc["components"]["schemas"]["UploadDeclaration"]["properties"]["size"]["maximum"] =
+        json!(state.service.ingestor().max_upload_bytes());
+    Json(doc)
 }
 
 /// The generated document, completed with what annotations cannot say:
@@ -69,9 +74,11 @@ pub fn document(has_agent: bool) -> Value {
     }
     describe_security(&mut doc);
     describe_upload_form(&mut doc["paths"]["/documents/upload"]["post"]);
-    let metadata = &mut doc["components"]["schemas"]["IngestRequest"]["properties"]["metadata"];
-    metadata["maxProperties"] = json!(32);
-    metadata["propertyNames"] = json!({"minLength": 1, "maxLength": 64});
+    for request in ["IngestRequest", "UploadDeclaration"] {
+        let metadata = &mut doc["components"]["schemas"][request]["properties"]["metadata"];
+        metadata["maxProperties"] = json!(32);
+        metadata["propertyNames"] = json!({"minLength": 1, "maxLength": 64});
+    }
     describe_event_stream(&mut doc["paths"]["/chat/stream"]["post"]["responses"]["200"]);
     let fields_not_taken: &[&str] = if has_agent {
         &["top_k", "mode", "document_ids"]

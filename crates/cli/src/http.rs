@@ -18,6 +18,9 @@ use crate::CliError;
 pub struct ApiClient {
     base: Url,
     http: reqwest::Client,
+    /// Without the API's headers: a presigned URL is its own credential,
+    /// and S3 refuses a request that carries a second one.
+    bare: reqwest::Client,
 }
 
 impl ApiClient {
@@ -48,13 +51,25 @@ impl ApiClient {
                 .map_err(|e| CliError::Usage(format!("--header {header:?}: {e}")))?;
             map.append(name, value);
         }
-        let http = reqwest::Client::builder()
+        let builder = || {
+            reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(10))
+                .user_agent(concat!("rag-agent-cli/", env!("CARGO_PKG_VERSION")))
+        };
+        let http = builder()
             .default_headers(map)
-            .connect_timeout(Duration::from_secs(10))
-            .user_agent(concat!("rag-agent-cli/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| CliError::Usage(format!("building the HTTP client: {e}")))?;
-        Ok(Self { base, http })
+        let bare = builder()
+            .build()
+            .map_err(|e| CliError::Usage(format!("building the HTTP client: {e}")))?;
+        Ok(Self { base, http, bare })
+    }
+
+    /// A request to a URL the API handed out (an upload URL), sent
+    /// without the API's credentials.
+    pub fn request_to(&self, method: Method, url: &str) -> RequestBuilder {
+        self.bare.request(method, url)
     }
 
     pub fn base(&self) -> &Url {

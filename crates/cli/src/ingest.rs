@@ -13,6 +13,7 @@ use reqwest::Method;
 use reqwest::multipart::{Form, Part};
 use serde_json::{Value, json};
 
+use crate::direct_upload;
 use crate::output::{self, dim};
 use crate::{ApiClient, CliError};
 
@@ -26,7 +27,9 @@ Directories are walked recursively; hidden files and folders are skipped.
 Without --include, .txt .md .markdown .html .htm .pdf .docx .pptx .xlsx
 .xls .ods .csv and .tsv files are taken.
 Globs match the path relative to the directory given (`*` crosses folders
-unless you write `dir/*`). The exit code is 1 when any document failed.";
+unless you write `dir/*`). Files over 5 MB go by direct upload (declared,
+then PUT to the URL the server gives: S3 itself on AWS), past the API's
+request size limit. The exit code is 1 when any document failed.";
 
 /// File types ingested from directories when no `--include` is given.
 const DEFAULT_INCLUDE: &[&str] = &[
@@ -97,6 +100,8 @@ struct Outcome {
     bytes: u64,
     error: Option<String>,
     elapsed: Duration,
+    /// How it reached the server: `form`, `direct_upload` or `url`.
+    via: &'static str,
 }
 
 pub async fn run(client: &ApiClient, args: &IngestArgs, json: bool) -> Result<(), CliError> {
@@ -114,7 +119,7 @@ pub async fn run(client: &ApiClient, args: &IngestArgs, json: bool) -> Result<()
     let mut results = futures::stream::iter(
         inputs
             .into_iter()
-            .map(|input| ingest_one(client, args, input)),
+            .map(|input| ingest_one(client, args, input, &progress)),
     )
     .buffer_unordered(usize::from(args.concurrency));
     while let Some(outcome) = results.next().await {
@@ -182,7 +187,7 @@ fn report(outcomes: &[Outcome], elapsed: Duration, bytes: u64, json: bool) {
             .map(|o| {
                 json!({
                     "input": o.input, "document_id": o.document_id, "status": o.status,
-                    "duplicate": o.duplicate, "chunks": o.chunks, "bytes": o.bytes,
+                    "duplicate": o.duplicate, "chunks": o.chunks, "bytes": o.bytes, "via": o.via,
                     "error": o.error, "elapsed_ms": o.elapsed.as_millis() as u64,
                 })
             })
@@ -241,12 +246,23 @@ fn report(outcomes: &[Outcome], elapsed: Duration, bytes: u64, json: bool) {
     );
 }
 
-async fn ingest_one(client: &ApiClient, args: &IngestArgs, input: Input) -> Outcome {
+async fn ingest_one(
+    client: &ApiClient,
+    args: &IngestArgs,
+    input: Input,
+    progress: &ProgressBar,
+) -> Outcome {
     let started = Instant::now();
     let label = input.label().to_string();
+    let mut via = "url";
     let result = match &input {
         Input::Url(url) => ingest_url(client, args, url).await,
-        Input::File { path, label } => upload(client, args, path, label).await,
+        Input::File { path, label } => {
+            let large = std::fs::metadata(path)
+                .is_ok_and(|m| m.len() > direct_upload::DIRECT_UPLOAD_ABOVE_BYTES);
+            via = if large { "direct_upload" } else { "form" };
+            upload(client, args, path, label, progress).await
+        }
     };
     match result {
         Ok((response, bytes)) => {
@@ -270,6 +286,7 @@ async fn ingest_one(client: &ApiClient, args: &IngestArgs, input: Input) -> Outc
                 bytes: bytes.unwrap_or_else(|| document["size_bytes"].as_u64().unwrap_or(0)),
                 error,
                 elapsed: started.elapsed(),
+                via,
             }
         }
         Err(e) => Outcome {
@@ -284,6 +301,7 @@ async fn ingest_one(client: &ApiClient, args: &IngestArgs, input: Input) -> Outc
                 other => other.to_string(),
             }),
             elapsed: started.elapsed(),
+            via,
         },
     }
 }
@@ -308,16 +326,33 @@ async fn upload(
     args: &IngestArgs,
     path: &Path,
     label: &str,
+    progress: &ProgressBar,
 ) -> Result<(Value, Option<u64>), CliError> {
-    let bytes = tokio::fs::read(path).await.map_err(|source| CliError::Io {
+    let io = |source| CliError::Io {
         context: format!("reading {}", path.display()),
         source,
-    })?;
-    let size = bytes.len() as u64;
+    };
     let file_name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| label.to_string());
+    let size = tokio::fs::metadata(path).await.map_err(io)?.len();
+    if size > direct_upload::DIRECT_UPLOAD_ABOVE_BYTES {
+        let file = direct_upload::Declared {
+            path,
+            filename: file_name,
+            content_type: content_type(path),
+            source: label,
+            new_version: args.new_version,
+            chunk_size: args.chunk_size,
+            chunk_overlap: args.chunk_overlap,
+        };
+        return Ok((
+            direct_upload::upload(client, file, progress).await?,
+            Some(size),
+        ));
+    }
+    let bytes = tokio::fs::read(path).await.map_err(io)?;
     let part = Part::bytes(bytes)
         .file_name(file_name)
         .mime_str(content_type(path))

@@ -24,6 +24,7 @@ macro_rules! out {
 
 mod chat;
 mod commands;
+mod direct_upload;
 pub mod eval;
 mod http;
 mod ingest;

@@ -157,6 +157,32 @@ pub trait DocumentStore: Send + Sync {
     fn backend_name(&self) -> &'static str;
 }
 
+/// A request a client sends itself, straight to storage: a presigned PUT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PresignedPut {
+    pub url: String,
+    /// Headers the request must carry exactly as given (they are part of
+    /// the signature).
+    pub headers: std::collections::BTreeMap<String, String>,
+}
+
+/// Signs uploads into a document store so that a client sends large files
+/// to storage directly, past the API's request size limit.
+#[async_trait]
+pub trait UploadSigner: Send + Sync {
+    /// A PUT of exactly `size` bytes of `content_type` to `key` in the
+    /// tenant's place of the store, valid for `valid_for`; size and type
+    /// are bound into the signature, so no other body is accepted.
+    async fn presign_put(
+        &self,
+        tenant: &Tenant,
+        key: &str,
+        size: u64,
+        content_type: &str,
+        valid_for: std::time::Duration,
+    ) -> Result<PresignedPut, StoreError>;
+}
+
 /// The fields a status transition writes besides the status itself.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct StatusUpdate {

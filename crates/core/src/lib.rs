@@ -41,7 +41,7 @@ pub mod usage;
 pub use agent::{Agent, AgentSettings};
 pub use backend::{
     ConversationStore, DocumentStore, Embedder, EmbedderState, Lease, LexicalIndex, ListQuery,
-    MetadataStore, StatusUpdate, StoredMessage, VectorStore,
+    MetadataStore, PresignedPut, StatusUpdate, StoredMessage, UploadSigner, VectorStore,
 };
 pub use catalog::{Catalog, Stores};
 pub use chat::ChatModel;

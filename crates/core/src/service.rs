@@ -33,6 +33,8 @@ pub struct ServiceSettings {
     pub search_mode: SearchMode,
     pub chunking: ChunkingOptions,
     pub max_document_bytes: u64,
+    /// The largest file a direct upload may declare.
+    pub max_upload_bytes: u64,
     /// Documents chunked and embedded at once in the background.
     pub ingest_concurrency: usize,
     /// Earlier messages of a conversation sent with each new turn.
@@ -61,6 +63,7 @@ impl Default for ServiceSettings {
             search_mode: search.mode,
             chunking: ingest.chunking,
             max_document_bytes: ingest.max_document_bytes,
+            max_upload_bytes: ingest.max_upload_bytes,
             ingest_concurrency: ingest.concurrency,
             history_messages: 20,
             max_answer_tokens: 1024,
@@ -144,6 +147,7 @@ impl RagService {
                 concurrency: settings.ingest_concurrency,
                 max_chunks_per_document: settings.max_chunks_per_document,
                 lease: settings.ingest_lease,
+                max_upload_bytes: settings.max_upload_bytes,
             },
             Some(usage.clone()),
         );
@@ -211,6 +215,14 @@ impl RagService {
     pub fn with_ingest_queue(&self, queue: Arc<dyn IngestQueue>) -> Arc<Self> {
         Arc::new(Self {
             ingestor: self.ingestor.with_queue(queue),
+            ..self.clone()
+        })
+    }
+
+    /// The same deployment, taking direct uploads into `uploads`.
+    pub fn with_uploads(&self, uploads: crate::ingest::Uploads) -> Arc<Self> {
+        Arc::new(Self {
+            ingestor: self.ingestor.with_uploads(uploads),
             ..self.clone()
         })
     }

@@ -1,7 +1,10 @@
 //! SQS events for the ingest worker: each record is one job, handed to
 //! the job handler with its receive count, and the ones that did not
 //! finish are reported back as `batchItemFailures`, so SQS deletes the
-//! rest of the batch and delivers only those again. Records from the
+//! rest of the batch and delivers only those again. A record is either a
+//! job the API function sent, or an S3 event notification for objects
+//! created under the upload prefix (direct uploads), each of which names
+//! its tenant and promised document in its key. Records from the
 //! dead-letter queue are jobs that ran out of receives; the handler fails
 //! their documents.
 
@@ -12,7 +15,7 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use chrono::Utc;
 use futures::future::join_all;
 use rag_core::ingest::queue::{
-    Delivery, IngestJob, JobHandler, JobOutcome, MAX_RECEIVES, Redelivery,
+    Delivery, IngestJob, JobHandler, JobOutcome, MAX_RECEIVES, Redelivery, upload_job_of_key,
 };
 use rag_core::ingest::retry_delay;
 use serde_json::Value;
@@ -33,6 +36,57 @@ pub struct IngestWorker {
     /// visibility timeout, which is six times the function's.
     pub redelivery: Arc<dyn Redelivery>,
     pub queues: QueueNames,
+    /// The key prefix direct uploads land under in the bucket whose
+    /// `ObjectCreated` notifications reach the ingest queue; without one,
+    /// S3 events are not expected.
+    pub uploads_prefix: Option<String>,
+}
+
+/// What one record's body asks for.
+#[derive(Debug, PartialEq)]
+enum Work {
+    /// A job the API function queued.
+    Job(IngestJob),
+    /// Direct uploads that arrived (an S3 event; S3's test event names
+    /// none).
+    Uploads(Vec<IngestJob>),
+}
+
+/// Reads a record's body: a job, or an S3 event notification.
+fn work_of(body: &str, uploads_prefix: Option<&str>) -> Result<Work, String> {
+    if let Ok(job) = IngestJob::from_body(body) {
+        return Ok(Work::Job(job));
+    }
+    let event: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
+    if event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
+        return Ok(Work::Uploads(Vec::new()));
+    }
+    let records = event
+        .get("Records")
+        .and_then(Value::as_array)
+        .filter(|records| {
+            records
+                .iter()
+                .all(|r| r.get("eventSource").and_then(Value::as_str) == Some("aws:s3"))
+        })
+        .ok_or("neither an ingest job nor an S3 event notification")?;
+    let prefix = uploads_prefix.ok_or("an S3 event, but this function takes no uploads")?;
+    let mut jobs = Vec::new();
+    for record in records {
+        let created = record
+            .get("eventName")
+            .and_then(Value::as_str)
+            .is_some_and(|name| name.starts_with("ObjectCreated:"));
+        let key = record
+            .pointer("/s3/object/key")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        match upload_job_of_key(prefix, key) {
+            Some(job) if created => jobs.push(job),
+            _ => tracing::info!(key, "an S3 event that names no upload; ignored"),
+        }
+    }
+    Ok(Work::Uploads(jobs))
 }
 
 /// Whether an event is an SQS batch, told before any HTTP parsing: an
@@ -75,8 +129,8 @@ impl IngestWorker {
         let source = record.event_source_arn.as_deref().unwrap_or_default();
         let queue = source_queue(source);
         let body = record.body.as_deref().unwrap_or_default();
-        let job = match IngestJob::from_body(body) {
-            Ok(job) => job,
+        let work = match work_of(body, self.uploads_prefix.as_deref()) {
+            Ok(work) => work,
             Err(e) => {
                 // Reported as failed, it reaches the dead-letter queue after
                 // its last receive, where it can be looked at.
@@ -84,14 +138,22 @@ impl IngestWorker {
                 return self.queues.dead_letter.as_deref() == Some(queue);
             }
         };
+        let jobs = match &work {
+            Work::Job(job) => std::slice::from_ref(job),
+            Work::Uploads(jobs) => jobs.as_slice(),
+        };
         if self.queues.dead_letter.as_deref() == Some(queue) {
-            return match self.handler.dead_letter(&job).await {
-                JobOutcome::Done => true,
-                outcome => {
-                    tracing::warn!(message_id, tenant = %job.tenant, id = %job.document_id, ?outcome, "a dead letter will be looked at again");
-                    false
+            let mut finished = true;
+            for job in jobs {
+                match self.handler.dead_letter(job).await {
+                    JobOutcome::Done => {}
+                    outcome => {
+                        tracing::warn!(message_id, tenant = %job.tenant, id = %job.document_id, ?outcome, "a dead letter will be looked at again");
+                        finished = false;
+                    }
                 }
-            };
+            }
+            return finished;
         }
         if queue != self.queues.ingest {
             tracing::error!(
@@ -110,10 +172,37 @@ impl IngestWorker {
             receive_count,
             max_receives: MAX_RECEIVES,
         };
-        let delay = match self.handler.handle(&job, delivery).await {
+        let outcome = match &work {
+            Work::Job(job) => self.handler.handle(job, delivery).await,
+            Work::Uploads(jobs) => {
+                // S3 puts one object in each event; should one hold more,
+                // the message is done once all of them are.
+                let mut outcome = JobOutcome::Done;
+                for job in jobs {
+                    let this = self.handler.handle_upload(job, delivery).await;
+                    if outcome == JobOutcome::Done {
+                        outcome = this;
+                    }
+                }
+                outcome
+            }
+        };
+        let job = jobs.first();
+        let (tenant, id) = (
+            job.map(|j| j.tenant.to_string()).unwrap_or_default(),
+            job.map(|j| j.document_id.to_string()).unwrap_or_default(),
+        );
+        let delay = match outcome {
             JobOutcome::Done => return true,
             JobOutcome::Retry { reason } => {
-                tracing::warn!(message_id, tenant = %job.tenant, id = %job.document_id, receive_count, reason, "the job will be delivered again");
+                tracing::warn!(
+                    message_id,
+                    tenant,
+                    id,
+                    receive_count,
+                    reason,
+                    "the job will be delivered again"
+                );
                 retry_delay(receive_count)
             }
             JobOutcome::Busy { until } => (until - Utc::now())
@@ -137,4 +226,43 @@ impl IngestWorker {
 /// The queue's name in an `eventSourceARN`.
 fn source_queue(arn: &str) -> &str {
     arn.rsplit(':').next().unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_body_is_a_job_an_upload_event_or_neither() {
+        let id = uuid::Uuid::new_v4();
+        let job = IngestJob {
+            tenant: rag_core::Tenant::new("team-a").unwrap(),
+            document_id: id,
+        };
+        assert_eq!(work_of(&job.body(), None), Ok(Work::Job(job.clone())));
+        let event = json!({"Records": [{
+            "eventVersion": "2.1", "eventSource": "aws:s3", "awsRegion": "eu-west-1",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "docs"}, "object": {"key": format!("uploads/team-a/{id}/object"), "size": 5}}
+        }]})
+        .to_string();
+        assert_eq!(
+            work_of(&event, Some("uploads/")),
+            Ok(Work::Uploads(vec![job.clone()]))
+        );
+        assert!(work_of(&event, None).is_err(), "uploads are not configured");
+        let removed = event.replace("ObjectCreated:Put", "ObjectRemoved:Delete");
+        assert_eq!(
+            work_of(&removed, Some("uploads/")),
+            Ok(Work::Uploads(vec![]))
+        );
+        let test_event = json!({"Service": "Amazon S3", "Event": "s3:TestEvent", "Bucket": "docs"});
+        assert_eq!(
+            work_of(&test_event.to_string(), Some("uploads/")),
+            Ok(Work::Uploads(vec![]))
+        );
+        assert!(work_of("{\"hello\": 1}", Some("uploads/")).is_err());
+        assert!(work_of("not json", Some("uploads/")).is_err());
+    }
 }

@@ -93,6 +93,16 @@ pub fn knowledge_base_tool(
 }
 
 pub fn document_store(sdk: &SdkConfig, args: &AwsArgs) -> anyhow::Result<S3DocumentStore> {
+    s3_store(sdk, args, &args.s3_documents_prefix)
+}
+
+/// Where direct uploads land until accepted: the same bucket, under
+/// S3_UPLOADS_PREFIX.
+pub fn upload_area(sdk: &SdkConfig, args: &AwsArgs) -> anyhow::Result<S3DocumentStore> {
+    s3_store(sdk, args, &args.s3_uploads_prefix)
+}
+
+fn s3_store(sdk: &SdkConfig, args: &AwsArgs, prefix: &str) -> anyhow::Result<S3DocumentStore> {
     let bucket = args
         .s3_bucket
         .clone()
@@ -105,7 +115,7 @@ pub fn document_store(sdk: &SdkConfig, args: &AwsArgs) -> anyhow::Result<S3Docum
     Ok(S3DocumentStore::new(
         aws_sdk_s3::Client::from_conf(builder.build()),
         bucket,
-        &args.s3_documents_prefix,
+        prefix,
     ))
 }
 

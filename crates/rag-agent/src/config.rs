@@ -316,6 +316,12 @@ pub struct ServeArgs {
     /// Largest accepted request body and document, in bytes.
     #[arg(long, env = "RAG_AGENT_MAX_BODY_BYTES", default_value_t = 50 * 1024 * 1024)]
     pub max_body_bytes: usize,
+    /// Largest file a direct upload (`POST /documents/uploads`) may
+    /// declare, in bytes [default: 1 GiB where uploads go straight to S3
+    /// (Lambda with INGEST_QUEUE_URL), else RAG_AGENT_MAX_BODY_BYTES, the
+    /// most this server receives]
+    #[arg(long, env = "RAG_AGENT_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
     /// Documents indexed at once in the background.
     #[arg(long, env = "RAG_AGENT_INGEST_CONCURRENCY", default_value_t = 2)]
     pub ingest_concurrency: usize,
@@ -412,6 +418,11 @@ pub struct AwsArgs {
     pub s3_bucket: Option<String>,
     #[arg(long, env = "S3_DOCUMENTS_PREFIX", default_value = "documents/")]
     pub s3_documents_prefix: String,
+    /// Where direct uploads land in S3_BUCKET_NAME until accepted
+    /// (`<prefix><tenant>/<document id>/object`); the bucket's
+    /// ObjectCreated notification for this prefix feeds the ingest queue.
+    #[arg(long, env = "S3_UPLOADS_PREFIX", default_value = "uploads/")]
+    pub s3_uploads_prefix: String,
     /// The S3 Vectors bucket [default: S3_BUCKET_NAME]
     #[arg(long, env = "S3_VECTOR_BUCKET_NAME")]
     pub s3_vector_bucket: Option<String>,

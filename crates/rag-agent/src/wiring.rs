@@ -13,6 +13,7 @@ use rag_core::agent::MAX_CYCLES_LIMIT;
 use rag_core::answer::ExtractiveAnswerer;
 use rag_core::chat::ChatModel;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
+use rag_core::ingest::Uploads;
 use rag_core::jwt::{JwksSource, JwtSettings, JwtVerifier};
 use rag_core::keys::{KeyService, KeyStore};
 use rag_core::loading::LoadingEmbedder;
@@ -22,7 +23,7 @@ use rag_core::tools::{ToolRegistry, WebSearchProvider, WebSearchTool};
 use rag_core::usage::{TenantSettingsStore, UsageSettings, UsageStore};
 use rag_core::{
     ConversationStore, DocumentStore, Embedder, LexicalIndex, MetadataStore, RagService,
-    SearchMode, ServiceSettings, Stores, VectorStore,
+    SearchMode, ServiceSettings, Stores, UploadSigner, VectorStore,
 };
 use rag_local::queue::WorkerSettings;
 use rag_local::{
@@ -196,6 +197,36 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
             FileDocumentStore::open(data_dir.join("files")).context("opening the file store")?,
         ),
     };
+    // Direct uploads go straight to S3 where the bucket's notification
+    // feeds the ingest queue (Lambda with INGEST_QUEUE_URL), and to this
+    // server otherwise. Their declarations sit beside the documents, in
+    // the bucket or the data directory, so any instance can take the PUT.
+    let signed_uploads = on_lambda && aws_args.ingest_queue_url.is_some();
+    let uploads = match (aws_args.document_backend, &sdk) {
+        (DocumentBackend::S3, Some(sdk)) => {
+            let area = Arc::new(aws::upload_area(sdk, aws_args)?);
+            Uploads {
+                area: area.clone(),
+                signer: signed_uploads.then_some(area as Arc<dyn UploadSigner>),
+            }
+        }
+        _ => Uploads {
+            area: Arc::new(
+                FileDocumentStore::open(data_dir.join("uploads"))
+                    .context("opening the upload area")?,
+            ),
+            signer: None,
+        },
+    };
+    let max_upload_bytes = match (args.max_upload_bytes, signed_uploads) {
+        (Some(limit), false) if limit > args.max_body_bytes as u64 => bail!(
+            "RAG_AGENT_MAX_UPLOAD_BYTES ({limit}) is more than this server receives in one request (RAG_AGENT_MAX_BODY_BYTES, {}): uploads come to the server itself unless they go straight to S3 (under Lambda with INGEST_QUEUE_URL)",
+            args.max_body_bytes
+        ),
+        (Some(limit), _) => limit,
+        (None, true) => 1 << 30,
+        (None, false) => args.max_body_bytes as u64,
+    };
     let vectors: Arc<dyn VectorStore> = match (aws_args.vector_backend, &sdk) {
         (VectorBackend::S3vectors, Some(sdk)) => {
             Arc::new(aws::vector_store(sdk, aws_args, dimension, &mut warnings).await?)
@@ -263,6 +294,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
             None => SearchMode::Dense,
         },
         max_document_bytes: args.max_body_bytes as u64,
+        max_upload_bytes,
         ingest_concurrency: args.ingest_concurrency.max(1),
         parse: ParseLimits {
             timeout: Duration::from_secs(args.parse_timeout_secs.max(1)),
@@ -288,7 +320,8 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
     };
     // The search defaults are checked by the rules requests obey.
     let service = RagService::new(stores, embedder, chat, fetcher, settings, warnings)
-        .map_err(|e| anyhow::anyhow!("VECTOR_TOP_K or SIMILARITY_THRESHOLD: {e}"))?;
+        .map_err(|e| anyhow::anyhow!("VECTOR_TOP_K or SIMILARITY_THRESHOLD: {e}"))?
+        .with_uploads(uploads);
     let mut tools = ToolRegistry::standard(service.tool_parts());
     if let (Some(id), Some(sdk)) = (knowledge_base, &sdk) {
         tools = tools.with(Arc::new(aws::knowledge_base_tool(sdk, aws_args, id)));
@@ -331,6 +364,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
                         .as_deref()
                         .map(|url| rag_aws::queue_name(url).to_string()),
                 },
+                uploads_prefix: Some(aws_args.s3_uploads_prefix.clone()),
             };
             (service, Some(worker))
         }

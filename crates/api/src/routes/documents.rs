@@ -61,7 +61,7 @@ pub struct IngestResponse {
     pub duplicate: bool,
 }
 
-fn ingest_response(outcome: IngestOutcome) -> Response {
+pub(crate) fn ingest_response(outcome: IngestOutcome) -> Response {
     let (status, document, duplicate) = match outcome {
         IngestOutcome::Duplicate(d) => (StatusCode::OK, d, true),
         IngestOutcome::Created(d) if d.status == DocumentStatus::Pending => {

@@ -7,6 +7,7 @@ pub mod keys;
 pub mod me;
 pub mod tools;
 pub mod ui;
+pub mod uploads;
 pub mod usage;
 
 use crate::error::ApiError;

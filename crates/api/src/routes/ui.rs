@@ -12,9 +12,10 @@ const APP_CSS: &str = include_str!("../../ui/app.css");
 
 /// Only the page's own files, and the one inline script (by its hash: it
 /// fixes the base path before anything loads); the page talks only to its
-/// own origin and may not be framed.
+/// own origin, and to S3 for the presigned PUTs of direct uploads, and may
+/// not be framed.
 const CSP: &str = "default-src 'self'; script-src 'self' 'sha256-Cu7aww0rfEJ1q/+ujrqWMuGFkhKcMuyV017vlHiwkAc='; \
-    style-src 'self'; img-src 'self' data:; connect-src 'self'; \
+    style-src 'self'; img-src 'self' data:; connect-src 'self' https://*.amazonaws.com; \
     frame-ancestors 'none'; base-uri 'self'; form-action 'self'; object-src 'none'";
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -10,6 +10,7 @@
 mod limits;
 pub mod queue;
 mod steps;
+pub mod upload;
 mod worker;
 
 use std::collections::BTreeMap;
@@ -33,6 +34,7 @@ use crate::parse::{self, DocumentParser, ParsedDocument, Section};
 use crate::tenant::Tenant;
 use crate::usage::UsageMeter;
 use queue::{IngestJob, IngestQueue};
+pub use upload::{UploadDestination, UploadRequest, UploadTicket, Uploads};
 pub use worker::retry_delay;
 
 pub use limits::{
@@ -90,6 +92,9 @@ pub struct IngestSettings {
     /// How long a worker's hold on a document lasts unless renewed: how
     /// soon a document a dead worker held can be taken over.
     pub lease: std::time::Duration,
+    /// The largest file a direct upload (`POST /documents/uploads`) may
+    /// declare.
+    pub max_upload_bytes: u64,
 }
 
 /// A worker's lease unless configured otherwise.
@@ -103,6 +108,7 @@ impl Default for IngestSettings {
             concurrency: 2,
             max_chunks_per_document: DEFAULT_MAX_CHUNKS_PER_DOCUMENT,
             lease: DEFAULT_LEASE,
+            max_upload_bytes: 50 * 1024 * 1024,
         }
     }
 }
@@ -120,6 +126,8 @@ pub struct Ingestor {
     /// Where accepted documents wait for a worker; without one, a task of
     /// this process indexes each.
     queue: Option<Arc<dyn IngestQueue>>,
+    /// Where direct uploads are declared and, when signed, land.
+    uploads: Option<Uploads>,
 }
 
 impl Ingestor {
@@ -145,6 +153,7 @@ impl Ingestor {
         Arc::new(Self {
             usage,
             queue: None,
+            uploads: None,
             permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             catalog,
             embedder,
@@ -162,6 +171,19 @@ impl Ingestor {
         })
     }
 
+    /// The same ingestor, taking direct uploads into `uploads`.
+    pub fn with_uploads(&self, uploads: Uploads) -> Arc<Self> {
+        Arc::new(Self {
+            uploads: Some(uploads),
+            ..self.clone()
+        })
+    }
+
+    /// The largest file a direct upload may declare.
+    pub fn max_upload_bytes(&self) -> u64 {
+        self.settings.max_upload_bytes
+    }
+
     fn stores(&self) -> &Stores {
         self.catalog.stores()
     }
@@ -175,6 +197,17 @@ impl Ingestor {
         wait: bool,
     ) -> Result<IngestOutcome, RagError> {
         let outcome = self.accept(tenant, input).await?;
+        self.index_accepted(tenant, outcome, wait).await
+    }
+
+    /// Indexes a document `accept` made: now when `wait` is set, otherwise
+    /// through the queue.
+    async fn index_accepted(
+        self: &Arc<Self>,
+        tenant: &Tenant,
+        outcome: IngestOutcome,
+        wait: bool,
+    ) -> Result<IngestOutcome, RagError> {
         let IngestOutcome::Created(document) = outcome else {
             return Ok(outcome);
         };
@@ -233,13 +266,26 @@ impl Ingestor {
         tenant: &Tenant,
         input: IngestInput,
     ) -> Result<IngestOutcome, RagError> {
+        let limit = self.settings.max_document_bytes;
+        self.accept_as(tenant, input, Uuid::new_v4(), limit).await
+    }
+
+    /// [`Ingestor::accept`] under a given id (one promised to a direct
+    /// upload) and size limit. An id already taken is a conflict.
+    async fn accept_as(
+        &self,
+        tenant: &Tenant,
+        input: IngestInput,
+        id: Uuid,
+        max_bytes: u64,
+    ) -> Result<IngestOutcome, RagError> {
         let settings = &self.settings;
         if input.bytes.is_empty() {
             return Err(RagError::invalid("the document is empty"));
         }
-        if input.bytes.len() as u64 > settings.max_document_bytes {
+        if input.bytes.len() as u64 > max_bytes {
             return Err(RagError::PayloadTooLarge {
-                limit_bytes: settings.max_document_bytes,
+                limit_bytes: max_bytes,
             });
         }
         let chunking = input.chunking.unwrap_or(settings.chunking);
@@ -271,7 +317,6 @@ impl Ingestor {
         .await?;
 
         let now = Utc::now();
-        let id = Uuid::new_v4();
         let title = input
             .title
             .filter(|t| !t.trim().is_empty())

@@ -85,12 +85,71 @@ pub enum JobOutcome {
 #[async_trait]
 pub trait JobHandler: Send + Sync {
     async fn handle(&self, job: &IngestJob, delivery: Delivery) -> JobOutcome;
+    /// A direct upload arrived in storage (an S3 `ObjectCreated` event):
+    /// its document is accepted under the id promised to it, unless an
+    /// earlier delivery did so, then indexed as [`JobHandler::handle`]
+    /// would. An upload that cannot be accepted leaves its document
+    /// FAILED with the reason, so the client that waits on it learns why.
+    async fn handle_upload(&self, job: &IngestJob, delivery: Delivery) -> JobOutcome;
     /// A job whose message ran out of receives without settling its
     /// document (its worker was killed or timed out on the last one):
     /// the document is made FAILED with its last error, once no live
     /// lease is on it. `Done` once that is so, `Busy` while a worker
     /// still holds it.
     async fn dead_letter(&self, job: &IngestJob) -> JobOutcome;
+}
+
+/// The object key, relative to an upload area, that a direct upload's
+/// bytes are PUT to. A store that keeps a tenant's keys as
+/// `<prefix><tenant>/<key>` (S3) has them at `<prefix><tenant>/<id>/object`,
+/// which [`upload_job_of_key`] reads back.
+pub fn upload_object_key(document_id: Uuid) -> String {
+    format!("{document_id}/{UPLOAD_OBJECT}")
+}
+
+const UPLOAD_OBJECT: &str = "object";
+
+/// The job for an uploaded object's key (`<prefix><tenant>/<id>/object`,
+/// as an S3 event names it, percent-encoded); `None` for any other key,
+/// such as an upload's declaration beside it.
+pub fn upload_job_of_key(prefix: &str, encoded_key: &str) -> Option<IngestJob> {
+    let key = percent_decode(encoded_key)?;
+    let prefix = prefix.trim_matches('/');
+    let rest = if prefix.is_empty() {
+        key.as_str()
+    } else {
+        key.strip_prefix(prefix)?.strip_prefix('/')?
+    };
+    let mut parts = rest.split('/');
+    let (Some(tenant), Some(id), Some(UPLOAD_OBJECT), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    Some(IngestJob {
+        tenant: Tenant::new(tenant).ok()?,
+        document_id: Uuid::try_parse(id).ok()?,
+    })
+}
+
+/// S3 event keys are URL-encoded as in a form (`+` for a space).
+fn percent_decode(encoded: &str) -> Option<String> {
+    let bytes = encoded.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => {
+                let hex = encoded.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 2;
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Makes a received message visible again after `delay` rather than after
@@ -118,6 +177,39 @@ mod tests {
         );
         assert_eq!(IngestJob::from_body(&job.body()).unwrap(), job);
         assert!(IngestJob::from_body(r#"{"tenant":"no spaces","document_id":"x"}"#).is_err());
+    }
+
+    #[test]
+    fn an_uploaded_objects_key_names_its_tenant_and_document() {
+        let id = Uuid::new_v4();
+        let job = upload_job_of_key("uploads/", &format!("uploads/team.a/{id}/object")).unwrap();
+        assert_eq!(job.tenant.as_str(), "team.a");
+        assert_eq!(job.document_id, id);
+        // Encoded as S3 events encode keys.
+        let encoded = format!("uploads%2Fteam-a/{id}%2Fobject");
+        assert_eq!(
+            upload_job_of_key("uploads", &encoded).unwrap().document_id,
+            id
+        );
+        assert_eq!(
+            upload_job_of_key(
+                "",
+                &upload_object_key(id).replace(&id.to_string(), &format!("t/{id}"))
+            )
+            .unwrap()
+            .document_id,
+            id
+        );
+        for other in [
+            format!("uploads/team-a/{id}/declaration.json"),
+            format!("documents/team-a/{id}/object"),
+            format!("uploads/team-a/{id}/object/more"),
+            "uploads/team-a/not-an-id/object".to_string(),
+            format!("uploads/bad%20tenant/{id}/object"),
+            format!("uploads/team-a/{id}%ZZ/object"),
+        ] {
+            assert!(upload_job_of_key("uploads/", &other).is_none(), "{other}");
+        }
     }
 
     #[test]

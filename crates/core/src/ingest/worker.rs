@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use super::Ingestor;
 use super::queue::{Delivery, IngestJob, JobHandler, JobOutcome, MAX_RECEIVES};
+use super::upload::TakenUpload;
 use crate::backend::{Lease, ListQuery, StatusUpdate};
 use crate::catalog::not_found;
 use crate::domain::{Document, DocumentStatus};
@@ -43,15 +44,20 @@ enum Attempt {
 
 /// Whether another attempt could succeed where this one failed.
 fn is_transient(error: &RagError) -> bool {
-    let class = match error {
+    class_of(error) == Some(ErrorClass::Transient)
+}
+
+/// The class of a backend's or a parser's error; `None` for the caller's
+/// own mistakes.
+pub(super) fn class_of(error: &RagError) -> Option<ErrorClass> {
+    Some(match error {
         RagError::Store(e) => e.class(),
         RagError::Embed(e) => e.class(),
         RagError::Model(e) => e.class(),
         RagError::Parse(e) => e.class(),
         RagError::Fetch(e) => e.class(),
-        _ => return false,
-    };
-    class == ErrorClass::Transient
+        _ => return None,
+    })
 }
 
 /// Why indexing stopped before it finished.
@@ -366,6 +372,13 @@ impl JobHandler for Ingestor {
         }
     }
 
+    async fn handle_upload(&self, job: &IngestJob, delivery: Delivery) -> JobOutcome {
+        match self.take_upload(job, delivery).await {
+            TakenUpload::Accepted => self.handle(job, delivery).await,
+            TakenUpload::Finished(outcome) => outcome,
+        }
+    }
+
     /// Takes the document's lease as any worker would, so a worker still
     /// indexing it is never overruled, then removes what a killed worker
     /// may have written and fails the document with its last error.
@@ -390,7 +403,19 @@ impl JobHandler for Ingestor {
                     },
                 };
             }
-            Err(StoreError::NotFound { .. }) => return JobOutcome::Done,
+            Err(StoreError::NotFound { .. }) => {
+                // An upload that was never accepted has no document yet;
+                // whoever waits on the id it was promised learns it failed.
+                let reason = format!(
+                    "gave up after {MAX_RECEIVES} deliveries: the upload could not be accepted"
+                );
+                return match self.fail_abandoned_upload(tenant, id, reason).await {
+                    Some(Err(e)) => JobOutcome::Retry {
+                        reason: e.to_string(),
+                    },
+                    Some(Ok(())) | None => JobOutcome::Done,
+                };
+            }
             Err(e) => {
                 return JobOutcome::Retry {
                     reason: e.to_string(),

@@ -127,6 +127,10 @@ impl JobHandler for Recording {
         JobOutcome::Done
     }
 
+    async fn handle_upload(&self, job: &IngestJob, delivery: Delivery) -> JobOutcome {
+        self.handle(job, delivery).await
+    }
+
     async fn dead_letter(&self, _job: &IngestJob) -> JobOutcome {
         JobOutcome::Done
     }

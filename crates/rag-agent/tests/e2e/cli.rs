@@ -409,3 +409,25 @@ fn cli_get(base: &str, path: &str) -> Value {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(get_json(&format!("{base}{path}"))).1
 }
+
+#[test]
+fn a_file_over_five_megabytes_goes_by_direct_upload() {
+    let data = tempfile::tempdir().unwrap();
+    // With keys: the declaration carries the key, the PUT only its token.
+    let stack = Stack::embedded();
+    let key = crate::auth::make_key(&stack, data.path(), "default", "writer");
+    let server = Server::start(data.path(), &stack, &[("RAG_AGENT_AUTH", "api_key")]);
+    let files = tempfile::tempdir().unwrap();
+    let big = files.path().join("pump-manual.pdf");
+    std::fs::write(&big, crate::direct_uploads::make_pdf(4, 6 << 20)).unwrap();
+    let mut command = cli(&server.url);
+    command.env("RAG_AGENT_API_KEY", &key);
+    let ingested = run(command, &["ingest", big.to_str().unwrap(), "--json"], "");
+    assert_eq!(ingested.code, 0, "{}\n{}", ingested.stdout, ingested.stderr);
+    let report = ingested.json();
+    let document = &report["documents"][0];
+    assert_eq!(document["status"], "INDEXED", "{report}");
+    assert_eq!(document["chunks"], 4);
+    assert!(document["bytes"].as_u64().unwrap() > 5 << 20);
+    assert_eq!(document["via"], "direct_upload", "{report}");
+}

@@ -10,6 +10,7 @@ mod agent;
 mod auth;
 mod bad_input;
 mod cli;
+mod direct_uploads;
 mod formats;
 mod hostile;
 mod lambda_runtime;

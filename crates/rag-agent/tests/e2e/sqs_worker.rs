@@ -93,6 +93,20 @@ async fn create_queues(moto_url: &str) -> Queues {
     }
 }
 
+/// The functions of the stack use the two queues, as the template's do.
+fn use_queues(aws: &mut AwsStack, queues: &Queues) {
+    for (name, value) in [
+        ("INGEST_QUEUE_URL", queues.url.clone()),
+        (
+            "INGEST_DEAD_LETTER_QUEUE_URL",
+            queues.dead_letter_url.clone(),
+        ),
+        ("AWS_ENDPOINT_URL_SQS", aws.moto.url.clone()),
+    ] {
+        aws.extra_env.push((name.to_string(), value));
+    }
+}
+
 /// What the event source mapping receives: up to ten messages, waiting up
 /// to `wait` for the first.
 async fn receive(
@@ -244,16 +258,7 @@ async fn the_sqs_worker_indexes_once_reports_failures_and_fails_dead_letters_aws
         unreachable!()
     };
     let queues = create_queues(&aws.moto.url).await;
-    for (name, value) in [
-        ("INGEST_QUEUE_URL", queues.url.clone()),
-        (
-            "INGEST_DEAD_LETTER_QUEUE_URL",
-            queues.dead_letter_url.clone(),
-        ),
-        ("AWS_ENDPOINT_URL_SQS", aws.moto.url.clone()),
-    ] {
-        aws.extra_env.push((name.to_string(), value));
-    }
+    use_queues(aws, &queues);
     let Stack::Aws(aws) = &stack else {
         unreachable!()
     };
@@ -417,6 +422,153 @@ async fn the_sqs_worker_indexes_once_reports_failures_and_fails_dead_letters_aws
     assert_eq!(
         aws.emulator.vector_count(&aws.vector_bucket, &aws.index) as u64,
         chunks
+    );
+
+    for child in [&mut api_function, &mut worker_function] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// The template's notification: objects created under `uploads/` whose
+/// key ends in `/object` are sent to the ingest queue.
+async fn notify_uploads(s3: &aws_sdk_s3::Client, bucket: &str, queue_arn: &str) {
+    use aws_sdk_s3::types::{
+        Event, FilterRule, FilterRuleName, NotificationConfiguration,
+        NotificationConfigurationFilter, QueueConfiguration, S3KeyFilter,
+    };
+    let rule =
+        |name: FilterRuleName, value: &str| FilterRule::builder().name(name).value(value).build();
+    let filter = NotificationConfigurationFilter::builder()
+        .key(
+            S3KeyFilter::builder()
+                .filter_rules(rule(FilterRuleName::Prefix, "uploads/"))
+                .filter_rules(rule(FilterRuleName::Suffix, "/object"))
+                .build(),
+        )
+        .build();
+    s3.put_bucket_notification_configuration()
+        .bucket(bucket)
+        .notification_configuration(
+            NotificationConfiguration::builder()
+                .queue_configurations(
+                    QueueConfiguration::builder()
+                        .queue_arn(queue_arn)
+                        .events(Event::from("s3:ObjectCreated:*"))
+                        .filter(filter)
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presigned_upload_reaches_the_worker_through_the_buckets_notification_aws() {
+    let mut stack = Stack::aws().await;
+    let Stack::Aws(aws) = &mut stack else {
+        unreachable!()
+    };
+    let queues = create_queues(&aws.moto.url).await;
+    use_queues(aws, &queues);
+    let Stack::Aws(aws) = &stack else {
+        unreachable!()
+    };
+    let (s3, _) = aws_client_config(&aws.moto.url);
+    notify_uploads(&s3, &aws.bucket, &queues.arn).await;
+    let key = make_key(&stack, "default", "writer");
+    let (api, api_addr) = start_runtime_api().await;
+    let (worker, worker_addr) = start_runtime_api().await;
+    let mut api_function = start_function(&stack, &api_addr, false);
+    let mut worker_function = start_function(&stack, &worker_addr, false);
+
+    // The API function declares the upload and signs a PUT straight to the
+    // bucket: the bytes never pass through it.
+    let pdf = crate::direct_uploads::make_pdf(300, 0);
+    let response = invoke(
+        &api,
+        rest_event(
+            "POST",
+            "/documents/uploads",
+            Some(json!({"filename": "manual.pdf", "content_type": "application/pdf", "size": pdf.len()})),
+            Some(&key),
+        ),
+    )
+    .await;
+    assert_eq!(response["statusCode"], 201, "{response}");
+    let ticket: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let id = ticket["document_id"].as_str().unwrap().to_string();
+    let url = ticket["upload_url"].as_str().unwrap();
+    assert!(url.starts_with(&aws.moto.url), "{url}");
+    assert!(
+        url.contains(&format!("/uploads/default/{id}/object?")),
+        "{url}"
+    );
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    let mut put = client().put(url);
+    for (name, value) in ticket["headers"].as_object().unwrap() {
+        put = put.header(name, value.as_str().unwrap());
+    }
+    let stored = put.body(pdf).send().await.unwrap();
+    assert!(stored.status().is_success(), "{:?}", stored.text().await);
+    // Nothing exists under the id until the worker accepts it.
+    let pending = invoke(
+        &api,
+        rest_event("GET", &format!("/documents/{id}"), None, Some(&key)),
+    )
+    .await;
+    assert_eq!(pending["statusCode"], 404, "{pending}");
+
+    // The bucket's notification put an S3 event on the ingest queue (after
+    // S3's test event for the new configuration, which names no upload).
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !messages.iter().any(|m: &aws_sdk_sqs::types::Message| {
+        m.body().unwrap_or_default().contains("ObjectCreated")
+    }) {
+        assert!(Instant::now() < deadline, "no upload event: {messages:?}");
+        messages.extend(receive(&queues.sqs, &queues.url, Duration::from_secs(2)).await);
+    }
+    let records: Vec<Value> = messages.iter().map(|m| record(m, &queues.arn)).collect();
+    let response = invoke(&worker, json!({ "Records": records })).await;
+    assert!(failed_ids(&response).is_empty(), "{response}");
+    let indexed = document(&api, &key, &id).await;
+    assert_eq!(indexed["status"], "INDEXED", "{indexed}");
+    assert_eq!(indexed["chunk_count"], 300, "one chunk a page");
+    assert_eq!(indexed["title"], "manual.pdf");
+    assert_eq!(
+        aws.emulator.vector_count(&aws.vector_bucket, &aws.index),
+        300
+    );
+    // What the upload left in the bucket is gone once it was accepted.
+    let left = s3
+        .list_objects_v2()
+        .bucket(&aws.bucket)
+        .prefix("uploads/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.key_count(), Some(0), "{left:?}");
+
+    // The same event delivered again changes nothing.
+    let upload_event = messages
+        .iter()
+        .find(|m| m.body().unwrap_or_default().contains("ObjectCreated"))
+        .unwrap();
+    let response = invoke(
+        &worker,
+        json!({ "Records": [record(upload_event, &queues.arn)] }),
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty(), "{response}");
+    let again = document(&api, &key, &id).await;
+    assert_eq!(again["updated_at"], indexed["updated_at"]);
+    assert_eq!(
+        aws.emulator.vector_count(&aws.vector_bucket, &aws.index),
+        300
     );
 
     for child in [&mut api_function, &mut worker_function] {

@@ -32,7 +32,7 @@ pub struct AwsStack {
 
 pub const BEDROCK_LLM: &str = "anthropic.claude-emulated-v1:0";
 
-fn aws_client_config(url: &str) -> (aws_sdk_s3::Client, aws_sdk_dynamodb::Client) {
+pub fn aws_client_config(url: &str) -> (aws_sdk_s3::Client, aws_sdk_dynamodb::Client) {
     let creds = aws_sdk_s3::config::Credentials::new("testing", "testing", None, None, "tests");
     let s3 = aws_sdk_s3::Config::builder()
         .behavior_version(aws_sdk_s3::config::BehaviorVersion::latest())
