@@ -32,7 +32,7 @@ then PUT to the URL the server gives: S3 itself on AWS), past the API's
 request size limit. The exit code is 1 when any document failed.";
 
 /// File types ingested from directories when no `--include` is given.
-const DEFAULT_INCLUDE: &[&str] = &[
+pub(crate) const DEFAULT_INCLUDE: &[&str] = &[
     "*.txt",
     "*.md",
     "*.markdown",
@@ -75,7 +75,7 @@ pub struct IngestArgs {
 
 /// One thing to ingest.
 #[derive(Debug, Clone, PartialEq)]
-enum Input {
+pub(crate) enum Input {
     File { path: PathBuf, label: String },
     Url(String),
 }
@@ -321,7 +321,7 @@ async fn ingest_url(
     Ok((client.post("documents/ingest", &body).await?, None))
 }
 
-async fn upload(
+pub(crate) async fn upload(
     client: &ApiClient,
     args: &IngestArgs,
     path: &Path,
@@ -395,7 +395,7 @@ fn content_type(path: &Path) -> &'static str {
     }
 }
 
-fn glob_set(patterns: &[String], what: &str) -> Result<GlobSet, CliError> {
+pub(crate) fn glob_set(patterns: &[String], what: &str) -> Result<GlobSet, CliError> {
     let mut builder = GlobSetBuilder::new();
     for pattern in patterns {
         let glob = Glob::new(pattern)
@@ -453,7 +453,11 @@ fn collect_inputs(args: &IngestArgs) -> Result<Vec<Input>, CliError> {
     Ok(inputs)
 }
 
-fn walk(root: &Path, include: &GlobSet, exclude: &GlobSet) -> Result<Vec<Input>, CliError> {
+pub(crate) fn walk(
+    root: &Path,
+    include: &GlobSet,
+    exclude: &GlobSet,
+) -> Result<Vec<Input>, CliError> {
     let mut found = Vec::new();
     let entries = walkdir::WalkDir::new(root)
         .follow_links(true)

@@ -29,6 +29,7 @@ pub mod eval;
 mod http;
 mod ingest;
 mod output;
+mod sync;
 
 use clap::{Args, Subcommand};
 
@@ -93,6 +94,10 @@ pub enum ClientCommand {
     /// Ingest files, directories (recursively) and URLs.
     #[command(after_help = ingest::EXAMPLES)]
     Ingest(On<ingest::IngestArgs>),
+    /// Mirror a local directory: add new files, index changed ones again,
+    /// delete the documents of files that are gone.
+    #[command(after_help = sync::EXAMPLES)]
+    Sync(On<sync::SyncArgs>),
     /// Ask one question and print the answer with numbered sources.
     #[command(after_help = commands::QUERY_EXAMPLES)]
     Query(On<commands::QueryArgs>),
@@ -124,6 +129,7 @@ impl ClientCommand {
     pub fn connection_mut(&mut self) -> &mut Connection {
         match self {
             ClientCommand::Ingest(c) => &mut c.connection,
+            ClientCommand::Sync(c) => &mut c.connection,
             ClientCommand::Query(c) => &mut c.connection,
             ClientCommand::Chat(c) => &mut c.connection,
             ClientCommand::Documents(c) => &mut c.connection,
@@ -136,6 +142,7 @@ impl ClientCommand {
     pub fn connection(&self) -> &Connection {
         match self {
             ClientCommand::Ingest(c) => &c.connection,
+            ClientCommand::Sync(c) => &c.connection,
             ClientCommand::Query(c) => &c.connection,
             ClientCommand::Chat(c) => &c.connection,
             ClientCommand::Documents(c) => &c.connection,
@@ -234,6 +241,7 @@ async fn dispatch(command: ClientCommand) -> Result<(), CliError> {
     let json = connection.json;
     match command {
         ClientCommand::Ingest(c) => ingest::run(&client, &c.args, json).await,
+        ClientCommand::Sync(c) => sync::run(&client, &c.args, json).await,
         ClientCommand::Query(c) => commands::query(&client, &c.args, json).await,
         ClientCommand::Chat(c) => chat::run(&client, &c.args, json).await,
         ClientCommand::Documents(c) => commands::documents(&client, c.command, json).await,

@@ -431,3 +431,99 @@ fn a_file_over_five_megabytes_goes_by_direct_upload() {
     assert!(document["bytes"].as_u64().unwrap() > 5 << 20);
     assert_eq!(document["via"], "direct_upload", "{report}");
 }
+
+/// The sources a lexical search for `words` finds.
+fn sources_for(url: &str, words: &str) -> Vec<String> {
+    let answer = run(
+        cli(url),
+        &["query", words, "--mode", "lexical", "--json"],
+        "",
+    );
+    assert_eq!(answer.code, 0, "{}", answer.stderr);
+    answer.json()["sources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["source"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn sync_mirrors_a_directory_adding_updating_and_deleting() {
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(data.path(), &Stack::embedded(), &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(dir.path()).unwrap();
+    let write = |name: &str, text: &str| {
+        std::fs::create_dir_all(root.join(name).parent().unwrap()).unwrap();
+        std::fs::write(root.join(name), text).unwrap();
+    };
+    write(
+        "quays.md",
+        "# Quays\n\nThe north quay is dredged to twelve metres.\n",
+    );
+    write(
+        "keepers/ines.md",
+        "# Ines\n\nInes Duarte keeps the lighthouse log.\n",
+    );
+    write(
+        "tides.md",
+        "# Tides\n\nSpring tides flood the marshalling yard.\n",
+    );
+    write("drafts/skip.md", "# Draft\n\nNot for the index.\n");
+    let sync = |extra: &[&str]| {
+        let mut args = vec![
+            "sync",
+            root.to_str().unwrap(),
+            "--exclude",
+            "drafts",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let done = run(cli(&server.url), &args, "");
+        assert_eq!(done.code, 0, "{}\n{}", done.stdout, done.stderr);
+        done.json()["counts"].clone()
+    };
+    assert_eq!(
+        sync(&[]),
+        json!({"scanned": 3, "added": 3, "updated": 0, "deleted": 0, "unchanged": 0, "failed": 0})
+    );
+    assert_eq!(sync(&[])["unchanged"], 3);
+
+    // One changed, one gone, one new.
+    write(
+        "keepers/ines.md",
+        "# Ines\n\nInes Duarte now winds the foghorn clockwork.\n",
+    );
+    std::fs::remove_file(root.join("tides.md")).unwrap();
+    write(
+        "berths.md",
+        "# Berths\n\nBerth seven takes the grain barges.\n",
+    );
+    // Without deleting first: the vanished file's document stays.
+    assert_eq!(
+        sync(&["--no-delete"]),
+        json!({"scanned": 3, "added": 1, "updated": 1, "deleted": 0, "unchanged": 1, "failed": 0})
+    );
+    assert_eq!(
+        sync(&[]),
+        json!({"scanned": 3, "added": 0, "updated": 0, "deleted": 1, "unchanged": 3, "failed": 0})
+    );
+    let ines = root.join("keepers/ines.md").display().to_string();
+    assert_eq!(sources_for(&server.url, "foghorn clockwork"), [ines]);
+    assert!(sources_for(&server.url, "lighthouse log").is_empty());
+    assert!(sources_for(&server.url, "marshalling yard").is_empty());
+    let listed = cli_get(&server.url, "/documents?limit=100");
+    let mut sources: Vec<&str> = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["source"].as_str().unwrap())
+        .collect();
+    sources.sort();
+    let expected: Vec<String> = ["berths.md", "keepers/ines.md", "quays.md"]
+        .iter()
+        .map(|n| root.join(n).display().to_string())
+        .collect();
+    assert_eq!(sources, expected, "one document per file, no stale version");
+}
