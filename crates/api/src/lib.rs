@@ -86,6 +86,11 @@ pub fn app(state: AppState) -> Router {
         .route("/documents/uploads", post(routes::uploads::declare))
         .route("/documents/uploads/{id}", put(routes::uploads::receive))
         .route(
+            "/ingestion-jobs",
+            post(routes::jobs::start).get(routes::jobs::list),
+        )
+        .route("/ingestion-jobs/{id}", get(routes::jobs::get))
+        .route(
             "/documents/{id}",
             get(routes::documents::get).delete(routes::documents::delete),
         )

@@ -9,7 +9,7 @@ use utoipa::OpenApi;
 use crate::AppState;
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{answer, documents, health, keys, me, tools, uploads, usage};
+use crate::routes::{answer, documents, health, jobs, keys, me, tools, uploads, usage};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -19,6 +19,7 @@ use crate::routes::{answer, documents, health, keys, me, tools, uploads, usage};
         answer::query, answer::chat, answer::chat_stream, answer::conversation,
         documents::list, documents::ingest, documents::upload, documents::get, documents::delete,
         uploads::declare, uploads::receive,
+        jobs::start, jobs::get, jobs::list,
         tools::list,
         keys::create, keys::list, keys::revoke,
         usage::usage, usage::get_settings, usage::put_settings,
@@ -34,6 +35,8 @@ use crate::routes::{answer, documents, health, keys, me, tools, uploads, usage};
         rag_core::keys::CreatedKey,
         me::Identity, usage::UsageReport, usage::TenantUsage, usage::TenantSettingsRequest,
         usage::TenantSettingsView, rag_core::usage::UsageCounts, rag_core::usage::DailyUsage,
+        rag_core::ingest::sync::IngestionJob, rag_core::ingest::sync::JobStatus,
+        rag_core::ingest::sync::JobCounts, rag_core::ingest::sync::JobFailure, jobs::JobList,
     )),
     tags(
         (name = "documents", description = "Ingest, list, inspect and delete documents"),

@@ -18,6 +18,7 @@
 //! - `T#<tenant>#CONV#<id>` / `MESSAGE#<timestamp>#<seq>`: one turn.
 
 mod attr;
+mod jobs;
 mod keys;
 mod rate;
 mod usage;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use aws_sdk_sqs::Client;
 use rag_core::StoreError;
-use rag_core::ingest::queue::{IngestJob, IngestQueue, Redelivery};
+use rag_core::ingest::queue::{IngestJob, IngestQueue, Redelivery, SyncTask};
 
 use crate::sdk_error::classify;
 
@@ -61,17 +61,27 @@ pub fn queue_name(url_or_arn: &str) -> &str {
         .unwrap_or_default()
 }
 
-#[async_trait]
-impl IngestQueue for SqsQueue {
-    async fn send(&self, job: &IngestJob) -> Result<(), StoreError> {
+impl SqsQueue {
+    async fn send_body(&self, body: String) -> Result<(), StoreError> {
         self.client
             .send_message()
             .queue_url(&self.queue_url)
-            .message_body(job.body())
+            .message_body(body)
             .send()
             .await
             .map_err(|e| self.error(classify(e).into_store_error(|| self.queue_url.clone())))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl IngestQueue for SqsQueue {
+    async fn send(&self, job: &IngestJob) -> Result<(), StoreError> {
+        self.send_body(job.body()).await
+    }
+
+    async fn send_task(&self, task: &SyncTask) -> Result<(), StoreError> {
+        self.send_body(task.body()).await
     }
 
     fn backend_name(&self) -> &'static str {

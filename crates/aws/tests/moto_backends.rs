@@ -151,6 +151,10 @@ async fn dynamodb_documents_transitions_listing_and_conversations() {
     )
     .await;
 
+    // Ingestion jobs: counters added with one UpdateItem each, statuses
+    // moved conditionally, listed newest first through GSI1.
+    rag_core::ingest::sync::memory::check_job_store_rules(store.as_ref(), false).await;
+
     // Duplicates are found by content, failed ones are not.
     assert_eq!(
         store

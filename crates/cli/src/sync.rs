@@ -1,5 +1,7 @@
-//! `rag-agent sync DIR`: keeps a deployment's documents equal to a local
-//! directory, from the client side, so it works against any deployment. It
+//! `rag-agent sync SOURCE`. An `s3://` prefix, a sitemap's URL or a
+//! `file://` directory of the server's own is synced by the server: an
+//! ingestion job is started and followed until it ends. A local directory
+//! is synced from the client side, so it works against any deployment. It
 //! lists and hashes the files, compares them with the documents whose
 //! source is under the directory (by path and SHA-256, the hash the server
 //! keeps), uploads what is new or changed, and deletes what disappeared.
@@ -22,19 +24,25 @@ use crate::{ApiClient, CliError};
 
 pub const EXAMPLES: &str = "Examples:
   rag-agent sync ./handbook
+  rag-agent sync s3://team-docs/handbook/ --exclude 'drafts/**'
+  rag-agent sync https://docs.example.com/sitemap.xml
   rag-agent sync ./site --include '*.html' --exclude 'drafts/**'
   rag-agent sync ./handbook --no-delete --json
 
-Each file's document has the file's absolute path as its source, so the
-next sync finds it. New files are added, changed ones indexed again (the
+s3://, http(s):// (a sitemap) and file:// sources start an ingestion job on
+the server (it reads them itself; see RAG_AGENT_SYNC_BUCKETS and
+RAG_AGENT_SYNC_ROOTS) and show its progress until it ends. A plain path is a
+local directory synced from here: each file's document has the file's
+absolute path as its source, so the next sync finds it. New files are added, changed ones indexed again (the
 old version removed once the new one is INDEXED), and documents whose file
 is gone are deleted (unless --no-delete). Files are filtered as `ingest`
 filters directories. The exit code is 1 when any file failed.";
 
 #[derive(Debug, Args)]
 pub struct SyncArgs {
-    /// The directory to mirror.
-    #[arg(value_name = "DIR")]
+    /// A local directory, or a source the server reads: s3://bucket/prefix/,
+    /// a sitemap's http(s) URL, file:///path on the server.
+    #[arg(value_name = "DIR|SOURCE")]
     pub source: String,
     /// Take only files matching this glob (repeatable).
     #[arg(long)]
@@ -80,10 +88,7 @@ struct Known {
 
 pub async fn run(client: &ApiClient, args: &SyncArgs, json: bool) -> Result<(), CliError> {
     if args.source.contains("://") {
-        return Err(CliError::Usage(format!(
-            "{:?}: `rag-agent sync` mirrors a local directory; give its path",
-            args.source
-        )));
+        return server_side(client, args, json).await;
     }
     let root = std::fs::canonicalize(&args.source).map_err(|source| CliError::Io {
         context: args.source.clone(),
@@ -179,6 +184,84 @@ pub async fn run(client: &ApiClient, args: &SyncArgs, json: bool) -> Result<(), 
             "{} of {scanned} files failed",
             failures.len()
         )));
+    }
+    Ok(())
+}
+
+/// Starts an ingestion job for a source the server reads and follows it
+/// until it ends, showing its counts.
+async fn server_side(client: &ApiClient, args: &SyncArgs, json: bool) -> Result<(), CliError> {
+    let job = client
+        .post(
+            "ingestion-jobs",
+            &json!({
+                "source": args.source,
+                "include": args.include,
+                "exclude": args.exclude,
+                "delete_missing": !args.no_delete,
+            }),
+        )
+        .await?;
+    let id = job["id"].as_str().unwrap_or_default().to_string();
+    let bar = if json {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        bar.set_style(
+            ProgressStyle::with_template("{spinner} {msg}  {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+        );
+        bar.enable_steady_tick(Duration::from_millis(120));
+        bar
+    };
+    let job = loop {
+        let job = client.get(&format!("ingestion-jobs/{id}")).await?;
+        let status = job["status"].as_str().unwrap_or_default().to_string();
+        let c = &job["counts"];
+        bar.set_message(format!(
+            "{status}: {} scanned, {} added, {} updated, {} deleted, {} unchanged, {} failed, {} in flight",
+            c["scanned"], c["added"], c["updated"], c["deleted"], c["unchanged"], c["failed"], job["pending"]
+        ));
+        if status == "COMPLETED" || status == "FAILED" {
+            break job;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    bar.finish_and_clear();
+    let failed = job["counts"]["failed"].as_u64().unwrap_or(0);
+    if json {
+        output::print_json(&job);
+    } else {
+        for failure in job["failures"].as_array().into_iter().flatten() {
+            outln!(
+                "{} {}: {}",
+                output::red("failed:"),
+                failure["item"].as_str().unwrap_or_default(),
+                failure["reason"].as_str().unwrap_or_default()
+            );
+        }
+        let c = &job["counts"];
+        outln!(
+            "{}",
+            dim(&format!(
+                "job {id} {}: {} scanned, {} added, {} updated, {} deleted, {} unchanged, {failed} failed",
+                job["status"].as_str().unwrap_or_default(),
+                c["scanned"],
+                c["added"],
+                c["updated"],
+                c["deleted"],
+                c["unchanged"]
+            ))
+        );
+    }
+    if job["status"] == "FAILED" {
+        return Err(CliError::Partial(format!(
+            "the ingestion job failed: {}",
+            job["error"].as_str().unwrap_or("no reason given")
+        )));
+    }
+    if failed > 0 {
+        return Err(CliError::Partial(format!("{failed} items failed")));
     }
     Ok(())
 }

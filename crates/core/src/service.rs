@@ -227,6 +227,14 @@ impl RagService {
         })
     }
 
+    /// The same deployment, running ingestion jobs from `sources`.
+    pub fn with_sync(&self, sources: crate::ingest::sync::SyncSources) -> Arc<Self> {
+        Arc::new(Self {
+            ingestor: self.ingestor.with_sync(sources),
+            ..self.clone()
+        })
+    }
+
     pub fn ingestor(&self) -> &Arc<Ingestor> {
         &self.ingestor
     }

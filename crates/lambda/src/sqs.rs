@@ -15,7 +15,8 @@ use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsEvent
 use chrono::Utc;
 use futures::future::join_all;
 use rag_core::ingest::queue::{
-    Delivery, IngestJob, JobHandler, JobOutcome, MAX_RECEIVES, Redelivery, upload_job_of_key,
+    Delivery, IngestJob, JobHandler, JobOutcome, MAX_RECEIVES, QueueMessage, Redelivery, SyncTask,
+    upload_job_of_key,
 };
 use rag_core::ingest::retry_delay;
 use serde_json::Value;
@@ -47,6 +48,8 @@ pub struct IngestWorker {
 enum Work {
     /// A job the API function queued.
     Job(IngestJob),
+    /// A task of an ingestion job.
+    Task(SyncTask),
     /// Direct uploads that arrived (an S3 event; S3's test event names
     /// none).
     Uploads(Vec<IngestJob>),
@@ -54,8 +57,10 @@ enum Work {
 
 /// Reads a record's body: a job, or an S3 event notification.
 fn work_of(body: &str, uploads_prefix: Option<&str>) -> Result<Work, String> {
-    if let Ok(job) = IngestJob::from_body(body) {
-        return Ok(Work::Job(job));
+    match QueueMessage::from_body(body) {
+        Ok(QueueMessage::Index(job)) => return Ok(Work::Job(job)),
+        Ok(QueueMessage::Sync(task)) => return Ok(Work::Task(task)),
+        Err(_) => {}
     }
     let event: Value = serde_json::from_str(body).map_err(|e| e.to_string())?;
     if event.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
@@ -138,9 +143,13 @@ impl IngestWorker {
                 return self.queues.dead_letter.as_deref() == Some(queue);
             }
         };
+        if let Work::Task(task) = &work {
+            return self.handle_task(record, queue, task).await;
+        }
         let jobs = match &work {
             Work::Job(job) => std::slice::from_ref(job),
             Work::Uploads(jobs) => jobs.as_slice(),
+            Work::Task(_) => unreachable!("handled above"),
         };
         if self.queues.dead_letter.as_deref() == Some(queue) {
             let mut finished = true;
@@ -163,17 +172,14 @@ impl IngestWorker {
             );
             return false;
         }
-        let receive_count = record
-            .attributes
-            .get("ApproximateReceiveCount")
-            .and_then(|count| count.parse().ok())
-            .unwrap_or(1);
+        let receive_count = receive_count(record);
         let delivery = Delivery {
             receive_count,
             max_receives: MAX_RECEIVES,
         };
         let outcome = match &work {
             Work::Job(job) => self.handler.handle(job, delivery).await,
+            Work::Task(_) => unreachable!("handled above"),
             Work::Uploads(jobs) => {
                 // S3 puts one object in each event; should one hold more,
                 // the message is done once all of them are.
@@ -192,6 +198,44 @@ impl IngestWorker {
             job.map(|j| j.tenant.to_string()).unwrap_or_default(),
             job.map(|j| j.document_id.to_string()).unwrap_or_default(),
         );
+        self.settle(record, outcome, receive_count, &tenant, &id)
+            .await
+    }
+
+    /// A task of an ingestion job, from the ingest queue or its dead
+    /// letters.
+    async fn handle_task(&self, record: &SqsMessage, queue: &str, task: &SyncTask) -> bool {
+        if self.queues.dead_letter.as_deref() == Some(queue) {
+            return self.handler.dead_letter_sync(task).await == JobOutcome::Done;
+        }
+        if queue != self.queues.ingest {
+            tracing::error!(
+                queue,
+                "an SQS record from a queue this function was not configured for"
+            );
+            return false;
+        }
+        let receive_count = receive_count(record);
+        let delivery = Delivery {
+            receive_count,
+            max_receives: MAX_RECEIVES,
+        };
+        let outcome = self.handler.handle_sync(task, delivery).await;
+        let (tenant, id) = (task.tenant().to_string(), task.job_id().to_string());
+        self.settle(record, outcome, receive_count, &tenant, &id)
+            .await
+    }
+
+    /// Whether the record is done with; if not, when it comes back.
+    async fn settle(
+        &self,
+        record: &SqsMessage,
+        outcome: JobOutcome,
+        receive_count: u32,
+        tenant: &str,
+        id: &str,
+    ) -> bool {
+        let message_id = record.message_id.as_deref().unwrap_or_default();
         let delay = match outcome {
             JobOutcome::Done => return true,
             JobOutcome::Retry { reason } => {
@@ -221,6 +265,15 @@ impl IngestWorker {
         }
         false
     }
+}
+
+/// `ApproximateReceiveCount`, 1 when SQS did not say.
+fn receive_count(record: &SqsMessage) -> u32 {
+    record
+        .attributes
+        .get("ApproximateReceiveCount")
+        .and_then(|count| count.parse().ok())
+        .unwrap_or(1)
 }
 
 /// The queue's name in an `eventSourceARN`.

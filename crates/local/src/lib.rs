@@ -8,6 +8,7 @@
 //! variables.
 
 mod bert;
+pub mod directory;
 pub mod files;
 mod hnsw;
 pub mod minilm;
@@ -19,6 +20,7 @@ pub mod sqlite;
 mod vecmath;
 pub mod vectors;
 
+pub use directory::DirectorySource;
 pub use files::FileDocumentStore;
 pub use minilm::MiniLmEmbedder;
 pub use queue::SqliteQueue;

@@ -15,7 +15,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use rag_core::StoreError;
 use rag_core::ingest::queue::{
-    Delivery, IngestJob, IngestQueue, JobHandler, JobOutcome, MAX_RECEIVES,
+    Delivery, IngestJob, IngestQueue, JobHandler, JobOutcome, MAX_RECEIVES, QueueMessage, SyncTask,
 };
 use rag_core::ingest::retry_delay;
 use rusqlite::{Connection, OptionalExtension, params};
@@ -144,12 +144,12 @@ impl SqliteQueue {
         loop {
             match self.receive(visibility).await {
                 Ok(Ok(message)) => {
-                    let outcome = match IngestJob::from_body(&message.body) {
-                        Ok(job) => {
-                            let delivery = Delivery {
-                                receive_count: message.receive_count,
-                                max_receives: MAX_RECEIVES,
-                            };
+                    let delivery = Delivery {
+                        receive_count: message.receive_count,
+                        max_receives: MAX_RECEIVES,
+                    };
+                    let outcome = match QueueMessage::from_body(&message.body) {
+                        Ok(QueueMessage::Index(job)) => {
                             let outcome = handler.handle(&job, delivery).await;
                             if delivery.is_last() && matches!(outcome, JobOutcome::Retry { .. }) {
                                 // The queue gives up on the message here, so
@@ -158,9 +158,15 @@ impl SqliteQueue {
                             }
                             outcome
                         }
-                        Err(e) => JobOutcome::DeadLetter {
-                            reason: format!("the message is not an ingest job: {e}"),
-                        },
+                        Ok(QueueMessage::Sync(task)) => {
+                            let outcome = handler.handle_sync(&task, delivery).await;
+                            if delivery.is_last() && matches!(outcome, JobOutcome::Retry { .. }) {
+                                // Likewise its job must still end.
+                                handler.dead_letter_sync(&task).await;
+                            }
+                            outcome
+                        }
+                        Err(reason) => JobOutcome::DeadLetter { reason },
                     };
                     if let Err(e) = self.settle(&message, outcome).await {
                         tracing::error!(error = %e, "settling a queue message failed");
@@ -311,7 +317,21 @@ impl IngestQueue for SqliteQueue {
     /// A job already waiting (the same document queued twice, as recovery
     /// may) is not queued again.
     async fn send(&self, job: &IngestJob) -> Result<(), StoreError> {
-        let body = job.body();
+        self.send_body(job.body()).await
+    }
+
+    /// A task already waiting is not queued twice either.
+    async fn send_task(&self, task: &SyncTask) -> Result<(), StoreError> {
+        self.send_body(task.body()).await
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "sqlite"
+    }
+}
+
+impl SqliteQueue {
+    async fn send_body(&self, body: String) -> Result<(), StoreError> {
         self.with(move |conn| {
             conn.execute(
                 "INSERT OR IGNORE INTO messages (body, visible_at_ms, sent_at) VALUES (?1, ?2, ?3)",
@@ -321,10 +341,6 @@ impl IngestQueue for SqliteQueue {
         .await?;
         self.sent.notify_one();
         Ok(())
-    }
-
-    fn backend_name(&self) -> &'static str {
-        "sqlite"
     }
 }
 

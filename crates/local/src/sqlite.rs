@@ -158,6 +158,17 @@ ALTER TABLE chunks ADD COLUMN location TEXT;
 ALTER TABLE documents ADD COLUMN lease_owner TEXT;
 ALTER TABLE documents ADD COLUMN lease_expires_ms INTEGER;
 "#,
+    // Ingestion jobs, each a JSON record updated in a transaction.
+    r#"
+CREATE TABLE ingestion_jobs (
+    tenant TEXT NOT NULL,
+    id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (tenant, id)
+) WITHOUT ROWID;
+CREATE INDEX ingestion_jobs_by_time ON ingestion_jobs (tenant, created_at DESC, id DESC);
+"#,
 ];
 
 /// The SQLite-backed metadata store, lexical index and conversation store.
@@ -809,6 +820,7 @@ impl ConversationStore for SqliteStore {
     }
 }
 
+mod jobs;
 mod keys;
 mod usage;
 

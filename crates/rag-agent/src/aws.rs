@@ -102,21 +102,42 @@ pub fn upload_area(sdk: &SdkConfig, args: &AwsArgs) -> anyhow::Result<S3Document
     s3_store(sdk, args, &args.s3_uploads_prefix)
 }
 
-fn s3_store(sdk: &SdkConfig, args: &AwsArgs, prefix: &str) -> anyhow::Result<S3DocumentStore> {
-    let bucket = args
-        .s3_bucket
-        .clone()
-        .context("DOCUMENT_BACKEND=s3 needs S3_BUCKET_NAME")?;
+/// What ingestion jobs read from S3: the listed buckets only.
+pub fn sync_source(
+    sdk: &SdkConfig,
+    args: &AwsArgs,
+    max_object_bytes: u64,
+) -> rag_aws::S3SyncSource {
+    rag_aws::S3SyncSource::new(
+        s3_client(sdk, args),
+        listed_buckets(&args.sync_buckets),
+        max_object_bytes,
+    )
+}
+
+pub fn listed_buckets(buckets: &[String]) -> Vec<String> {
+    buckets
+        .iter()
+        .map(|b| b.trim().to_string())
+        .filter(|b| !b.is_empty())
+        .collect()
+}
+
+fn s3_client(sdk: &SdkConfig, args: &AwsArgs) -> aws_sdk_s3::Client {
     let mut builder = aws_sdk_s3::config::Builder::from(sdk);
     if let Some(url) = &args.s3_endpoint {
         // Local S3 endpoints do not resolve bucket subdomains.
         builder = builder.endpoint_url(url).force_path_style(true);
     }
-    Ok(S3DocumentStore::new(
-        aws_sdk_s3::Client::from_conf(builder.build()),
-        bucket,
-        prefix,
-    ))
+    aws_sdk_s3::Client::from_conf(builder.build())
+}
+
+fn s3_store(sdk: &SdkConfig, args: &AwsArgs, prefix: &str) -> anyhow::Result<S3DocumentStore> {
+    let bucket = args
+        .s3_bucket
+        .clone()
+        .context("DOCUMENT_BACKEND=s3 needs S3_BUCKET_NAME")?;
+    Ok(S3DocumentStore::new(s3_client(sdk, args), bucket, prefix))
 }
 
 pub async fn vector_store(

@@ -334,6 +334,11 @@ pub struct ServeArgs {
     /// private or loopback addresses (comma-separated).
     #[arg(long, env = "RAG_AGENT_FETCH_ALLOWLIST", value_delimiter = ',')]
     pub fetch_allowlist: Vec<String>,
+    /// Directories ingestion jobs may read as `file:///...` sources
+    /// (comma-separated). None by default: `file://` sources are refused,
+    /// so no API caller can make the server read its files.
+    #[arg(long, env = "RAG_AGENT_SYNC_ROOTS", value_delimiter = ',')]
+    pub sync_roots: Vec<PathBuf>,
     /// Answer ingestion requests only once indexing finished, unless a
     /// request says otherwise.
     #[arg(long, env = "RAG_AGENT_WAIT_FOR_INGEST", default_value_t = false)]
@@ -423,6 +428,11 @@ pub struct AwsArgs {
     /// ObjectCreated notification for this prefix feeds the ingest queue.
     #[arg(long, env = "S3_UPLOADS_PREFIX", default_value = "uploads/")]
     pub s3_uploads_prefix: String,
+    /// Buckets ingestion jobs may read as `s3://bucket/prefix/` sources
+    /// (comma-separated; the role must allow ListBucket and GetObject on
+    /// them). None by default: `s3://` sources are refused.
+    #[arg(long, env = "RAG_AGENT_SYNC_BUCKETS", value_delimiter = ',')]
+    pub sync_buckets: Vec<String>,
     /// The S3 Vectors bucket [default: S3_BUCKET_NAME]
     #[arg(long, env = "S3_VECTOR_BUCKET_NAME")]
     pub s3_vector_bucket: Option<String>,

@@ -5,6 +5,7 @@ mod aws;
 mod config;
 mod embedded;
 mod keys;
+mod sources;
 mod wiring;
 
 use std::io::Write;

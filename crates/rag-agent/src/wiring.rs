@@ -13,7 +13,7 @@ use rag_core::agent::MAX_CYCLES_LIMIT;
 use rag_core::answer::ExtractiveAnswerer;
 use rag_core::chat::ChatModel;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
-use rag_core::ingest::Uploads;
+use rag_core::ingest::sync::IngestionJobStore;
 use rag_core::jwt::{JwksSource, JwtSettings, JwtVerifier};
 use rag_core::keys::{KeyService, KeyStore};
 use rag_core::loading::LoadingEmbedder;
@@ -23,7 +23,7 @@ use rag_core::tools::{ToolRegistry, WebSearchProvider, WebSearchTool};
 use rag_core::usage::{TenantSettingsStore, UsageSettings, UsageStore};
 use rag_core::{
     ConversationStore, DocumentStore, Embedder, LexicalIndex, MetadataStore, RagService,
-    SearchMode, ServiceSettings, Stores, UploadSigner, VectorStore,
+    SearchMode, ServiceSettings, Stores, VectorStore,
 };
 use rag_local::queue::WorkerSettings;
 use rag_local::{
@@ -38,6 +38,7 @@ use crate::config::{
     MetadataBackend, SearchModeArg, ServeArgs, VectorBackend, WebSearchProviderArg,
     default_model_dir,
 };
+use crate::sources;
 
 const MINILM_DIMENSION: usize = 384;
 
@@ -123,6 +124,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
         || aws_args.document_backend == DocumentBackend::S3
         || aws_args.vector_backend == VectorBackend::S3vectors
         || aws_args.ingest_queue_url.is_some()
+        || !aws::listed_buckets(&aws_args.sync_buckets).is_empty()
         || args.embedding_provider == EmbeddingProvider::Bedrock
         || args.llm_provider == LlmProvider::Bedrock;
     let sdk = if uses_aws {
@@ -197,36 +199,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
             FileDocumentStore::open(data_dir.join("files")).context("opening the file store")?,
         ),
     };
-    // Direct uploads go straight to S3 where the bucket's notification
-    // feeds the ingest queue (Lambda with INGEST_QUEUE_URL), and to this
-    // server otherwise. Their declarations sit beside the documents, in
-    // the bucket or the data directory, so any instance can take the PUT.
-    let signed_uploads = on_lambda && aws_args.ingest_queue_url.is_some();
-    let uploads = match (aws_args.document_backend, &sdk) {
-        (DocumentBackend::S3, Some(sdk)) => {
-            let area = Arc::new(aws::upload_area(sdk, aws_args)?);
-            Uploads {
-                area: area.clone(),
-                signer: signed_uploads.then_some(area as Arc<dyn UploadSigner>),
-            }
-        }
-        _ => Uploads {
-            area: Arc::new(
-                FileDocumentStore::open(data_dir.join("uploads"))
-                    .context("opening the upload area")?,
-            ),
-            signer: None,
-        },
-    };
-    let max_upload_bytes = match (args.max_upload_bytes, signed_uploads) {
-        (Some(limit), false) if limit > args.max_body_bytes as u64 => bail!(
-            "RAG_AGENT_MAX_UPLOAD_BYTES ({limit}) is more than this server receives in one request (RAG_AGENT_MAX_BODY_BYTES, {}): uploads come to the server itself unless they go straight to S3 (under Lambda with INGEST_QUEUE_URL)",
-            args.max_body_bytes
-        ),
-        (Some(limit), _) => limit,
-        (None, true) => 1 << 30,
-        (None, false) => args.max_body_bytes as u64,
-    };
+    let (uploads, max_upload_bytes) = sources::uploads(args, on_lambda, &sdk, &data_dir)?;
     let vectors: Arc<dyn VectorStore> = match (aws_args.vector_backend, &sdk) {
         (VectorBackend::S3vectors, Some(sdk)) => {
             Arc::new(aws::vector_store(sdk, aws_args, dimension, &mut warnings).await?)
@@ -283,6 +256,21 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
     })
     .context("building the URL fetcher")?;
 
+    // Ingestion jobs need a queue their tasks wait in: the SQLite one of a
+    // long-running process, or SQS under Lambda.
+    let sync = if on_lambda && aws_args.ingest_queue_url.is_none() {
+        None
+    } else {
+        let jobs: Arc<dyn IngestionJobStore> = match (&sqlite, &dynamodb) {
+            (Some(sqlite), _) => Arc::new(sqlite.clone()),
+            (None, Some(store)) => store.clone(),
+            (None, None) => unreachable!("DynamoDB always loads the SDK config"),
+        };
+        Some(sources::sync_sources(
+            args, on_lambda, &sdk, jobs, &fetcher,
+        )?)
+    };
+
     let settings = ServiceSettings {
         top_k: args.top_k,
         similarity_threshold: args.similarity_threshold,
@@ -322,6 +310,10 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
     let service = RagService::new(stores, embedder, chat, fetcher, settings, warnings)
         .map_err(|e| anyhow::anyhow!("VECTOR_TOP_K or SIMILARITY_THRESHOLD: {e}"))?
         .with_uploads(uploads);
+    let service = match sync {
+        Some(sources) => service.with_sync(sources),
+        None => service,
+    };
     let mut tools = ToolRegistry::standard(service.tool_parts());
     if let (Some(id), Some(sdk)) = (knowledge_base, &sdk) {
         tools = tools.with(Arc::new(aws::knowledge_base_tool(sdk, aws_args, id)));

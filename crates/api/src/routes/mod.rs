@@ -3,6 +3,7 @@
 pub mod answer;
 pub mod documents;
 pub mod health;
+pub mod jobs;
 pub mod keys;
 pub mod me;
 pub mod tools;

@@ -10,6 +10,7 @@
 mod limits;
 pub mod queue;
 mod steps;
+pub mod sync;
 pub mod upload;
 mod worker;
 
@@ -128,6 +129,8 @@ pub struct Ingestor {
     queue: Option<Arc<dyn IngestQueue>>,
     /// Where direct uploads are declared and, when signed, land.
     uploads: Option<Uploads>,
+    /// What ingestion jobs read and where they are kept.
+    sync: Option<sync::SyncSources>,
 }
 
 impl Ingestor {
@@ -154,6 +157,7 @@ impl Ingestor {
             usage,
             queue: None,
             uploads: None,
+            sync: None,
             permits: Arc::new(Semaphore::new(settings.concurrency.max(1))),
             catalog,
             embedder,
@@ -175,6 +179,14 @@ impl Ingestor {
     pub fn with_uploads(&self, uploads: Uploads) -> Arc<Self> {
         Arc::new(Self {
             uploads: Some(uploads),
+            ..self.clone()
+        })
+    }
+
+    /// The same ingestor, running ingestion jobs from `sources`.
+    pub fn with_sync(&self, sources: sync::SyncSources) -> Arc<Self> {
+        Arc::new(Self {
+            sync: Some(sources),
             ..self.clone()
         })
     }

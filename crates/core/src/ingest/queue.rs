@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::StoreError;
+pub use crate::ingest::sync::SyncTask;
 use crate::tenant::Tenant;
 
 /// Receives of one message before it goes to the dead-letter queue: the
@@ -35,11 +36,32 @@ impl IngestJob {
     }
 }
 
+/// A message of the ingest queue: a document to index, or a task of an
+/// ingestion job.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueueMessage {
+    Index(IngestJob),
+    Sync(SyncTask),
+}
+
+impl QueueMessage {
+    pub fn from_body(body: &str) -> Result<Self, String> {
+        if let Ok(job) = IngestJob::from_body(body) {
+            return Ok(QueueMessage::Index(job));
+        }
+        SyncTask::from_body(body)
+            .map(QueueMessage::Sync)
+            .map_err(|e| format!("neither an ingest job nor a job's task: {e}"))
+    }
+}
+
 /// Where accepted documents wait for a worker.
 #[async_trait]
 pub trait IngestQueue: Send + Sync {
     /// Sends one job; once this returns, the job is durable.
     async fn send(&self, job: &IngestJob) -> Result<(), StoreError>;
+    /// Sends one task of an ingestion job, as durably.
+    async fn send_task(&self, task: &SyncTask) -> Result<(), StoreError>;
     fn backend_name(&self) -> &'static str;
 }
 
@@ -97,6 +119,11 @@ pub trait JobHandler: Send + Sync {
     /// lease is on it. `Done` once that is so, `Busy` while a worker
     /// still holds it.
     async fn dead_letter(&self, job: &IngestJob) -> JobOutcome;
+    /// Runs one task of an ingestion job (list its source, sync an item).
+    async fn handle_sync(&self, task: &SyncTask, delivery: Delivery) -> JobOutcome;
+    /// A job's task that ran out of receives: its item counts as failed,
+    /// so the job still ends.
+    async fn dead_letter_sync(&self, task: &SyncTask) -> JobOutcome;
 }
 
 /// The object key, relative to an upload area, that a direct upload's

@@ -262,6 +262,41 @@ impl Ingestor {
         }
     }
 
+    /// Hands a job's task to the queue, or, with none, to a task of this
+    /// process that makes the queue's attempts itself.
+    pub(super) async fn dispatch_task(
+        &self,
+        task: crate::ingest::sync::SyncTask,
+    ) -> Result<(), StoreError> {
+        match &self.queue {
+            Some(queue) => queue.send_task(&task).await,
+            None => {
+                // Every part of an ingestor is shared, so a copy is the
+                // same ingestor.
+                let ingestor = Arc::new(self.clone());
+                tokio::spawn(async move {
+                    for receive_count in 1..=MAX_RECEIVES {
+                        let delivery = Delivery {
+                            receive_count,
+                            max_receives: MAX_RECEIVES,
+                        };
+                        match ingestor.handle_sync(&task, delivery).await {
+                            JobOutcome::Retry { .. } if receive_count < MAX_RECEIVES => {
+                                tokio::time::sleep(retry_delay(receive_count)).await;
+                            }
+                            JobOutcome::Retry { .. } | JobOutcome::DeadLetter { .. } => {
+                                ingestor.dead_letter_sync(&task).await;
+                                return;
+                            }
+                            JobOutcome::Done | JobOutcome::Busy { .. } => return,
+                        }
+                    }
+                });
+                Ok(())
+            }
+        }
+    }
+
     /// Up to [`MAX_RECEIVES`] attempts in a task, waiting out another
     /// worker's lease and backing off between transient failures.
     fn spawn_attempts(self: &Arc<Self>, job: IngestJob) {
@@ -370,6 +405,18 @@ impl JobHandler for Ingestor {
                 }
             }
         }
+    }
+
+    async fn handle_sync(
+        &self,
+        task: &crate::ingest::sync::SyncTask,
+        delivery: Delivery,
+    ) -> JobOutcome {
+        self.run_sync_task(task, delivery).await
+    }
+
+    async fn dead_letter_sync(&self, task: &crate::ingest::sync::SyncTask) -> JobOutcome {
+        self.dead_sync_task(task).await
     }
 
     async fn handle_upload(&self, job: &IngestJob, delivery: Delivery) -> JobOutcome {

@@ -10,7 +10,7 @@ mod pdf;
 mod pptx;
 mod runner;
 mod sheet;
-mod xml;
+pub(crate) mod xml;
 
 pub use archive::{MAX_ARCHIVE_ENTRIES, max_unpacked_bytes};
 pub use html::{MAX_HTML_NESTING, html_title, html_title_and_text, html_to_text};

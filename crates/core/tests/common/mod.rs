@@ -1,6 +1,9 @@
 //! What the ingestion tests share: an ingestor on the in-memory fakes with
 //! a short lease, and a document of six chunks.
 
+// Each test file uses part of what is here.
+#![allow(dead_code)]
+
 use std::sync::Arc;
 use std::time::Duration;
 

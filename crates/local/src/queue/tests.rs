@@ -134,6 +134,14 @@ impl JobHandler for Recording {
     async fn dead_letter(&self, _job: &IngestJob) -> JobOutcome {
         JobOutcome::Done
     }
+
+    async fn handle_sync(&self, _task: &SyncTask, _delivery: Delivery) -> JobOutcome {
+        JobOutcome::Done
+    }
+
+    async fn dead_letter_sync(&self, _task: &SyncTask) -> JobOutcome {
+        JobOutcome::Done
+    }
 }
 
 /// Starts `workers` workers on a handler that finishes every job.

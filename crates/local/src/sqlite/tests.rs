@@ -117,6 +117,12 @@ async fn documents_round_trip_and_list_newest_first_with_cursors() {
 }
 
 #[tokio::test]
+async fn ingestion_jobs_keep_the_store_rules() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    rag_core::ingest::sync::memory::check_job_store_rules(&store, true).await;
+}
+
+#[tokio::test]
 async fn leases_are_exclusive_expire_and_end_with_their_holder() {
     let store = SqliteStore::open_in_memory().unwrap();
     rag_core::test_util::check_lease_rules(

@@ -527,3 +527,44 @@ fn sync_mirrors_a_directory_adding_updating_and_deleting() {
         .collect();
     assert_eq!(sources, expected, "one document per file, no stale version");
 }
+
+#[test]
+fn sync_of_a_source_the_server_reads_follows_its_job() {
+    let allowed = tempfile::tempdir().unwrap();
+    let root = std::fs::canonicalize(allowed.path()).unwrap();
+    std::fs::write(
+        root.join("quays.md"),
+        "# Quays\n\nThe north quay is dredged to twelve metres.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("tides.md"),
+        "# Tides\n\nSpring tides flood the marshalling yard.\n",
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let roots = root.display().to_string();
+    let server = Server::start(
+        data.path(),
+        &Stack::embedded(),
+        &[("RAG_AGENT_SYNC_ROOTS", roots.as_str())],
+    );
+    let source = format!("file://{}", root.display());
+    let done = run(cli(&server.url), &["sync", &source, "--json"], "");
+    assert_eq!(done.code, 0, "{}\n{}", done.stdout, done.stderr);
+    let job = done.json();
+    assert_eq!(job["status"], "COMPLETED", "{job}");
+    assert_eq!(job["counts"]["added"], 2, "{job}");
+    // A source the server may not read: the job is refused, exit 1.
+    let refused = run(
+        cli(&server.url),
+        &["sync", "s3://elsewhere/x/", "--json"],
+        "",
+    );
+    assert_eq!(refused.code, 1, "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("RAG_AGENT_SYNC_BUCKETS"),
+        "{}",
+        refused.stderr
+    );
+}

@@ -13,6 +13,7 @@ mod cli;
 mod direct_uploads;
 mod formats;
 mod hostile;
+mod ingestion_jobs;
 mod lambda_runtime;
 mod openapi_conformance;
 mod recovery;

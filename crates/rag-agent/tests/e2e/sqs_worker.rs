@@ -576,3 +576,109 @@ async fn a_presigned_upload_reaches_the_worker_through_the_buckets_notification_
         let _ = child.wait();
     }
 }
+
+/// Receives until `count` messages have come, as the event source mapping
+/// would over several polls.
+async fn receive_all(queues: &Queues, count: usize) -> Vec<aws_sdk_sqs::types::Message> {
+    let mut messages = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while messages.len() < count {
+        assert!(Instant::now() < deadline, "only {messages:?}");
+        messages.extend(receive(&queues.sqs, &queues.url, Duration::from_secs(1)).await);
+    }
+    messages
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ingestion_job_fans_out_through_the_queue_aws() {
+    let mut stack = Stack::aws().await;
+    let Stack::Aws(aws) = &mut stack else {
+        unreachable!()
+    };
+    let queues = create_queues(&aws.moto.url).await;
+    use_queues(aws, &queues);
+    let bucket = format!("{}-source", aws.bucket);
+    aws.extra_env
+        .push(("RAG_AGENT_SYNC_BUCKETS".into(), bucket.clone()));
+    let Stack::Aws(aws) = &stack else {
+        unreachable!()
+    };
+    let (s3, _) = aws_client_config(&aws.moto.url);
+    s3.create_bucket().bucket(&bucket).send().await.unwrap();
+    for (i, subject) in ["borrowing", "lifetimes", "traits"].iter().enumerate() {
+        s3.put_object()
+            .bucket(&bucket)
+            .key(format!("book/{i}.md"))
+            .body(notes(subject).into_bytes().into())
+            .send()
+            .await
+            .unwrap();
+    }
+    let key = make_key(&stack, "default", "writer");
+    let (api, api_addr) = start_runtime_api().await;
+    let (worker, worker_addr) = start_runtime_api().await;
+    let mut api_function = start_function(&stack, &api_addr, false);
+    let mut worker_function = start_function(&stack, &worker_addr, false);
+
+    // The API function stores the job and queues its listing: no
+    // invocation lists or reads the source but the worker's.
+    let response = invoke(
+        &api,
+        rest_event(
+            "POST",
+            "/ingestion-jobs",
+            Some(json!({"source": format!("s3://{bucket}/book/")})),
+            Some(&key),
+        ),
+    )
+    .await;
+    assert_eq!(response["statusCode"], 202, "{response}");
+    let job: Value = serde_json::from_str(response["body"].as_str().unwrap()).unwrap();
+    let job_path = format!("/ingestion-jobs/{}", job["id"].as_str().unwrap());
+
+    // The listing hands out one task per object, each its own message.
+    let listing = receive_all(&queues, 1).await;
+    let response = invoke(
+        &worker,
+        json!({"Records": listing.iter().map(|m| record(m, &queues.arn)).collect::<Vec<_>>()}),
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty(), "{response}");
+    let items = receive_all(&queues, 3).await;
+    assert_eq!(items.len(), 3);
+    let running = invoke(&api, rest_event("GET", &job_path, None, Some(&key))).await;
+    let running: Value = serde_json::from_str(running["body"].as_str().unwrap()).unwrap();
+    assert_eq!(running["status"], "RUNNING", "{running}");
+    assert_eq!(running["pending"], 3, "{running}");
+
+    let response = invoke(
+        &worker,
+        json!({"Records": items.iter().map(|m| record(m, &queues.arn)).collect::<Vec<_>>()}),
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty(), "{response}");
+    let done = invoke(&api, rest_event("GET", &job_path, None, Some(&key))).await;
+    let done: Value = serde_json::from_str(done["body"].as_str().unwrap()).unwrap();
+    assert_eq!(done["status"], "COMPLETED", "{done}");
+    assert_eq!(done["counts"]["added"], 3, "{done}");
+    assert_eq!(done["pending"], 0, "{done}");
+    let vectors = aws.emulator.vector_count(&aws.vector_bucket, &aws.index);
+    assert!(vectors >= 3, "{vectors}");
+
+    // A task delivered again after its job ended changes nothing.
+    let response = invoke(
+        &worker,
+        json!({"Records": [record(&items[0], &queues.arn)]}),
+    )
+    .await;
+    assert!(failed_ids(&response).is_empty(), "{response}");
+    assert_eq!(
+        aws.emulator.vector_count(&aws.vector_bucket, &aws.index),
+        vectors
+    );
+
+    for child in [&mut api_function, &mut worker_function] {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
