@@ -136,6 +136,37 @@ try {
   await page.waitForFunction((n) => document.querySelectorAll("#documents tbody tr").length === n + 1, before);
   await page.waitForFunction(() => [...document.querySelectorAll("#documents tbody tr")].some((r) => r.textContent.includes("dropped") && r.querySelector(".badge.indexed")));
 
+  // A file past 5 MB is declared and PUT where the answer says (here the
+  // server itself, with a token), with progress, then indexed like any.
+  await page.evaluate(() => {
+    const text = "BT /F1 12 Tf 72 720 Td (The large manual says the pump valve is checked weekly.) Tj ET";
+    const parts = ["%PDF-1.4\n"];
+    const offsets = [];
+    let length = parts[0].length;
+    const object = (body) => {
+      offsets.push(length);
+      const chunk = `${offsets.length} 0 obj\n${body}\nendobj\n`;
+      parts.push(chunk);
+      length += chunk.length;
+    };
+    object("<< /Type /Catalog /Pages 2 0 R >>");
+    object("<< /Type /Pages /Kids [4 0 R] /Count 1 >>");
+    object("<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>");
+    object("<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> /Contents 5 0 R >>");
+    object(`<< /Length ${text.length + 1} >>\nstream\n${text}\nendstream`);
+    // Six megabytes that no page draws, as in a scanned manual.
+    const padding = "x".repeat(6 * 1024 * 1024);
+    object(`<< /Length ${padding.length} >>\nstream\n${padding}\nendstream`);
+    const xref = length;
+    const entries = offsets.map((o) => `${String(o).padStart(10, "0")} 00000 n \n`).join("");
+    parts.push(`xref\n0 ${offsets.length + 1}\n0000000000 65535 f \n${entries}trailer\n<< /Size ${offsets.length + 1} /Root 1 0 R >>\nstartxref\n${xref}\n%%EOF\n`);
+    const data = new DataTransfer();
+    data.items.add(new File(parts, "large-manual.pdf", { type: "application/pdf" }));
+    document.getElementById("dropzone").dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+  });
+  await page.waitForFunction(() => [...document.querySelectorAll("#documents tbody tr")].some((r) => r.textContent.includes("large-manual") && r.querySelector(".badge.indexed")));
+  summary.direct_upload = true;
+
   // Pasted text with a title.
   await page.click(".add-more summary");
   await page.fill("#text-title", "Pasted note");

@@ -13,8 +13,8 @@ use rag_core::backend::{ListQuery, MetadataStore};
 use rag_core::ingest::queue::{Delivery, JobHandler, JobOutcome};
 use rag_core::ingest::sync::memory::MemoryJobStore;
 use rag_core::ingest::sync::{
-    IngestionJob, JobStatus, SourceItem, SourceObject, SyncRequest, SyncSource, SyncSources,
-    SyncTask,
+    IngestionJob, IngestionJobStore, JobStatus, SourceItem, SourceObject, SyncRequest, SyncSource,
+    SyncSources, SyncTask,
 };
 use rag_core::test_util::{LetterEmbedder, MemoryStores};
 use rag_core::{DocumentStatus, Ingestor, RagError, Tenant};
@@ -73,14 +73,16 @@ impl SyncSource for Bucket {
 struct Fixture {
     memory: MemoryStores,
     bucket: Arc<Bucket>,
+    jobs: Arc<MemoryJobStore>,
     ingestor: Arc<Ingestor>,
 }
 
 fn fixture() -> Fixture {
     let memory = MemoryStores::default();
     let bucket = Arc::new(Bucket::default());
+    let jobs = Arc::new(MemoryJobStore::default());
     let ingestor = ingestor(&memory, LetterEmbedder::default()).with_sync(SyncSources {
-        jobs: Arc::new(MemoryJobStore::default()),
+        jobs: jobs.clone(),
         s3: Ok(bucket.clone()),
         files: Err("no roots".into()),
         web: bucket.clone(),
@@ -88,6 +90,7 @@ fn fixture() -> Fixture {
     Fixture {
         memory,
         bucket,
+        jobs,
         ingestor,
     }
 }
@@ -196,30 +199,72 @@ async fn an_unreadable_item_fails_with_its_reason_and_the_job_still_completes() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_task_delivered_twice_makes_one_document() {
+async fn a_task_delivered_twice_makes_one_document_and_counts_once() {
     let f = fixture();
     f.bucket.put("a.md", &text("a"));
-    let job = sync(&f).await;
-    let documents = sources(&f.memory).await;
-    // The same task again, as SQS may deliver it: the job has ended, so
-    // nothing happens; and while a job runs the item's id is fixed.
-    let task = SyncTask::Put {
+    f.bucket.put("b.md", &text("b"));
+    // A job its listing handed two tasks, as a queue holds them.
+    let mut job = IngestionJob {
+        id: uuid::Uuid::new_v4(),
+        source: SOURCE.into(),
+        include: vec![],
+        exclude: vec![],
+        delete_missing: true,
+        status: JobStatus::Running,
+        counts: Default::default(),
+        failures: vec![],
+        error: None,
+        pending: 2,
+        listed: true,
+        created_at: chrono::Utc::now(),
+        started_at: None,
+        finished_at: None,
+    };
+    job.counts.scanned = 2;
+    f.jobs.create_job(&tenant(), &job).await.unwrap();
+    let put = |name: &str| SyncTask::Put {
         tenant: tenant(),
         job_id: job.id,
-        key: format!("{SOURCE}a.md"),
+        key: format!("{SOURCE}{name}"),
         version: "1".into(),
         replaces: vec![],
     };
-    let delivery = Delivery {
-        receive_count: 2,
+    let delivery = |receive_count| Delivery {
+        receive_count,
         max_receives: 3,
     };
+    // SQS delivers the first task twice before the job ends.
+    for receive_count in [1, 2] {
+        assert_eq!(
+            f.ingestor
+                .handle_sync(&put("a.md"), delivery(receive_count))
+                .await,
+            JobOutcome::Done
+        );
+    }
+    let between = f.ingestor.sync_job(&tenant(), job.id).await.unwrap();
     assert_eq!(
-        f.ingestor.handle_sync(&task, delivery).await,
+        (between.counts.added, between.pending),
+        (1, 1),
+        "{between:?}"
+    );
+    assert_eq!(between.status, JobStatus::Running);
+    assert_eq!(sources(&f.memory).await.len(), 1, "one document");
+
+    assert_eq!(
+        f.ingestor.handle_sync(&put("b.md"), delivery(1)).await,
         JobOutcome::Done
     );
-    assert_eq!(sources(&f.memory).await, documents);
-    assert_eq!(f.ingestor.sync_job(&tenant(), job.id).await.unwrap(), job);
+    let done = f.ingestor.sync_job(&tenant(), job.id).await.unwrap();
+    assert_eq!(done.status, JobStatus::Completed, "{done:?}");
+    assert_eq!((done.counts.added, done.pending), (2, 0));
+    // And once the job has ended, a late delivery changes nothing.
+    assert_eq!(
+        f.ingestor.handle_sync(&put("a.md"), delivery(3)).await,
+        JobOutcome::Done
+    );
+    assert_eq!(f.ingestor.sync_job(&tenant(), job.id).await.unwrap(), done);
+    assert_eq!(sources(&f.memory).await.len(), 2);
 }
 
 #[tokio::test]

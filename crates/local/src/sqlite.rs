@@ -158,7 +158,8 @@ ALTER TABLE chunks ADD COLUMN location TEXT;
 ALTER TABLE documents ADD COLUMN lease_owner TEXT;
 ALTER TABLE documents ADD COLUMN lease_expires_ms INTEGER;
 "#,
-    // Ingestion jobs, each a JSON record updated in a transaction.
+    // Ingestion jobs, each a JSON record updated in a transaction, and the
+    // items each job has counted (so a task delivered twice counts once).
     r#"
 CREATE TABLE ingestion_jobs (
     tenant TEXT NOT NULL,
@@ -168,6 +169,12 @@ CREATE TABLE ingestion_jobs (
     PRIMARY KEY (tenant, id)
 ) WITHOUT ROWID;
 CREATE INDEX ingestion_jobs_by_time ON ingestion_jobs (tenant, created_at DESC, id DESC);
+CREATE TABLE ingestion_job_items (
+    tenant TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    item TEXT NOT NULL,
+    PRIMARY KEY (tenant, job_id, item)
+) WITHOUT ROWID;
 "#,
 ];
 

@@ -6,8 +6,10 @@
 //! T#<tenant>#JOBS`, `GSI1SK = <created_at>#<id>` lists a tenant's jobs
 //! newest first.
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
-use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::types::{AttributeValue, Put, ReturnValue, TransactWriteItem, Update};
 use chrono::{DateTime, Utc};
 use rag_core::ingest::sync::{
     IngestionJob, IngestionJobStore, JobProgress, JobStatus, MAX_FAILURES_KEPT,
@@ -68,6 +70,79 @@ fn job_of(item: &Item) -> Result<IngestionJob, StoreError> {
         .map_err(|e| StoreError::permanent(format!("a damaged ingestion job item: {e}")))
 }
 
+/// One write's worth of progress: its update expression, condition, names
+/// and values.
+struct ProgressUpdate {
+    update: String,
+    condition: String,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+fn progress_update(progress: &JobProgress, with_failures: bool) -> ProgressUpdate {
+    let counts = &progress.counts;
+    let added = [
+        counts.scanned,
+        counts.added,
+        counts.updated,
+        counts.deleted,
+        counts.unchanged,
+        counts.failed,
+    ];
+    let mut sets: Vec<String> = COUNTERS
+        .iter()
+        .map(|c| format!("#counts.#{c} = #counts.#{c} + :{c}"))
+        .collect();
+    sets.push("#pending = #pending + :pending".into());
+    let mut names: HashMap<String, String> = [
+        ("#counts".to_string(), "counts".to_string()),
+        ("#pending".to_string(), "pending".to_string()),
+    ]
+    .into();
+    let mut values: HashMap<String, AttributeValue> =
+        [(":pending".to_string(), n(progress.pending))].into();
+    for (name, value) in COUNTERS.iter().zip(added) {
+        names.insert(format!("#{name}"), name.to_string());
+        values.insert(format!(":{name}"), n(value as i64));
+    }
+    if progress.listed {
+        sets.push("#listed = :listed".into());
+        names.insert("#listed".into(), "listed".into());
+        values.insert(":listed".into(), AttributeValue::Bool(true));
+    }
+    let mut condition = "attribute_exists(PK)".to_string();
+    if with_failures && !progress.failures.is_empty() {
+        let failures = progress
+            .failures
+            .iter()
+            .map(|f| s(serde_json::to_string(f).expect("a failure serialises")))
+            .collect();
+        sets.push("#failures = list_append(#failures, :failures)".into());
+        condition.push_str(" AND size(#failures) < :max_failures");
+        names.insert("#failures".into(), "failures".into());
+        values.insert(":failures".into(), AttributeValue::L(failures));
+        values.insert(":max_failures".into(), n(MAX_FAILURES_KEPT as i64));
+    }
+    ProgressUpdate {
+        update: format!("SET {}", sets.join(", ")),
+        condition,
+        names,
+        values,
+    }
+}
+
+/// An item's mark: the key is hashed, since keys may be longer than a
+/// sort key may.
+fn item_sk(item: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(item.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    format!("ITEM#{hex}")
+}
+
+/// How long an item's mark is kept: well past any job's run.
+const MARK_DAYS: i64 = 7;
+
 impl DynamoDbStore {
     async fn update_job(
         &self,
@@ -76,58 +151,18 @@ impl DynamoDbStore {
         progress: &JobProgress,
         with_failures: bool,
     ) -> Result<Result<IngestionJob, ()>, StoreError> {
-        let mut sets: Vec<String> = COUNTERS
-            .iter()
-            .map(|c| format!("#counts.#{c} = #counts.#{c} + :{c}"))
-            .collect();
-        sets.push("#pending = #pending + :pending".into());
-        let counts = &progress.counts;
-        let values = [
-            counts.scanned,
-            counts.added,
-            counts.updated,
-            counts.deleted,
-            counts.unchanged,
-            counts.failed,
-        ];
-        let mut request = self
+        let update = progress_update(progress, with_failures);
+        let output = self
             .client
             .update_item()
             .table_name(&self.table)
             .key("PK", s(job_pk(tenant, id)))
             .key("SK", s("JOB"))
-            .expression_attribute_names("#counts", "counts")
-            .expression_attribute_names("#pending", "pending")
-            .expression_attribute_values(":pending", n(progress.pending))
-            .return_values(ReturnValue::AllNew);
-        for (name, value) in COUNTERS.iter().zip(values) {
-            request = request
-                .expression_attribute_names(format!("#{name}"), *name)
-                .expression_attribute_values(format!(":{name}"), n(value as i64));
-        }
-        if progress.listed {
-            sets.push("#listed = :listed".into());
-            request = request
-                .expression_attribute_names("#listed", "listed")
-                .expression_attribute_values(":listed", AttributeValue::Bool(true));
-        }
-        let mut condition = "attribute_exists(PK)".to_string();
-        if with_failures && !progress.failures.is_empty() {
-            let failures = progress
-                .failures
-                .iter()
-                .map(|f| s(serde_json::to_string(f).expect("a failure serialises")))
-                .collect();
-            sets.push("#failures = list_append(#failures, :failures)".into());
-            condition.push_str(" AND size(#failures) < :max_failures");
-            request = request
-                .expression_attribute_names("#failures", "failures")
-                .expression_attribute_values(":failures", AttributeValue::L(failures))
-                .expression_attribute_values(":max_failures", n(MAX_FAILURES_KEPT as i64));
-        }
-        let output = request
-            .update_expression(format!("SET {}", sets.join(", ")))
-            .condition_expression(condition)
+            .update_expression(update.update)
+            .condition_expression(update.condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .return_values(ReturnValue::AllNew)
             .send()
             .await;
         match output {
@@ -136,6 +171,48 @@ impl DynamoDbStore {
                 let classified = classify(e);
                 if is_condition_failure(&classified) {
                     Ok(Err(()))
+                } else {
+                    Err(self.err(classified))
+                }
+            }
+        }
+    }
+
+    /// Appends failures while fewer than the most kept are there; past
+    /// that they are only counted.
+    async fn keep_failures(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        progress: &JobProgress,
+    ) -> Result<(), StoreError> {
+        if progress.failures.is_empty() {
+            return Ok(());
+        }
+        let failures = progress
+            .failures
+            .iter()
+            .map(|f| s(serde_json::to_string(f).expect("a failure serialises")))
+            .collect();
+        let result = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("PK", s(job_pk(tenant, id)))
+            .key("SK", s("JOB"))
+            .update_expression("SET #failures = list_append(#failures, :failures)")
+            .condition_expression("attribute_exists(PK) AND size(#failures) < :max")
+            .expression_attribute_names("#failures", "failures")
+            .expression_attribute_values(":failures", AttributeValue::L(failures))
+            .expression_attribute_values(":max", n(MAX_FAILURES_KEPT as i64))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let classified = classify(e);
+                if is_condition_failure(&classified) {
+                    Ok(())
                 } else {
                     Err(self.err(classified))
                 }
@@ -245,6 +322,64 @@ impl IngestionJobStore for DynamoDbStore {
                 what: format!("ingestion job {id}"),
             }),
         }
+    }
+
+    /// The mark and the counters in one transaction; a mark that exists
+    /// cancels it.
+    async fn record_item(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        item: &str,
+        progress: &JobProgress,
+    ) -> Result<Option<IngestionJob>, StoreError> {
+        let expires = (Utc::now() + chrono::Duration::days(MARK_DAYS)).timestamp();
+        let mark = Put::builder()
+            .table_name(&self.table)
+            .item("PK", s(job_pk(tenant, id)))
+            .item("SK", s(item_sk(item)))
+            .item("ttl", n(expires))
+            .condition_expression("attribute_not_exists(PK)")
+            .build()
+            .map_err(StoreError::permanent)?;
+        let update = progress_update(progress, false);
+        let counters = Update::builder()
+            .table_name(&self.table)
+            .key("PK", s(job_pk(tenant, id)))
+            .key("SK", s("JOB"))
+            .update_expression(update.update)
+            .condition_expression(update.condition)
+            .set_expression_attribute_names(Some(update.names))
+            .set_expression_attribute_values(Some(update.values))
+            .build()
+            .map_err(StoreError::permanent)?;
+        let written = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(mark).build())
+            .transact_items(TransactWriteItem::builder().update(counters).build())
+            .send()
+            .await;
+        if let Err(e) = written {
+            let classified = classify(e);
+            if !is_condition_failure(&classified) {
+                return Err(self.err(classified));
+            }
+            // Either the job is unknown, or the item was counted before.
+            return match self.job(tenant, id).await? {
+                Some(_) => Ok(None),
+                None => Err(StoreError::NotFound {
+                    what: format!("ingestion job {id}"),
+                }),
+            };
+        }
+        self.keep_failures(tenant, id, progress).await?;
+        self.job(tenant, id)
+            .await?
+            .map(Some)
+            .ok_or_else(|| StoreError::NotFound {
+                what: format!("ingestion job {id}"),
+            })
     }
 
     async fn move_job(

@@ -39,6 +39,20 @@ impl SqliteStore {
         id: Uuid,
         change: impl FnOnce(&mut IngestionJob) -> Result<(), StoreError> + Send + 'static,
     ) -> Result<IngestionJob, StoreError> {
+        self.change_job_marking(tenant, id, None, change)
+            .await
+            .map(|changed| changed.expect("no mark to find taken"))
+    }
+
+    /// As `change_job`, marking `item` counted in the same transaction;
+    /// `None`, and no change, when it already was.
+    async fn change_job_marking(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        item: Option<String>,
+        change: impl FnOnce(&mut IngestionJob) -> Result<(), StoreError> + Send + 'static,
+    ) -> Result<Option<IngestionJob>, StoreError> {
         let tenant = tenant.as_str().to_string();
         self.with(move |conn| {
             let tx = conn.transaction().map_err(db_error)?;
@@ -51,14 +65,34 @@ impl SqliteStore {
                 .optional()
                 .map_err(db_error)?;
             let mut job = decode(&body.ok_or_else(|| not_found(id))?)?;
+            if let Some(item) = item {
+                let marked = tx
+                    .execute(
+                        "INSERT OR IGNORE INTO ingestion_job_items (tenant, job_id, item) VALUES (?1, ?2, ?3)",
+                        params![tenant, id.to_string(), item],
+                    )
+                    .map_err(db_error)?;
+                if marked == 0 {
+                    return Ok(None);
+                }
+            }
             change(&mut job)?;
             tx.execute(
                 "UPDATE ingestion_jobs SET body = ?3 WHERE tenant = ?1 AND id = ?2",
                 params![tenant, id.to_string(), encode(&job)],
             )
             .map_err(db_error)?;
+            // An ended job's marks are of no more use: a task delivered
+            // after it ended finds the job ended.
+            if matches!(job.status, JobStatus::Completed | JobStatus::Failed) {
+                tx.execute(
+                    "DELETE FROM ingestion_job_items WHERE tenant = ?1 AND job_id = ?2",
+                    params![tenant, id.to_string()],
+                )
+                .map_err(db_error)?;
+            }
             tx.commit().map_err(db_error)?;
-            Ok(job)
+            Ok(Some(job))
         })
         .await
     }
@@ -159,6 +193,21 @@ impl IngestionJobStore for SqliteStore {
     ) -> Result<IngestionJob, StoreError> {
         let progress = progress.clone();
         self.change_job(tenant, id, move |job| {
+            job.apply(&progress);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn record_item(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        item: &str,
+        progress: &JobProgress,
+    ) -> Result<Option<IngestionJob>, StoreError> {
+        let progress = progress.clone();
+        self.change_job_marking(tenant, id, Some(item.to_string()), move |job| {
             job.apply(&progress);
             Ok(())
         })

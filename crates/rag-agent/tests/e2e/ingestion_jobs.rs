@@ -25,8 +25,10 @@ pub(crate) async fn run_job(server: &Server, request: Value) -> Value {
         if job["status"] == "COMPLETED" || job["status"] == "FAILED" {
             return job;
         }
+        // Generous: on moto every item costs a dozen slow calls, and CI
+        // runs other suites beside this one.
         assert!(
-            started.elapsed() < Duration::from_secs(600),
+            started.elapsed() < Duration::from_secs(1800),
             "the job did not end: {job}"
         );
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -279,4 +281,135 @@ async fn a_thousand_object_prefix_syncs_exactly_aws() {
     );
     let (_, health) = get_json(&server.at("/health")).await;
     assert_eq!(health["document_count"], 1000, "{health}");
+}
+
+/// A site's pages: name (or a whole URL), `lastmod`, body.
+type Pages = std::sync::Arc<std::sync::Mutex<Vec<(String, String, String)>>>;
+
+/// A site whose sitemap and pages the test changes between syncs.
+async fn site(pages: Pages) -> u16 {
+    use axum::extract::{Path as UrlPath, State};
+    use axum::response::IntoResponse;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let app = axum::Router::new()
+        .route(
+            "/sitemap.xml",
+            axum::routing::get(move |State(pages): State<Pages>| async move {
+                let urls: String = pages
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .map(|(name, lastmod, _)| {
+                        let loc = if name.starts_with("http") {
+                            name.clone()
+                        } else {
+                            format!("http://localhost:{port}/{name}")
+                        };
+                        format!("<url><loc>{loc}</loc><lastmod>{lastmod}</lastmod></url>")
+                    })
+                    .collect();
+                (
+                    [("content-type", "application/xml")],
+                    format!("<?xml version=\"1.0\"?><urlset xmlns=\"http://www.sitemaps.org/schemas/sitemap/0.9\">{urls}</urlset>"),
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/{name}",
+            axum::routing::get(|State(pages): State<Pages>, UrlPath(name): UrlPath<String>| async move {
+                let pages = pages.lock().unwrap();
+                match pages.iter().find(|(n, _, _)| *n == name) {
+                    Some((_, _, body)) => ([("content-type", "text/html")], body.clone()).into_response(),
+                    None => axum::http::StatusCode::NOT_FOUND.into_response(),
+                }
+            }),
+        )
+        .with_state(pages);
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    port
+}
+
+fn page(title: &str, text: &str) -> String {
+    format!(
+        "<html><head><title>{title}</title></head><body><main><h1>{title}</h1><p>{text}</p></main></body></html>"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sitemap_job_follows_lastmod_and_the_address_checks_embedded() {
+    let pages = std::sync::Arc::new(std::sync::Mutex::new(vec![
+        (
+            "lanterns.html".to_string(),
+            "2026-11-01".to_string(),
+            page(
+                "Lanterns",
+                "Storm lanterns hang at every berth of the harbour.",
+            ),
+        ),
+        (
+            "ropes.html".to_string(),
+            "2026-11-01".to_string(),
+            page(
+                "Ropes",
+                "Mooring ropes are inspected each spring by the harbour master.",
+            ),
+        ),
+        // A sitemap may name any address; the fetcher refuses this one.
+        (
+            "http://169.254.169.254/latest/meta-data/".to_string(),
+            "2026-11-01".to_string(),
+            String::new(),
+        ),
+    ]));
+    let port = site(pages.clone()).await;
+    let data = tempfile::tempdir().unwrap();
+    let allow = format!("localhost:{port}");
+    let stack = Stack::embedded();
+    let server = Server::start(
+        data.path(),
+        &stack,
+        &[("RAG_AGENT_FETCH_ALLOWLIST", allow.as_str())],
+    );
+    let request = json!({"source": format!("http://localhost:{port}/sitemap.xml")});
+
+    let first = run_job(&server, request.clone()).await;
+    assert_eq!(first["status"], "COMPLETED", "{first}");
+    let c = &first["counts"];
+    assert_eq!(
+        (
+            c["scanned"].as_u64(),
+            c["added"].as_u64(),
+            c["failed"].as_u64()
+        ),
+        (Some(3), Some(2), Some(1)),
+        "{first}"
+    );
+    let failure = &first["failures"][0];
+    assert_eq!(failure["item"], "http://169.254.169.254/latest/meta-data/");
+    assert!(
+        failure["reason"]
+            .as_str()
+            .unwrap()
+            .contains("169.254.169.254"),
+        "{failure}"
+    );
+
+    // A page whose lastmod moved is indexed again; the other is left.
+    {
+        let mut pages = pages.lock().unwrap();
+        pages[1] = (
+            "ropes.html".into(),
+            "2026-12-01".into(),
+            page("Ropes", "Mooring ropes are now replaced every autumn."),
+        );
+        pages.pop();
+    }
+    let second = run_job(&server, request).await;
+    assert_eq!(second["counts"], counts(0, 1, 0, 1, 2), "{second}");
+    assert_eq!(
+        sources_for(&server, &stack, "replaced every autumn").await,
+        [format!("http://localhost:{port}/ropes.html")]
+    );
 }

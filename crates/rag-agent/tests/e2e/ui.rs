@@ -202,6 +202,7 @@ async fn the_web_ui_works_in_a_real_browser() {
         );
     }
     assert_eq!(summary["added_by_drop_and_paste"], true, "{summary}");
+    assert_eq!(summary["direct_upload"], true, "{summary}");
 
     // What the browser did reached the server.
     // Two uploads, one drop, one paste, one deleted.

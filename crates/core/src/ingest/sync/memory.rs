@@ -1,7 +1,7 @@
 //! Ingestion jobs in memory, for tests, and the rules every job store
 //! keeps, checked against each of them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 use async_trait::async_trait;
@@ -19,6 +19,7 @@ use crate::tenant::Tenant;
 #[derive(Default)]
 pub struct MemoryJobStore {
     jobs: Mutex<BTreeMap<(Tenant, Uuid), IngestionJob>>,
+    marks: Mutex<BTreeSet<(Tenant, Uuid, String)>>,
 }
 
 fn not_found(id: Uuid) -> StoreError {
@@ -88,6 +89,29 @@ impl IngestionJobStore for MemoryJobStore {
             .ok_or_else(|| not_found(id))?;
         job.apply(progress);
         Ok(job.clone())
+    }
+
+    async fn record_item(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        item: &str,
+        progress: &JobProgress,
+    ) -> Result<Option<IngestionJob>, StoreError> {
+        let mut jobs = self.jobs.lock().unwrap();
+        let job = jobs
+            .get_mut(&(tenant.clone(), id))
+            .ok_or_else(|| not_found(id))?;
+        if !self
+            .marks
+            .lock()
+            .unwrap()
+            .insert((tenant.clone(), id, item.to_string()))
+        {
+            return Ok(None);
+        }
+        job.apply(progress);
+        Ok(Some(job.clone()))
     }
 
     async fn move_job(
@@ -229,6 +253,36 @@ pub async fn check_job_store_rules(store: &dyn IngestionJobStore, concurrent: bo
     assert_eq!(after.counts.scanned, 20);
     // One more was kept, the rest only counted.
     assert_eq!(after.failures.len(), MAX_FAILURES_KEPT);
+
+    // An item is counted once, however often its task reports.
+    let one = JobProgress {
+        counts: JobCounts {
+            added: 1,
+            ..JobCounts::default()
+        },
+        ..JobProgress::default()
+    };
+    let counted = store
+        .record_item(&a, job.id, "s3://docs/a.md", &one)
+        .await
+        .unwrap();
+    assert_eq!(counted.unwrap().counts.added, 1);
+    assert!(
+        store
+            .record_item(&a, job.id, "s3://docs/a.md", &one)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let other = store
+        .record_item(&a, job.id, "s3://docs/b.md", &one)
+        .await
+        .unwrap();
+    assert_eq!(other.unwrap().counts.added, 2);
+    assert!(matches!(
+        store.record_item(&b, job.id, "s3://docs/c.md", &one).await,
+        Err(StoreError::NotFound { .. })
+    ));
 
     let done = store
         .move_job(

@@ -185,6 +185,17 @@ pub trait IngestionJobStore: Send + Sync {
         id: Uuid,
         progress: &JobProgress,
     ) -> Result<IngestionJob, StoreError>;
+    /// Adds what one item's task did, once: the item's mark and the
+    /// progress go in one atomic write, and an item already marked (its
+    /// task delivered again after it was counted) adds nothing and
+    /// answers `None`. A job's marks go when it ends.
+    async fn record_item(
+        &self,
+        tenant: &Tenant,
+        id: Uuid,
+        item: &str,
+        progress: &JobProgress,
+    ) -> Result<Option<IngestionJob>, StoreError>;
     /// Moves the job from `from` to `to`, stamping `at` (and `error`);
     /// Conflict when it is not in `from`.
     async fn move_job(

@@ -150,7 +150,8 @@ impl Ingestor {
                     }
                     Err(e) => failed(key, e.to_string()),
                 };
-                self.finish_task(sources, tenant, *job_id, progress).await
+                self.finish_task(sources, tenant, *job_id, key, progress)
+                    .await
             }
         };
         outcome.unwrap_or_else(|e| JobOutcome::Retry {
@@ -191,7 +192,7 @@ impl Ingestor {
                 key,
                 ..
             } => {
-                self.finish_task(sources, tenant, *job_id, failed(key, reason))
+                self.finish_task(sources, tenant, *job_id, key, failed(key, reason))
                     .await
             }
         };
@@ -380,7 +381,8 @@ impl Ingestor {
             }
             Err(e) => failed(key, e.to_string()),
         };
-        self.finish_task(sources, tenant, job_id, progress).await
+        self.finish_task(sources, tenant, job_id, key, progress)
+            .await
     }
 
     async fn unchanged_content(
@@ -411,19 +413,30 @@ impl Ingestor {
         Ok(())
     }
 
-    /// Adds a finished task to its job.
+    /// Adds a finished item's task to its job, once however often it is
+    /// delivered; the write that leaves nothing outstanding completes it.
     async fn finish_task(
         &self,
         sources: &SyncSources,
         tenant: &Tenant,
         job_id: Uuid,
+        item: &str,
         progress: JobProgress,
     ) -> Result<JobOutcome, RagError> {
         let progress = JobProgress {
             pending: progress.pending - 1,
             ..progress
         };
-        self.settle(sources, tenant, job_id, progress).await
+        match sources
+            .jobs
+            .record_item(tenant, job_id, item, &progress)
+            .await
+        {
+            Ok(Some(job)) => self.complete_if_done(sources, tenant, job).await,
+            // Counted by an earlier delivery, or the job is gone.
+            Ok(None) | Err(StoreError::NotFound { .. }) => Ok(JobOutcome::Done),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// Adds `progress` to the job; the write that leaves nothing
@@ -435,15 +448,25 @@ impl Ingestor {
         job_id: Uuid,
         progress: JobProgress,
     ) -> Result<JobOutcome, RagError> {
-        let job = match sources
+        match sources
             .jobs
             .record_progress(tenant, job_id, &progress)
             .await
         {
-            Ok(job) => job,
-            Err(StoreError::NotFound { .. }) => return Ok(JobOutcome::Done),
-            Err(e) => return Err(e.into()),
-        };
+            Ok(job) => self.complete_if_done(sources, tenant, job).await,
+            Err(StoreError::NotFound { .. }) => Ok(JobOutcome::Done),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Completes a job that was listed and has nothing outstanding.
+    async fn complete_if_done(
+        &self,
+        sources: &SyncSources,
+        tenant: &Tenant,
+        job: IngestionJob,
+    ) -> Result<JobOutcome, RagError> {
+        let job_id = job.id;
         if job.listed && job.pending == 0 && job.status == JobStatus::Running {
             match sources
                 .jobs
