@@ -205,9 +205,9 @@ async fn the_web_ui_works_in_a_real_browser() {
     assert_eq!(summary["direct_upload"], true, "{summary}");
 
     // What the browser did reached the server.
-    // Two uploads, one drop, one paste, one deleted.
+    // Two uploads, one drop, one direct upload, one paste, one deleted.
     let (_, list) = get_json(&server.at("/documents")).await;
-    assert_eq!(list["items"].as_array().unwrap().len(), 3, "{list}");
+    assert_eq!(list["items"].as_array().unwrap().len(), 4, "{list}");
     let conversation = summary["conversation"].as_str().unwrap();
     assert!(conversation.starts_with("Conversation "), "{conversation}");
 
