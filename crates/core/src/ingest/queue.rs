@@ -51,7 +51,7 @@ impl QueueMessage {
         }
         SyncTask::from_body(body)
             .map(QueueMessage::Sync)
-            .map_err(|e| format!("neither an ingest job nor a job's task: {e}"))
+            .map_err(|e| format!("the message is not an ingest job nor a job's task: {e}"))
     }
 }
 
