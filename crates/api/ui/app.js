@@ -257,16 +257,30 @@ function renderConversationLabel() {
     : "New conversation";
 }
 
-// Answer text with every [n] that names a source turned into a button.
-function renderAnswer(container, text, sources) {
+// Answer text with every [n] that names a source turned into a button. A
+// citation the server found unsupported by its passage marks the text it
+// ends (back to the previous citation or sentence end) and its button.
+function renderAnswer(container, text, sources, citations) {
   const byNumber = new Map(sources.map((s) => [s.citation, s]));
+  const checks = (citations || []).slice();
   const nodes = [];
   let last = 0;
   for (const match of text.matchAll(/\[(\d+)\]/g)) {
     const source = byNumber.get(Number(match[1]));
     if (!source) continue;
-    nodes.push(text.slice(last, match.index));
-    nodes.push(el("button", { class: "cite", title: source.title, "aria-label": `Source ${source.citation}: ${source.title}`, onclick: () => showCitation(source) }, `[${source.citation}]`));
+    const at = checks.findIndex((c) => c.n === source.citation);
+    const check = at >= 0 ? checks.splice(at, 1)[0] : null;
+    const before = text.slice(last, match.index);
+    const unsupported = check && !check.supported;
+    if (unsupported) {
+      const cut = Math.max(before.lastIndexOf(". "), before.lastIndexOf("] ")) + 1;
+      nodes.push(before.slice(0, cut));
+      nodes.push(el("span", { class: "unsupported", title: `Passage [${source.citation}] does not appear to support this (support ${check.score.toFixed(2)})` }, before.slice(cut)));
+    } else {
+      nodes.push(before);
+    }
+    const label = unsupported ? `Source ${source.citation} (does not appear to support this): ${source.title}` : `Source ${source.citation}: ${source.title}`;
+    nodes.push(el("button", { class: unsupported ? "cite unsupported" : "cite", title: source.title, "aria-label": label, onclick: () => showCitation(source) }, `[${source.citation}]`));
     last = match.index + match[0].length;
   }
   nodes.push(text.slice(last));
@@ -305,7 +319,7 @@ function turnView(turn) {
   const answer = el("div", { class: "answer" });
   const sources = el("ol", { class: "sources" });
   const footer = el("div", { class: "muted small footer" }, turn.footer || "");
-  renderAnswer(answer, turn.answer || "", turn.sources || []);
+  renderAnswer(answer, turn.answer || "", turn.sources || [], turn.citations);
   renderSources(sources, turn.sources || []);
   const node = el("li", { class: "turn" },
     el("div", { class: "question" }, turn.question),
@@ -380,10 +394,16 @@ async function ask(question) {
         if (line) line.replaceWith(toolLine(tool));
       } else if (event === "sources") {
         turn.sources = data.sources;
+      } else if (event === "citations") {
+        // The answer as checked: markers naming no passage are gone.
+        turn.answer = data.answer;
+        turn.citations = data.citations;
+        turn.groundedness = data.groundedness;
       } else if (event === "done") {
         finished = true;
         chat.conversationId = data.conversation_id;
-        turn.footer = `${data.model_id} · ${data.latency_ms} ms · ${data.token_usage.total_tokens} tokens`;
+        const grounded = typeof turn.groundedness === "number" ? ` · ${Math.round(turn.groundedness * 100)}% grounded` : "";
+        turn.footer = `${data.model_id} · ${data.latency_ms} ms · ${data.token_usage.total_tokens} tokens${grounded}`;
       } else if (event === "error") {
         finished = true;
         turn.error = data.message || "The answer failed.";

@@ -378,7 +378,7 @@ fn to_metadata(tenant: &Tenant, chunk: &DocumentChunk) -> Value {
         "token_count": m.token_count,
         "text": chunk.content,
     });
-    // The location's fields (`page`, `sheet`, `slide`) sit beside the
+    // The location's fields (`page`, `sheet`, `slide`, `section`) sit beside the
     // others, and only where the chunk has them.
     if let (Value::Object(fields), Ok(Value::Object(location))) =
         (&mut metadata, serde_json::to_value(&m.location))
@@ -416,6 +416,10 @@ fn from_metadata(key: &str, metadata: &Value, score: f32) -> Option<VectorSearch
                     .and_then(Value::as_str)
                     .map(str::to_string),
                 slide: number("slide").map(|n| n as u32),
+                section: metadata
+                    .get("section")
+                    .and_then(Value::as_str)
+                    .map(str::to_string),
             },
         },
     })

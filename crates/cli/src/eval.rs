@@ -174,6 +174,33 @@ pub fn score(question: &Question, ranked: &[(String, String)], answer: &str) -> 
     }
 }
 
+/// What a `/query` reply says of its citations: the share of its `[n]`
+/// markers that point at a passage of an expected source (`None` when it
+/// cites nothing), and the server's groundedness.
+pub fn citation_scores(question: &Question, answer: &Value) -> (Option<f64>, Option<f64>) {
+    let sources = answer["sources"].as_array().map_or(&[][..], Vec::as_slice);
+    let citations = answer["citations"]
+        .as_array()
+        .map_or(&[][..], Vec::as_slice);
+    let right = citations
+        .iter()
+        .filter(|c| {
+            sources.iter().any(|s| {
+                s["citation"] == c["n"]
+                    && question.expected_sources.iter().any(|e| {
+                        matches_expected(
+                            e,
+                            s["source"].as_str().unwrap_or_default(),
+                            s["title"].as_str().unwrap_or_default(),
+                        )
+                    })
+            })
+        })
+        .count();
+    let precision = (!citations.is_empty()).then(|| right as f64 / citations.len() as f64);
+    (precision, answer["groundedness"].as_f64())
+}
+
 /// Distinct documents of a `/query` answer's sources, in rank order.
 fn ranked_documents(answer: &Value) -> Vec<(String, String)> {
     let mut seen = std::collections::HashSet::new();
@@ -203,6 +230,10 @@ struct ModeSummary {
     ndcg_at_10: f64,
     keyword_recall_sum: f64,
     keyword_questions: usize,
+    citation_precision_sum: f64,
+    citing_answers: usize,
+    groundedness_sum: f64,
+    grounded_answers: usize,
     latency_ms_sum: u64,
 }
 
@@ -220,6 +251,17 @@ impl ModeSummary {
         self.latency_ms_sum += latency_ms;
     }
 
+    fn add_citations(&mut self, precision: Option<f64>, groundedness: Option<f64>) {
+        if let Some(p) = precision {
+            self.citation_precision_sum += p;
+            self.citing_answers += 1;
+        }
+        if let Some(g) = groundedness {
+            self.groundedness_sum += g;
+            self.grounded_answers += 1;
+        }
+    }
+
     /// Means over every question, failed ones counting as misses.
     fn to_json(&self, mode: &str) -> Value {
         let n = (self.questions + self.errors).max(1) as f64;
@@ -233,6 +275,10 @@ impl ModeSummary {
             "ndcg_at_10": self.ndcg_at_10 / n,
             "keyword_recall": (self.keyword_questions > 0)
                 .then(|| self.keyword_recall_sum / self.keyword_questions as f64),
+            "citation_precision": (self.citing_answers > 0)
+                .then(|| self.citation_precision_sum / self.citing_answers as f64),
+            "groundedness": (self.grounded_answers > 0)
+                .then(|| self.groundedness_sum / self.grounded_answers as f64),
             "mean_latency_ms": self.latency_ms_sum as f64 / self.questions.max(1) as f64,
         })
     }
@@ -292,6 +338,8 @@ pub async fn run(client: &ApiClient, args: &EvalArgs, json: bool) -> Result<(), 
                     let scores = score(question, &ranked, answer_text);
                     let latency = answer["latency_ms"].as_u64().unwrap_or(0);
                     summary.add(&scores, latency);
+                    let (precision, groundedness) = citation_scores(question, &answer);
+                    summary.add_citations(precision, groundedness);
                     per_mode.insert(
                         mode.clone(),
                         json!({
@@ -300,6 +348,8 @@ pub async fn run(client: &ApiClient, args: &EvalArgs, json: bool) -> Result<(), 
                             "reciprocal_rank": scores.reciprocal_rank,
                             "ndcg_at_10": scores.ndcg_at_10,
                             "keyword_recall": scores.keyword_recall,
+                            "citation_precision": precision,
+                            "groundedness": groundedness,
                             "top_sources": ranked.iter().take(5).map(|(s, _)| s).collect::<Vec<_>>(),
                             "latency_ms": latency,
                         }),
@@ -393,6 +443,8 @@ fn print_report(questions: &[Question], modes: &[String], summary: &[Value], row
                 fmt(&s["mrr_at_10"]),
                 fmt(&s["ndcg_at_10"]),
                 fmt(&s["keyword_recall"]),
+                fmt(&s["citation_precision"]),
+                fmt(&s["groundedness"]),
                 format!("{:.0}", s["mean_latency_ms"].as_f64().unwrap_or(0.0)),
                 s["errors"].to_string(),
             ]
@@ -400,14 +452,15 @@ fn print_report(questions: &[Question], modes: &[String], summary: &[Value], row
         .collect();
     output::table(
         &[
-            "MODE", "HIT@1", "HIT@5", "MRR@10", "NDCG@10", "KEYWORDS", "MS", "ERRORS",
+            "MODE", "HIT@1", "HIT@5", "MRR@10", "NDCG@10", "KEYWORDS", "CITED", "GROUNDED", "MS",
+            "ERRORS",
         ],
         &metric_rows,
     );
     outln!(
         "{}",
         dim(&format!(
-            "{} questions, top {TOP_K} passages per query; keyword recall is over questions that list keywords",
+            "{} questions, top {TOP_K} passages per query; keyword recall is over questions that list keywords; CITED is the share of [n] markers that point at an expected source, GROUNDED the share of claims their passage supports",
             questions.len()
         ))
     );
@@ -505,5 +558,21 @@ mod tests {
             assert!(error.contains(why), "{content}: {error}");
         }
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn citation_precision_counts_markers_on_expected_sources() {
+        let q = question(&["ch04.html"], &[]);
+        let answer = serde_json::json!({
+            "sources": [
+                {"citation": 1, "source": "ch04.html", "title": "Ownership"},
+                {"citation": 2, "source": "ch09.html", "title": "Errors"},
+            ],
+            "citations": [{"n": 1}, {"n": 2}, {"n": 1}, {"n": 2}],
+            "groundedness": 0.75,
+        });
+        assert_eq!(citation_scores(&q, &answer), (Some(0.5), Some(0.75)));
+        let uncited = serde_json::json!({"sources": [], "citations": []});
+        assert_eq!(citation_scores(&q, &uncited), (None, None));
     }
 }

@@ -85,6 +85,38 @@ pub struct TextChunk {
     pub location: ChunkLocation,
 }
 
+/// The short header a chunk is embedded and keyword-indexed with, so that
+/// a passage under "Defining an Enum > Enum Values" is found by those
+/// words even where its own text never repeats them: the document's title,
+/// then the headings it sits under that the title does not already name.
+/// It is never part of the chunk's content, whose offsets stay exact.
+pub fn chunk_header(title: &str, location: &ChunkLocation) -> String {
+    let title = title.trim();
+    let title_lower = title.to_lowercase();
+    let mut header = title.to_string();
+    if let Some(section) = &location.section {
+        for heading in section.split(" > ") {
+            if heading.is_empty() || title_lower.contains(&heading.to_lowercase()) {
+                continue;
+            }
+            if !header.is_empty() {
+                header.push_str(" > ");
+            }
+            header.push_str(heading);
+        }
+    }
+    header
+}
+
+/// What the embedder is given for a chunk: its header and its content.
+pub fn embedding_text(header: &str, content: &str) -> String {
+    if header.is_empty() {
+        content.to_string()
+    } else {
+        format!("{header}\n\n{content}")
+    }
+}
+
 /// How much text text-splitter sees at once, in chunks' worth. It looks
 /// for the next sentence boundary across the rest of its input for every
 /// chunk, so a text without sentence ends costs time quadratic in its
@@ -160,24 +192,38 @@ pub fn chunk_sections(
             at += 1;
             continue;
         }
-        // A run is prose of one location: chunks never cross from one
-        // page, sheet or slide into the next, so each names its own.
+        // A run is prose of one page, sheet or slide: chunks never cross
+        // from one into the next, so each names its own. Within a run the
+        // splitter cuts where it would anyway, and a chunk goes by the
+        // section it starts in: cutting at every heading instead cost
+        // retrieval on both question sets (docs/BENCHMARKS.md).
         let run_end = sections[at..]
             .iter()
-            .position(|s| s.table || s.location != sections[at].location)
+            .position(|s| s.table || !same_part(&s.location, &sections[at].location))
             .map_or(sections.len(), |n| at + n);
         let run = &sections[at..run_end];
         let (start, end) = (run[0].start, run[run.len() - 1].end);
         let base = char_index(start);
+        let section_starts: Vec<usize> = run.iter().map(|s| char_index(s.start) - base).collect();
+        let mut current = 0;
         for mut chunk in chunk_text(&text[start..end], options)? {
+            while current + 1 < run.len() && section_starts[current + 1] <= chunk.start_char {
+                current += 1;
+            }
             chunk.start_char += base;
             chunk.end_char += base;
-            chunk.location = run[0].location.clone();
+            chunk.location = run[current].location.clone();
             chunks.push(chunk);
         }
         at = run_end;
     }
     Ok(chunks)
+}
+
+/// Whether two locations are the same page, sheet or slide, whatever
+/// their sections.
+fn same_part(a: &ChunkLocation, b: &ChunkLocation) -> bool {
+    a.page == b.page && a.sheet == b.sheet && a.slide == b.slide
 }
 
 fn window_for(text: &str, start: usize, chunk_size: usize) -> usize {
@@ -249,6 +295,76 @@ pub fn char_slice(text: &str, start: usize, end: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn headed(text: &mut String, path: &str, body: &str) -> Section {
+        if !text.is_empty() {
+            text.push_str("\n\n");
+        }
+        let start = text.len();
+        text.push_str(body);
+        Section {
+            start,
+            end: text.len(),
+            location: ChunkLocation::in_section(Some(path.to_string())),
+            table: false,
+        }
+    }
+
+    #[test]
+    fn a_chunk_goes_by_the_section_it_starts_in() {
+        let mut text = String::new();
+        let sections = vec![
+            headed(
+                &mut text,
+                "Cmd > Options > --lib",
+                "--lib\n\nMake a library.",
+            ),
+            headed(
+                &mut text,
+                "Cmd > Options > --bin",
+                "--bin\n\nMake a binary.",
+            ),
+            headed(&mut text, "Cmd > Examples", &"Examples of use. ".repeat(20)),
+        ];
+        let options = ChunkingOptions {
+            chunk_size: 200,
+            chunk_overlap: 0,
+        };
+        let chunks = chunk_sections(&text, &sections, options).unwrap();
+        let starts: Vec<(&str, &str)> = chunks
+            .iter()
+            .map(|c| (c.location.section.as_deref().unwrap(), &c.content[..5]))
+            .collect();
+        assert_eq!(starts[0], ("Cmd > Options > --lib", "--lib"));
+        assert!(starts.last().unwrap().0 == "Cmd > Examples", "{starts:?}");
+        let chars: Vec<char> = text.chars().collect();
+        for c in &chunks {
+            assert_eq!(
+                chars[c.start_char..c.end_char].iter().collect::<String>(),
+                c.content
+            );
+            // The section named is the last one starting at or before the
+            // chunk.
+            let at = sections
+                .iter()
+                .rev()
+                .find(|s| text[..s.start].chars().count() <= c.start_char)
+                .unwrap();
+            assert_eq!(c.location.section, at.location.section);
+        }
+    }
+
+    #[test]
+    fn chunks_never_cross_pages_even_when_they_would_fit() {
+        let mut text = String::new();
+        let mut one = headed(&mut text, "A", "page one");
+        one.location.page = Some(1);
+        let mut two = headed(&mut text, "A", "page two");
+        two.location.page = Some(2);
+        let chunks = chunk_sections(&text, &[one, two], ChunkingOptions::default()).unwrap();
+        let pages: Vec<_> = chunks.iter().map(|c| c.location.page).collect();
+        assert_eq!(pages, vec![Some(1), Some(2)]);
+    }
 
     fn sample() -> String {
         let mut text = String::new();

@@ -131,6 +131,11 @@ pub struct ChunkLocation {
     /// 1-based slide number of a presentation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slide: Option<u32>,
+    /// The headings the chunk sits under, outermost first, joined with
+    /// ` > ` ("Defining an Enum > Enum Values"), where the format has
+    /// headings (HTML, Markdown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub section: Option<String>,
 }
 
 impl ChunkLocation {
@@ -155,6 +160,14 @@ impl ChunkLocation {
         }
     }
 
+    /// The location of a chunk under `path`, a heading path.
+    pub fn in_section(path: Option<String>) -> Self {
+        Self {
+            section: path,
+            ..Self::default()
+        }
+    }
+
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
     }
@@ -173,6 +186,11 @@ impl ChunkMetadata {
 pub struct DocumentChunk {
     pub metadata: ChunkMetadata,
     pub content: String,
+    /// The document's title and the chunk's heading path (see
+    /// `chunk::chunk_header`): embedded with the content and indexed for
+    /// keywords beside it, but never shown as part of it.
+    #[serde(default)]
+    pub header: String,
     pub embedding: Vec<f32>,
 }
 
@@ -248,6 +266,9 @@ pub struct QueryResponse {
     pub token_usage: TokenUsage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<Uuid>,
+    /// How the answer's citations hold up against their passages.
+    #[serde(flatten)]
+    pub citation_report: crate::answer::CitationReport,
 }
 
 /// How retrieval finds candidates.

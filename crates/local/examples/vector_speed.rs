@@ -129,6 +129,7 @@ async fn main() {
                         location: Default::default(),
                     },
                     content: String::new(),
+                    header: String::new(),
                     embedding: vector.clone(),
                 }
             })

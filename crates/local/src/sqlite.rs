@@ -176,7 +176,40 @@ CREATE TABLE ingestion_job_items (
     PRIMARY KEY (tenant, job_id, item)
 ) WITHOUT ROWID;
 "#,
+    // Each chunk's header (its document's title and heading path), indexed
+    // as a column of its own so a search can weigh it above body text.
+    // Chunks indexed before have an empty header until indexed again.
+    r#"
+ALTER TABLE chunks ADD COLUMN header TEXT NOT NULL DEFAULT '';
+DROP TRIGGER chunks_ai;
+DROP TRIGGER chunks_ad;
+DROP TRIGGER chunks_au;
+DROP TABLE chunks_fts;
+CREATE VIRTUAL TABLE chunks_fts USING fts5(
+    content, header, tenant UNINDEXED, content='chunks', content_rowid='rowid',
+    tokenize='porter unicode61'
+);
+CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
+    INSERT INTO chunks_fts (rowid, content, header, tenant)
+        VALUES (new.rowid, new.content, new.header, new.tenant);
+END;
+CREATE TRIGGER chunks_ad AFTER DELETE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, content, header, tenant)
+        VALUES ('delete', old.rowid, old.content, old.header, old.tenant);
+END;
+CREATE TRIGGER chunks_au AFTER UPDATE ON chunks BEGIN
+    INSERT INTO chunks_fts (chunks_fts, rowid, content, header, tenant)
+        VALUES ('delete', old.rowid, old.content, old.header, old.tenant);
+    INSERT INTO chunks_fts (rowid, content, header, tenant)
+        VALUES (new.rowid, new.content, new.header, new.tenant);
+END;
+INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild');
+"#,
 ];
+
+/// How much more a query word counts in a chunk's header (title and
+/// heading path) than in its body: BM25F's field weight.
+const HEADER_WEIGHT: f64 = 2.0;
 
 /// The SQLite-backed metadata store, lexical index and conversation store.
 /// One connection behind a mutex: SQLite serialises writers anyway, and the
@@ -634,24 +667,24 @@ impl LexicalIndex for SqliteStore {
         chunks: &[DocumentChunk],
     ) -> Result<(), StoreError> {
         let tenant = tenant.to_string();
-        let rows: Vec<(ChunkMetadata, String)> = chunks
+        let rows: Vec<(ChunkMetadata, String, String)> = chunks
             .iter()
-            .map(|c| (c.metadata.clone(), c.content.clone()))
+            .map(|c| (c.metadata.clone(), c.content.clone(), c.header.clone()))
             .collect();
         self.with(move |conn| {
             let tx = conn.transaction().map_err(db_error)?;
             {
                 let mut stmt = tx
                     .prepare(
-                        "INSERT INTO chunks (chunk_id, document_id, chunk_index, start_char, end_char, token_count, content, tenant, location)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                         ON CONFLICT (chunk_id) DO UPDATE SET content = excluded.content,
+                        "INSERT INTO chunks (chunk_id, document_id, chunk_index, start_char, end_char, token_count, content, tenant, location, header)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+                         ON CONFLICT (chunk_id) DO UPDATE SET content = excluded.content, header = excluded.header,
                             start_char = excluded.start_char, end_char = excluded.end_char,
                             token_count = excluded.token_count, location = excluded.location
                          WHERE chunks.tenant = excluded.tenant",
                     )
                     .map_err(db_error)?;
-                for (m, content) in &rows {
+                for (m, content, header) in &rows {
                     stmt.execute(params![
                         m.chunk_id,
                         m.document_id.to_string(),
@@ -663,7 +696,8 @@ impl LexicalIndex for SqliteStore {
                         tenant,
                         (!m.location.is_empty()).then(|| {
                             serde_json::to_string(&m.location).expect("a location serialises")
-                        })
+                        }),
+                        header
                     ])
                     .map_err(db_error)?;
                 }
@@ -686,9 +720,9 @@ impl LexicalIndex for SqliteStore {
         let tenant = tenant.to_string();
         let ids: Vec<String> = filter.document_ids.iter().map(Uuid::to_string).collect();
         self.with(move |conn| {
-            let mut sql = String::from(
+            let mut sql = format!(
                 "SELECT c.chunk_id, c.document_id, c.chunk_index, c.start_char, c.end_char,
-                        c.token_count, c.content, c.location, bm25(chunks_fts) AS rank
+                        c.token_count, c.content, c.location, bm25(chunks_fts, 1.0, {HEADER_WEIGHT}) AS rank
                  FROM chunks_fts JOIN chunks c ON c.rowid = chunks_fts.rowid
                  WHERE chunks_fts MATCH ?1 AND chunks_fts.tenant = ?2",
             );

@@ -625,6 +625,7 @@ mod tests {
                 location: Default::default(),
             },
             content: format!("chunk {index}"),
+            header: String::new(),
             embedding: vector,
         }
     }

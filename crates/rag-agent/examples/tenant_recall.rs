@@ -123,6 +123,7 @@ fn chunk_of(document_id: Uuid, vector: &[f32]) -> DocumentChunk {
             location: Default::default(),
         },
         content: String::new(),
+        header: String::new(),
         embedding: vector.to_vec(),
     }
 }

@@ -69,6 +69,7 @@ pub fn chunk(doc: Uuid, index: u32, content: &str, embedding: Vec<f32>) -> Docum
             location: Default::default(),
         },
         content: content.to_string(),
+        header: String::new(),
         embedding,
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::answer::{CitedPassage, Verification, verify_citations};
 use crate::domain::SourceReference;
 use crate::tools::FoundPassage;
 
@@ -43,6 +44,21 @@ impl Citations {
             ));
         }
         out
+    }
+
+    /// The answer checked against the passages it could cite (see
+    /// `answer::verify`).
+    pub fn verify(&self, answer: &str) -> Verification {
+        let cited: Vec<CitedPassage<'_>> = self
+            .passages
+            .iter()
+            .map(|p| CitedPassage {
+                number: p.reference.citation,
+                chunk_id: &p.reference.chunk_id,
+                text: &p.content,
+            })
+            .collect();
+        verify_citations(answer, &cited)
     }
 
     /// The passages the answer cites, in citation order; every passage the

@@ -139,12 +139,15 @@ impl Agent {
                 response.stop_reason,
             );
         };
-        let answer = turn.last().map(Message::text).unwrap_or_default();
+        let (answer, citation_report) = citations
+            .verify(&turn.last().map(Message::text).unwrap_or_default())
+            .into_parts();
         self.remember(tenant, conversation_id, turn).await?;
         Ok(ChatReply {
             conversation_id,
             sources: citations.sources(&answer),
             answer,
+            citation_report,
             model_id: self.model.model_id().to_string(),
             outcome,
             stop_reason,

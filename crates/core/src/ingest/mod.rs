@@ -440,14 +440,21 @@ impl Ingestor {
         let jobs: Vec<_> = pieces
             .chunks(batch_size)
             .enumerate()
-            .map(|(batch_no, batch)| steps::embed_batch(embedder.clone(), batch_no, batch))
+            .map(|(batch_no, batch)| {
+                steps::embed_batch(embedder.clone(), &document.title, batch_no, batch)
+            })
             .collect();
         let mut embedded = futures::stream::iter(jobs).buffered(2);
         let mut token_count: u64 = 0;
         while let Some(next) = embedded.next().await {
             let (batch_no, batch, embeddings) = next?;
-            let chunks =
-                steps::stored_chunks(document.id, batch_no * batch_size, batch, embeddings);
+            let chunks = steps::stored_chunks(
+                document.id,
+                &document.title,
+                batch_no * batch_size,
+                batch,
+                embeddings,
+            );
             token_count += chunks
                 .iter()
                 .map(|c| u64::from(c.metadata.token_count))

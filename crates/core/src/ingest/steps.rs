@@ -7,7 +7,9 @@ use std::sync::Arc;
 
 use crate::backend::Embedder;
 use crate::catalog::Stores;
-use crate::chunk::{ChunkingOptions, TextChunk, chunk_sections, min_chunk_count};
+use crate::chunk::{
+    ChunkingOptions, TextChunk, chunk_header, chunk_sections, embedding_text, min_chunk_count,
+};
 use crate::domain::{ChunkMetadata, DocumentChunk, estimate_tokens};
 use crate::error::{EmbedError, ParseError, RagError};
 use crate::parse::Section;
@@ -60,12 +62,16 @@ pub(super) fn chunk(
 
 /// Embeds one batch of chunk texts (or gives empty vectors without an
 /// embedding model), checking count and dimension.
-pub(super) async fn embed_batch(
+pub(super) async fn embed_batch<'a>(
     embedder: Option<Arc<dyn Embedder>>,
+    title: &str,
     batch_no: usize,
-    batch: &[TextChunk],
-) -> Result<(usize, &[TextChunk], Vec<Vec<f32>>), RagError> {
-    let texts: Vec<String> = batch.iter().map(|p| p.content.clone()).collect();
+    batch: &'a [TextChunk],
+) -> Result<(usize, &'a [TextChunk], Vec<Vec<f32>>), RagError> {
+    let texts: Vec<String> = batch
+        .iter()
+        .map(|p| embedding_text(&chunk_header(title, &p.location), &p.content))
+        .collect();
     let embeddings = match &embedder {
         Some(embedder) => {
             let vectors = embedder.embed(&texts).await?;
@@ -101,6 +107,7 @@ pub(super) fn check_embeddings(
 /// its first chunk in the document.
 pub(super) fn stored_chunks(
     document_id: Uuid,
+    title: &str,
     first_index: usize,
     batch: &[TextChunk],
     embeddings: Vec<Vec<f32>>,
@@ -122,6 +129,7 @@ pub(super) fn stored_chunks(
                     location: piece.location.clone(),
                 },
                 content: piece.content.clone(),
+                header: chunk_header(title, &piece.location),
                 embedding,
             }
         })
@@ -178,8 +186,9 @@ mod tests {
     fn stored_chunks_number_on_from_the_batch_start() {
         let pieces = chunk(&"Words and more words. ".repeat(20), &[], options(60), 100).unwrap();
         let id = Uuid::new_v4();
-        let stored = stored_chunks(id, 7, &pieces[..2], vec![vec![1.0], vec![2.0]]);
+        let stored = stored_chunks(id, "Words", 7, &pieces[..2], vec![vec![1.0], vec![2.0]]);
         assert_eq!(stored[0].metadata.chunk_index, 7);
+        assert_eq!(stored[0].header, "Words");
         assert_eq!(
             stored[1].metadata.chunk_id,
             ChunkMetadata::chunk_id_for(id, 8)

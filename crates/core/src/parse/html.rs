@@ -1,5 +1,7 @@
 //! HTML to text that keeps the main content only: navigation, sidebars,
-//! scripts and styles never reach a chunk.
+//! scripts and styles never reach a chunk. The text comes in parts, one per
+//! heading, each knowing its heading path, so chunks stay within a section
+//! and say which one they come from.
 
 use std::cell::{Cell, RefCell};
 
@@ -12,6 +14,7 @@ use html5ever::{LocalName, tendril::StrTendril};
 use scraper::node::Node;
 use scraper::{ElementRef, Html, Selector};
 
+use super::layout::{Part, split_at_headings};
 use crate::error::ParseError;
 
 /// Elements whose whole subtree is page furniture, never content.
@@ -65,13 +68,26 @@ pub const MAX_HTML_NESTING: usize = 1024;
 
 /// The title and the main content's text of a page, from one parse.
 pub fn html_title_and_text(html: &str) -> Result<(Option<String>, String), ParseError> {
+    let (title, parts) = html_title_and_parts(html)?;
+    let text = parts
+        .into_iter()
+        .map(|part| part.text)
+        .collect::<Vec<_>>()
+        .join("\n\n");
+    Ok((title, text))
+}
+
+/// The title and the main content of a page as parts, a part for the text
+/// before the first heading (if any) and one from each heading to the
+/// next, each located by its heading path.
+pub(crate) fn html_title_and_parts(html: &str) -> Result<(Option<String>, Vec<Part>), ParseError> {
     check_nesting(html)?;
     let doc = Html::parse_document(html);
     let title = title_of(&doc);
     let (root, is_main) = main_root(&doc);
     let mut out = TextBuilder::default();
     walk(root, is_main, &mut out);
-    Ok((title, out.finish()))
+    Ok((title, out.into_parts()))
 }
 
 /// The document's title: `<title>`, else the first `<h1>`.
@@ -266,6 +282,15 @@ fn walk(root: ElementRef<'_>, inside_main: bool, out: &mut TextBuilder) {
                 out.push_text(" ");
                 Some(Step::CellEnd)
             }
+            "h1" | "h2" | "h3" | "h4" | "h5" | "h6" => {
+                out.paragraph_break();
+                let level = name.as_bytes()[1] - b'0';
+                out.start_section(
+                    level,
+                    collapse_whitespace(&child_el.text().collect::<String>()),
+                );
+                Some(Step::ParagraphBreak)
+            }
             _ if BLOCKS.contains(&name) => {
                 out.paragraph_break();
                 Some(Step::ParagraphBreak)
@@ -283,6 +308,12 @@ fn walk(root: ElementRef<'_>, inside_main: bool, out: &mut TextBuilder) {
 struct TextBuilder {
     out: String,
     pending: Break,
+    /// A heading seen but not yet written: its section starts where its
+    /// text does.
+    pending_heading: Option<(u8, String)>,
+    /// Where each heading's section starts in `out`, with its level and
+    /// text.
+    headings: Vec<(usize, u8, String)>,
 }
 
 #[derive(Default, PartialEq, Eq, PartialOrd, Ord, Clone, Copy)]
@@ -330,6 +361,10 @@ impl TextBuilder {
         self.want(Break::Paragraph);
     }
 
+    fn start_section(&mut self, level: u8, heading: String) {
+        self.pending_heading = Some((level, heading));
+    }
+
     fn want(&mut self, b: Break) {
         if b > self.pending {
             self.pending = b;
@@ -346,10 +381,13 @@ impl TextBuilder {
             }
         }
         self.pending = Break::None;
+        if let Some((level, heading)) = self.pending_heading.take() {
+            self.headings.push((self.out.len(), level, heading));
+        }
     }
 
-    fn finish(self) -> String {
-        self.out
+    fn into_parts(self) -> Vec<Part> {
+        split_at_headings(&self.out, self.headings)
     }
 }
 

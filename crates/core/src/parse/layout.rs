@@ -65,6 +65,74 @@ impl Part {
     }
 }
 
+/// The longest heading path kept, in characters; a longer one keeps its
+/// last headings. S3 Vectors counts a chunk's filterable metadata, the
+/// path among it, against 2 KB per vector.
+const MAX_SECTION_PATH_CHARS: usize = 300;
+const SECTION_SEPARATOR: &str = " > ";
+
+/// A text cut at each heading (`(byte offset, level 1-6, heading text)`,
+/// in text order), each part located by the path of headings it sits
+/// under: a heading closes the sections of its own and deeper levels. A
+/// heading with no text of its own before the next one opens no part: its
+/// text joins the next part, which goes by the deeper path.
+pub(crate) fn split_at_headings(text: &str, headings: Vec<(usize, u8, String)>) -> Vec<Part> {
+    let mut parts = Vec::new();
+    let mut path: Vec<(u8, String)> = Vec::new();
+    let mut start = 0;
+    let mut location = ChunkLocation::default();
+    for (at, level, heading) in headings {
+        let body = &text[start..at];
+        // Markdown's heading line keeps its `#`s in the text.
+        let bare = body.trim().trim_matches('#');
+        let heading_only = path
+            .last()
+            .is_some_and(|(_, h)| words_of(bare) == words_of(h));
+        if !body.trim().is_empty() && !heading_only {
+            parts.push(Part::prose(location.clone(), body.to_string()));
+            start = at;
+        }
+        while path.last().is_some_and(|(l, _)| *l >= level) {
+            path.pop();
+        }
+        let heading = words_of(&heading);
+        if !heading.is_empty() {
+            path.push((level, heading));
+        }
+        location = ChunkLocation::in_section(section_path(path.iter().map(|(_, h)| h.as_str())));
+    }
+    let rest = &text[start..];
+    if !rest.trim().is_empty() {
+        parts.push(Part::prose(location, rest.to_string()));
+    }
+    parts
+}
+
+fn words_of(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Headings joined outermost first, cut to [`MAX_SECTION_PATH_CHARS`]
+/// from the front; `None` for no headings.
+pub(crate) fn section_path<'a>(headings: impl Iterator<Item = &'a str>) -> Option<String> {
+    let mut kept: Vec<&str> = headings.collect();
+    let length = |kept: &[&str]| {
+        kept.iter().map(|h| h.chars().count()).sum::<usize>()
+            + SECTION_SEPARATOR.len() * kept.len().saturating_sub(1)
+    };
+    while kept.len() > 1 && length(&kept) > MAX_SECTION_PATH_CHARS {
+        kept.remove(0);
+    }
+    let path = kept.join(SECTION_SEPARATOR);
+    match path.chars().count() {
+        0 => None,
+        n if n > MAX_SECTION_PATH_CHARS => {
+            Some(path.chars().take(MAX_SECTION_PATH_CHARS).collect())
+        }
+        _ => Some(path),
+    }
+}
+
 /// Joins parts with blank lines between them, each normalised on its own
 /// (so a table never gains a blank line inside it), and says where each
 /// landed. Parts with no text are left out.
@@ -103,6 +171,45 @@ pub(crate) fn assemble(parts: Vec<Part>) -> (String, Vec<Section>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headings_nest_close_and_a_bare_heading_joins_the_next_part() {
+        let text = "lead\n\nBook\n\nChapter\n\nbody one\n\nOther\n\nbody two";
+        let at = |needle: &str| text.find(needle).unwrap();
+        let parts = split_at_headings(
+            text,
+            vec![
+                (at("Book"), 1, "Book".into()),
+                (at("Chapter"), 2, "Chapter".into()),
+                (at("Other"), 2, " Other ".into()),
+            ],
+        );
+        let got: Vec<(Option<&str>, &str)> = parts
+            .iter()
+            .map(|p| (p.location.section.as_deref(), p.text.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (None, "lead\n\n"),
+                (Some("Book > Chapter"), "Book\n\nChapter\n\nbody one\n\n"),
+                (Some("Book > Other"), "Other\n\nbody two"),
+            ]
+        );
+    }
+
+    #[test]
+    fn long_heading_paths_keep_their_deepest_headings() {
+        let long = "h".repeat(200);
+        let path = section_path([long.as_str(), long.as_str(), "Last"].into_iter()).unwrap();
+        assert_eq!(path, format!("{long} > Last"));
+        let one = "x".repeat(400);
+        assert_eq!(
+            section_path([one.as_str()].into_iter()).unwrap().len(),
+            MAX_SECTION_PATH_CHARS
+        );
+        assert_eq!(section_path(std::iter::empty()), None);
+    }
 
     #[test]
     fn parts_are_joined_and_located() {

@@ -6,6 +6,7 @@ mod archive;
 mod docx;
 mod html;
 mod layout;
+mod markdown;
 mod pdf;
 mod pptx;
 mod runner;
@@ -250,17 +251,18 @@ fn looks_like_html(bytes: &[u8]) -> bool {
 /// input untrusted: the service calls this through a [`DocumentParser`].
 pub fn parse(kind: ContentKind, bytes: &[u8]) -> Result<ParsedDocument, ParseError> {
     let (title, text, sections) = match kind {
-        ContentKind::PlainText | ContentKind::Markdown => {
+        ContentKind::PlainText => {
             let text = decode_utf8(bytes, kind)?;
-            let title = (kind == ContentKind::Markdown)
-                .then(|| markdown_title(&text))
-                .flatten();
-            (title, normalize_text(&text), Vec::new())
+            (None, normalize_text(&text), Vec::new())
+        }
+        ContentKind::Markdown => {
+            let text = decode_utf8(bytes, kind)?;
+            with_parts(markdown_title(&text), markdown::markdown_parts(&text))
         }
         ContentKind::Html => {
             let html = decode_utf8(bytes, kind)?;
-            let (title, text) = html_title_and_text(&html)?;
-            (title, normalize_text(&text), Vec::new())
+            let (title, parts) = html::html_title_and_parts(&html)?;
+            with_parts(title, parts)
         }
         ContentKind::Pdf => {
             let pages = pdf::pdf_to_pages(bytes)?

@@ -23,6 +23,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::answer::CitationReport;
 use crate::chat::{StopReason, ToolResultStatus};
 use crate::domain::{QueryResponse, SearchMode, SourceReference, TokenUsage};
 use crate::error::RagError;
@@ -105,6 +106,13 @@ pub enum ChatEvent {
         status: ToolResultStatus,
         /// A one-line account of the result, or the error.
         summary: String,
+    },
+    /// The answer as checked, markers that name no passage removed, and
+    /// how its citations hold up; sent once the text is complete.
+    Citations {
+        answer: String,
+        #[serde(flatten)]
+        report: CitationReport,
     },
     Done {
         conversation_id: Uuid,
@@ -221,6 +229,9 @@ pub struct ChatReply {
     /// The search mode of retrieve-then-answer turns; absent for agent turns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_mode: Option<SearchMode>,
+    /// How the answer's citations hold up against their passages.
+    #[serde(flatten)]
+    pub citation_report: CitationReport,
 }
 
 impl ChatReply {
@@ -238,6 +249,7 @@ impl ChatReply {
             token_usage: response.token_usage,
             latency_ms: response.latency_ms,
             search_mode: Some(response.search_mode),
+            citation_report: response.citation_report,
         }
     }
 
@@ -246,6 +258,10 @@ impl ChatReply {
         vec![
             ChatEvent::Sources {
                 sources: self.sources,
+            },
+            ChatEvent::Citations {
+                answer: self.answer,
+                report: self.citation_report,
             },
             ChatEvent::Done {
                 conversation_id: self.conversation_id,

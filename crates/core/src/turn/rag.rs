@@ -15,7 +15,7 @@ use super::{
     ChatEvent, ChatEventStream, ChatReply, ChatTurns, EventSink, TurnRequest, fold_stream,
     spawn_turn,
 };
-use crate::answer::build_rag_request;
+use crate::answer::{CitedPassage, build_rag_request, verify_citations};
 use crate::backend::{ConversationStore, StoredMessage};
 use crate::chat::{ChatModel, ChatRequest, InferenceConfig, Message, Passage, StopReason};
 use crate::domain::{QueryResponse, SearchFilter, SearchMode, SourceReference};
@@ -48,6 +48,8 @@ pub struct RetrieveThenAnswer {
 struct Prepared {
     mode: SearchMode,
     sources: Vec<SourceReference>,
+    /// The text of each source's passage, as the model read it.
+    passages: Vec<String>,
     request: ChatRequest,
 }
 
@@ -99,7 +101,18 @@ impl RetrieveThenAnswer {
             .await;
         }
         let response = fold_stream(self.model.as_ref(), prepared.request, sink).await?;
-        let answer = response.message.text();
+        let cited: Vec<CitedPassage<'_>> = prepared
+            .sources
+            .iter()
+            .zip(&prepared.passages)
+            .map(|(source, text)| CitedPassage {
+                number: source.citation,
+                chunk_id: &source.chunk_id,
+                text,
+            })
+            .collect();
+        let (answer, citation_report) =
+            verify_citations(&response.message.text(), &cited).into_parts();
         if let Some(conversation_id) = input.conversation_id {
             self.remember(&input.tenant, conversation_id, &input.query, &answer)
                 .await?;
@@ -113,6 +126,7 @@ impl RetrieveThenAnswer {
             latency_ms: started.elapsed().as_millis() as u64,
             token_usage: response.usage,
             conversation_id: input.conversation_id,
+            citation_report,
         };
         Ok((reply, response.stop_reason))
     }
@@ -131,6 +145,7 @@ impl RetrieveThenAnswer {
             },
         )?;
         let retrieved = self.retriever.retrieve(&search).await?;
+        let texts: Vec<String> = retrieved.hits.iter().map(|h| h.content.clone()).collect();
         let passages = retrieved
             .hits
             .iter()
@@ -166,6 +181,7 @@ impl RetrieveThenAnswer {
         Ok(Prepared {
             mode: retrieved.mode,
             sources: retrieved.sources,
+            passages: texts,
             request,
         })
     }
@@ -234,15 +250,21 @@ impl ChatTurns for RetrieveThenAnswer {
             let (response, stop_reason) =
                 self.respond(input, prepared, started, Some(&sink)).await?;
             let done = ChatReply::from_query(response, stop_reason);
-            Ok(vec![ChatEvent::Done {
-                conversation_id: done.conversation_id,
-                model_id: done.model_id,
-                stop_reason: done.stop_reason,
-                outcome: done.outcome,
-                cycles: done.cycles,
-                token_usage: done.token_usage,
-                latency_ms: done.latency_ms,
-            }])
+            Ok(vec![
+                ChatEvent::Citations {
+                    answer: done.answer,
+                    report: done.citation_report,
+                },
+                ChatEvent::Done {
+                    conversation_id: done.conversation_id,
+                    model_id: done.model_id,
+                    stop_reason: done.stop_reason,
+                    outcome: done.outcome,
+                    cycles: done.cycles,
+                    token_usage: done.token_usage,
+                    latency_ms: done.latency_ms,
+                },
+            ])
         }))
     }
 }

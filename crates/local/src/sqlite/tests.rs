@@ -19,6 +19,7 @@ fn chunk(doc: Uuid, index: u32, content: &str) -> DocumentChunk {
             location: Default::default(),
         },
         content: content.to_string(),
+        header: String::new(),
         embedding: Vec::new(),
     }
 }
@@ -381,4 +382,37 @@ async fn the_tenant_migration_gives_old_rows_to_default() {
         1
     );
     assert_eq!(store.tenants().await.unwrap(), vec![t()]);
+}
+
+#[tokio::test]
+async fn a_chunks_header_is_searched_and_weighs_more_than_its_body() {
+    let store = SqliteStore::open_in_memory().unwrap();
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    let mut under_heading = chunk(a, 0, "Values of this type are one of several variants.");
+    under_heading.header = "Defining an Enum > Enum Values".to_string();
+    let mentions = chunk(
+        b,
+        0,
+        "A struct groups named fields, unlike an enum with variants, which a match takes apart.",
+    );
+    store
+        .index_chunks(&t(), &[under_heading, mentions])
+        .await
+        .unwrap();
+    let hits = store
+        .search(&t(), "enum variants", 10, &SearchFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(hits.len(), 2);
+    assert_eq!(hits[0].chunk_id, ChunkMetadata::chunk_id_for(a, 0));
+    // The header is searched, never returned as content.
+    assert_eq!(
+        hits[0].content,
+        "Values of this type are one of several variants."
+    );
+    let by_heading_only = store
+        .search(&t(), "defining", 10, &SearchFilter::default())
+        .await
+        .unwrap();
+    assert_eq!(by_heading_only.len(), 1);
 }

@@ -242,12 +242,16 @@ async fn scenario(server: &Server, model: Model<'_>, expected_model_id: &str) {
     let first_delta = events.iter().position(|e| *e == "delta").unwrap();
     assert_eq!(&events[..2], ["tool_use", "tool_result"], "{body}");
     assert!(
-        events[first_delta..events.len() - 2]
+        events[first_delta..events.len() - 3]
             .iter()
             .all(|e| *e == "delta"),
         "{body}"
     );
-    assert_eq!(&events[events.len() - 2..], ["sources", "done"], "{body}");
+    assert_eq!(
+        &events[events.len() - 3..],
+        ["sources", "citations", "done"],
+        "{body}"
+    );
     // 14 words 60 ms apart: the first is out long before the last.
     let first_delta_at = first_delta_at.unwrap();
     assert!(
@@ -262,7 +266,7 @@ async fn scenario(server: &Server, model: Model<'_>, expected_model_id: &str) {
     assert_eq!(data[0]["name"], "vector_search");
     assert_eq!(data[0]["input"]["query"], "mutable references");
     assert_eq!(data[1]["status"], "success");
-    let text: String = data[first_delta..events.len() - 2]
+    let text: String = data[first_delta..events.len() - 3]
         .iter()
         .map(|d| d["text"].as_str().unwrap())
         .collect();
@@ -272,8 +276,12 @@ async fn scenario(server: &Server, model: Model<'_>, expected_model_id: &str) {
     assert_eq!(done["cycles"], 2);
     assert_eq!(done["conversation_id"], conversation_id.as_str());
     assert!(done["token_usage"]["input_tokens"].as_u64().unwrap() > 0);
-    let sources = &data[data.len() - 2]["sources"];
+    let sources = &data[data.len() - 3]["sources"];
     assert_eq!(sources[0]["title"], "References and Borrowing", "{body}");
+    // The checked answer is the streamed text (it cites nothing missing).
+    let citations = &data[data.len() - 2];
+    assert_eq!(citations["answer"], words, "{body}");
+    assert_eq!(citations["removed_citations"], json!([]), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,7 @@ mod support;
 mod agent;
 mod auth;
 mod bad_input;
+mod cargo_book;
 mod cli;
 mod direct_uploads;
 mod formats;

@@ -137,34 +137,31 @@ async fn rust_book_end_to_end(stack: Stack) {
 
     // 1b. Retrieval quality over the example question set, with the CLI's
     // eval and a bar, as a user would gate their CI.
-    let questions = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../tests/eval/rust-book.jsonl"
-    );
-    let url = server.url.clone();
-    let eval = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_rag-agent"))
-            .args(["eval", "--url", &url, "--questions", questions])
-            .args(["--min-hit-at-5", "0.9", "--json"])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let report: Value = serde_json::from_slice(&eval.stdout).unwrap_or_else(|e| {
-        panic!(
-            "eval printed no JSON ({e}): {}",
-            String::from_utf8_lossy(&eval.stderr)
-        )
-    });
-    assert!(eval.status.success(), "{report:#}");
+    let report = eval_report(&server, "rust-book.jsonl", &["--min-hit-at-5", "0.9"]).await;
     assert_eq!(report["questions"], 40);
     let modes = report["summary"].as_array().unwrap();
     assert_eq!(modes.len(), stack.modes().len(), "{report:#}");
-    for mode in modes {
-        assert!(mode["hit_at_5"].as_f64().unwrap() >= 0.9, "{mode}");
-        assert!(mode["mrr_at_10"].as_f64().unwrap() >= 0.8, "{mode}");
-        assert_eq!(mode["errors"], 0, "{mode}");
+    // Bars a question or two under what docs/BENCHMARKS.md records with
+    // section headers (dense 0.925/0.963, lexical 0.725/0.811, hybrid
+    // 0.900/0.938 hit@1/MRR@10), so a change that loses ranking fails
+    // here rather than in a user's corpus.
+    // Fusing both halves must not lose much to the better of them (it
+    // trails dense by 0.025 here today; see docs/BENCHMARKS.md).
+    check_eval_bars(
+        &report,
+        &[
+            ("dense", 0.875, 0.93),
+            ("lexical", 0.675, 0.78),
+            ("hybrid", 0.85, 0.90),
+        ],
+        0.03,
+    );
+    // The extractive answerer's words; the emulator's model answers the
+    // AWS run with canned text.
+    if matches!(stack, Stack::Embedded) {
+        for mode in modes {
+            assert!(mode["keyword_recall"].as_f64().unwrap() >= 0.7, "{mode}");
+        }
     }
 
     // 2. The question mark operator, in the default mode.
@@ -173,9 +170,13 @@ async fn rust_book_end_to_end(stack: Stack) {
         json!({"query": "What does the question mark operator do?"}),
     )
     .await;
+    // "Using Result<T, E> in Tests" speaks of the operator too, and may
+    // come first; the chapter that introduces it must be next at worst.
     let sources = answer["sources"].as_array().unwrap();
-    assert_eq!(
-        sources[0]["source"], "ch09-02-recoverable-errors-with-result.html",
+    assert!(
+        sources[..2]
+            .iter()
+            .any(|s| s["source"] == "ch09-02-recoverable-errors-with-result.html"),
         "{answer:#}"
     );
     assert!(

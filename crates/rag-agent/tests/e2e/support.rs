@@ -431,8 +431,13 @@ pub async fn wait_until_settled(server: &Server, timeout: Duration) {
 }
 
 pub async fn upload(server: &Server, path: &Path) -> (u16, Value) {
-    let bytes = std::fs::read(path).unwrap();
     let name = path.file_name().unwrap().to_string_lossy().into_owned();
+    upload_as(server, path, name).await
+}
+
+/// Uploads a file under another file name (a path under its book, say).
+pub async fn upload_as(server: &Server, path: &Path, name: String) -> (u16, Value) {
+    let bytes = std::fs::read(path).unwrap();
     let form = reqwest::multipart::Form::new().part(
         "file",
         reqwest::multipart::Part::bytes(bytes).file_name(name),
@@ -447,12 +452,19 @@ pub async fn upload(server: &Server, path: &Path) -> (u16, Value) {
 
 /// The Rust book that ships with the toolchain.
 pub fn book_dir() -> PathBuf {
+    toolchain_doc("book")
+}
+
+/// A book of the toolchain's own documentation (`book`, `cargo`, ...).
+pub fn toolchain_doc(book: &str) -> PathBuf {
     let sysroot = Command::new("rustc")
         .args(["--print", "sysroot"])
         .output()
         .unwrap();
     let sysroot = String::from_utf8(sysroot.stdout).unwrap();
-    PathBuf::from(sysroot.trim()).join("share/doc/rust/html/book")
+    PathBuf::from(sysroot.trim())
+        .join("share/doc/rust/html")
+        .join(book)
 }
 
 /// The book's content pages: not redirects, not the whole-book print page
@@ -473,4 +485,69 @@ pub fn book_pages() -> Vec<PathBuf> {
         .collect();
     pages.sort();
     pages
+}
+
+/// Runs `rag-agent eval --json` against `server` with a question set of
+/// `tests/eval`, and returns its report after checking it ran cleanly.
+pub async fn eval_report(server: &Server, questions: &str, extra: &[&str]) -> Value {
+    let questions = format!(
+        "{}/../../tests/eval/{questions}",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut args: Vec<String> = [
+        "eval",
+        "--url",
+        &server.url,
+        "--questions",
+        &questions,
+        "--json",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    let eval = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_rag-agent"))
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let report: Value = serde_json::from_slice(&eval.stdout).unwrap_or_else(|e| {
+        panic!(
+            "eval printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&eval.stderr)
+        )
+    });
+    assert!(eval.status.success(), "{report:#}");
+    report
+}
+
+/// Checks every mode of an eval report against its bars (`(mode, hit@1,
+/// MRR@10)`), with no errors, and that hybrid's MRR@10 trails the better of
+/// its two halves by at most `slack` where all three ran.
+pub fn check_eval_bars(report: &Value, bars: &[(&str, f64, f64)], slack: f64) {
+    let metric = |mode: &Value, name: &str| mode[name].as_f64().unwrap();
+    let mut mrr = std::collections::HashMap::new();
+    for mode in report["summary"].as_array().unwrap() {
+        let name = mode["mode"].as_str().unwrap();
+        let (_, min_hit_at_1, min_mrr) = bars
+            .iter()
+            .find(|(m, _, _)| *m == name)
+            .unwrap_or_else(|| panic!("no bar for mode {name}"));
+        assert!(metric(mode, "hit_at_1") >= *min_hit_at_1, "{mode}");
+        assert!(metric(mode, "mrr_at_10") >= *min_mrr, "{mode}");
+        assert_eq!(mode["errors"], 0, "{mode}");
+        mrr.insert(name.to_string(), metric(mode, "mrr_at_10"));
+    }
+    if let (Some(hybrid), Some(dense), Some(lexical)) =
+        (mrr.get("hybrid"), mrr.get("dense"), mrr.get("lexical"))
+    {
+        let best_half = dense.max(*lexical);
+        assert!(
+            *hybrid >= best_half - slack,
+            "hybrid MRR@10 {hybrid} is under the better half's {best_half}"
+        );
+    }
 }
