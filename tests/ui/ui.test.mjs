@@ -90,6 +90,11 @@ try {
   summary.answer = answer;
   check((await page.locator(".turn .answer .cite").count()) >= 1, `a citation button in ${answer}`);
   check((await page.locator(".turn .sources li").count()) >= 1, "a sources list");
+  // The server found the second sentence unsupported by its passage (the
+  // first, a paraphrase, may be flagged too: the check is lexical).
+  check((await page.locator(".turn .answer span.unsupported").count()) >= 1, "a sentence marked unsupported");
+  summary.unsupported = (await page.locator(".turn .answer span.unsupported").allTextContents()).join(" | ");
+  summary.groundedness_footer = await page.textContent(".turn .footer");
   await shot(page, "answer");
 
   // The citation opens its chunk, then its document.

@@ -181,13 +181,13 @@ fn describe_upload_form(operation: &mut Value) {
 /// that variant of `ChatEvent` as JSON.
 fn describe_event_stream(response: &mut Value) {
     response["description"] = json!(
-        "Server-sent events: `sources`, `delta`, `tool_use`, `tool_result`, then one `done` or `error`; each `data` is that variant of ChatEvent as JSON"
+        "Server-sent events: `sources`, `delta`, `tool_use`, `tool_result`, then `citations` (the checked answer and how its citations hold up) and one `done`, or an `error`; each `data` is that variant of ChatEvent as JSON"
     );
     response["content"] = json!({"text/event-stream": {"schema": {
         "type": "object",
         "required": ["event", "data"],
         "properties": {
-            "event": {"type": "string", "enum": ["sources", "delta", "tool_use", "tool_result", "done", "error"]},
+            "event": {"type": "string", "enum": ["sources", "delta", "tool_use", "tool_result", "citations", "done", "error"]},
             "data": {"type": "string", "contentMediaType": "application/json"},
             "id": {"type": "string"},
             "retry": {"type": "integer"}

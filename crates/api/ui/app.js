@@ -287,11 +287,13 @@ function renderAnswer(container, text, sources, citations) {
   container.replaceChildren(...nodes);
 }
 
-// Where in its document a passage is: "p. 3", "sheet Budget", "slide 2".
+// Where in its document a passage is: "p. 3", "sheet Budget", "slide 2",
+// or the headings it sits under.
 function locationLabel(s) {
   if (s.page) return `p. ${s.page}`;
   if (s.sheet) return `sheet ${s.sheet}`;
   if (s.slide) return `slide ${s.slide}`;
+  if (s.section) return s.section;
   return "";
 }
 

@@ -254,6 +254,37 @@ impl std::ops::Add for TokenUsage {
     }
 }
 
+/// One `[n]` in the answer and how well the passage it names supports the
+/// sentence it ends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct CitationCheck {
+    /// The passage number cited.
+    pub n: usize,
+    pub chunk_id: String,
+    /// The cited sentence, as it reads in the answer (without markers).
+    pub sentence: String,
+    pub supported: bool,
+    /// 0 to 1: how much of the sentence the passage holds.
+    pub score: f32,
+}
+
+/// What a reply says of its citations (`/query`, `/chat`, and the
+/// `citations` event of `/chat/stream`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
+pub struct CitationReport {
+    /// Every `[n]` of the answer that names a passage, with its support.
+    #[serde(default)]
+    pub citations: Vec<CitationCheck>,
+    /// Numbers the model cited that name no passage; they were removed
+    /// from the answer.
+    #[serde(default)]
+    pub removed_citations: Vec<usize>,
+    /// The share of the answer's claims that cite a passage supporting
+    /// them (0 to 1); absent when the answer makes no claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groundedness: Option<f32>,
+}
+
 /// The answer to `POST /query`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueryResponse {
@@ -268,7 +299,7 @@ pub struct QueryResponse {
     pub conversation_id: Option<Uuid>,
     /// How the answer's citations hold up against their passages.
     #[serde(flatten)]
-    pub citation_report: crate::answer::CitationReport,
+    pub citation_report: CitationReport,
 }
 
 /// How retrieval finds candidates.

@@ -12,9 +12,7 @@
 
 use std::collections::HashSet;
 
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
+pub use crate::domain::{CitationCheck, CitationReport};
 use crate::text::{is_stop_word, stem, words};
 
 /// A cited sentence counts as supported from this score up.
@@ -22,20 +20,6 @@ pub const SUPPORT_THRESHOLD: f32 = 0.5;
 /// Sentences with fewer content words than this make no claim to check
 /// ("See below.").
 const MIN_CLAIM_WORDS: usize = 3;
-
-/// One `[n]` in the answer and how well the passage it names supports the
-/// sentence it ends.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
-pub struct CitationCheck {
-    /// The passage number cited.
-    pub n: usize,
-    pub chunk_id: String,
-    /// The cited sentence, as it reads in the answer (without markers).
-    pub sentence: String,
-    pub supported: bool,
-    /// 0 to 1: how much of the sentence the passage holds.
-    pub score: f32,
-}
 
 /// What checking an answer found.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -48,23 +32,6 @@ pub struct Verification {
     /// The share of the answer's claims (sentences with content words)
     /// that cite a passage supporting them; `None` for an answer with no
     /// claims.
-    pub groundedness: Option<f32>,
-}
-
-/// What a reply says of its citations (`/query`, `/chat`, and the
-/// `citations` event of `/chat/stream`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, ToSchema)]
-pub struct CitationReport {
-    /// Every `[n]` of the answer that names a passage, with its support.
-    #[serde(default)]
-    pub citations: Vec<CitationCheck>,
-    /// Numbers the model cited that name no passage; they were removed
-    /// from the answer.
-    #[serde(default)]
-    pub removed_citations: Vec<usize>,
-    /// The share of the answer's claims that cite a passage supporting
-    /// them (0 to 1); absent when the answer makes no claim.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub groundedness: Option<f32>,
 }
 

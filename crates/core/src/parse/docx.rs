@@ -6,9 +6,8 @@
 //! codes, deleted revisions and drawing internals are left out.
 
 use super::archive::Archive;
-use super::layout::Part;
+use super::layout::{HeadingPath, Part, split_at_headings_under};
 use super::xml::{XmlEvent, walk};
-use crate::domain::ChunkLocation;
 use crate::error::ParseError;
 
 const FORMAT: &str = "DOCX";
@@ -59,6 +58,11 @@ struct Body {
     row: Vec<String>,
     cell: String,
     first_heading: Option<String>,
+    /// The headings of the prose gathered so far: byte offset, level,
+    /// text.
+    headings: Vec<(usize, u8, String)>,
+    /// The headings open where the prose gathered so far starts.
+    path: HeadingPath,
 }
 
 #[derive(Default)]
@@ -115,8 +119,7 @@ impl Body {
                     self.table_depth = self.table_depth.saturating_sub(1);
                     if self.table_depth == 0 {
                         let rows = std::mem::take(&mut self.rows);
-                        self.parts
-                            .push(Part::table(ChunkLocation::default(), &rows));
+                        self.parts.push(Part::table(self.path.location(), &rows));
                     }
                 }
                 _ => {}
@@ -150,6 +153,9 @@ impl Body {
                 if self.first_heading.is_none() {
                     self.first_heading = Some(text.to_string());
                 }
+                let level_u8 = u8::try_from(level.clamp(1, 6)).unwrap_or(6);
+                self.headings
+                    .push((self.prose.len(), level_u8, text.to_string()));
                 self.prose.push_str(&"#".repeat(level));
                 self.prose.push(' ');
                 self.prose.push_str(text);
@@ -173,9 +179,10 @@ impl Body {
 
     fn flush_prose(&mut self) {
         let prose = std::mem::take(&mut self.prose);
+        let headings = std::mem::take(&mut self.headings);
         if !prose.trim().is_empty() {
             self.parts
-                .push(Part::prose(ChunkLocation::default(), prose));
+                .extend(split_at_headings_under(&prose, headings, &mut self.path));
         }
     }
 
@@ -259,6 +266,19 @@ pub(crate) mod tests {
         assert!(parts[1].table);
         assert_eq!(parts[1].text, "City | Days\nLisbon | 3\nPorto | 2\n");
         assert_eq!(parts[2].text, "## Money\n\n");
+        // Headings locate what follows them, the table included.
+        let sections: Vec<Option<&str>> = parts
+            .iter()
+            .map(|p| p.location.section.as_deref())
+            .collect();
+        assert_eq!(
+            sections,
+            vec![
+                Some("Travel notes"),
+                Some("Travel notes"),
+                Some("Travel notes > Money")
+            ]
+        );
     }
 
     #[test]

@@ -77,10 +77,34 @@ const SECTION_SEPARATOR: &str = " > ";
 /// heading with no text of its own before the next one opens no part: its
 /// text joins the next part, which goes by the deeper path.
 pub(crate) fn split_at_headings(text: &str, headings: Vec<(usize, u8, String)>) -> Vec<Part> {
+    split_at_headings_under(text, headings, &mut HeadingPath::default())
+}
+
+/// The headings open at a point of a document, outermost first, each with
+/// its level.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct HeadingPath(Vec<(u8, String)>);
+
+impl HeadingPath {
+    /// Where a part under these headings is.
+    pub fn location(&self) -> ChunkLocation {
+        ChunkLocation::in_section(section_path(self.0.iter().map(|(_, h)| h.as_str())))
+    }
+}
+
+/// [`split_at_headings`] for a text that goes on under the headings of
+/// `path` (a document read in pieces, with tables between them), leaving
+/// `path` as the text ends.
+pub(crate) fn split_at_headings_under(
+    text: &str,
+    headings: Vec<(usize, u8, String)>,
+    open: &mut HeadingPath,
+) -> Vec<Part> {
     let mut parts = Vec::new();
-    let mut path: Vec<(u8, String)> = Vec::new();
+    let path = &mut open.0;
     let mut start = 0;
-    let mut location = ChunkLocation::default();
+    let mut location =
+        ChunkLocation::in_section(section_path(path.iter().map(|(_, h)| h.as_str())));
     for (at, level, heading) in headings {
         let body = &text[start..at];
         // Markdown's heading line keeps its `#`s in the text.

@@ -23,9 +23,8 @@ use tokio_stream::wrappers::ReceiverStream;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::answer::CitationReport;
 use crate::chat::{StopReason, ToolResultStatus};
-use crate::domain::{QueryResponse, SearchMode, SourceReference, TokenUsage};
+use crate::domain::{CitationReport, QueryResponse, SearchMode, SourceReference, TokenUsage};
 use crate::error::RagError;
 use crate::tenant::Tenant;
 
@@ -81,9 +80,9 @@ pub trait ChatTurns: Send + Sync {
 pub type ChatEventStream = BoxStream<'static, Result<ChatEvent, RagError>>;
 
 /// What a streamed chat turn emits. Retrieve-then-answer: `Sources`, then
-/// `Delta`s, then one `Done` or `Error`. The agent: `Delta`s, `ToolUse`s and
-/// `ToolResult`s as they happen, then `Sources` (what the answer cites) and
-/// one `Done`, or an `Error`.
+/// `Delta`s, then `Citations` and one `Done`, or an `Error`. The agent:
+/// `Delta`s, `ToolUse`s and `ToolResult`s as they happen, then `Sources`
+/// (what the answer cites), `Citations` and one `Done`, or an `Error`.
 #[derive(Debug, Clone, PartialEq, Serialize, ToSchema)]
 #[serde(tag = "event", content = "data", rename_all = "snake_case")]
 pub enum ChatEvent {

@@ -24,8 +24,11 @@ fn screenshots_dir() -> PathBuf {
     target.join("ui-screenshots")
 }
 
+/// The second sentence is nowhere in the book: the server flags its
+/// citation, and the page marks it.
 const ANSWER: &str = "The ? operator returns early with the error when a Result is an Err, \
-    so the calling code handles it [1].";
+    so the calling code handles it [1]. \
+    It also mails each failure to a penguin colony in Antarctica [1].";
 
 /// The browser scripts' folder and Chromium, both checked.
 fn browser() -> (PathBuf, String) {
@@ -144,6 +147,15 @@ async fn the_web_ui_works_in_a_real_browser() {
             .starts_with("The ? operator")
     );
     assert!(summary["tool"].as_str().unwrap().contains("vector_search"));
+    let unsupported = summary["unsupported"].as_str().unwrap();
+    assert!(unsupported.contains("penguin colony"), "{summary}");
+    assert!(
+        summary["groundedness_footer"]
+            .as_str()
+            .unwrap()
+            .contains("% grounded"),
+        "{summary}"
+    );
     assert!(
         summary["citation_title"]
             .as_str()
