@@ -297,6 +297,11 @@ pub struct QueryResponse {
     pub token_usage: TokenUsage,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub conversation_id: Option<Uuid>,
+    /// The standalone query searched for a follow-up question that leans
+    /// on the conversation ("How do I build it?"); absent when the
+    /// question was searched as asked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub search_query: Option<String>,
     /// How the answer's citations hold up against their passages.
     #[serde(flatten)]
     pub citation_report: CitationReport,

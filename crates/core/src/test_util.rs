@@ -844,6 +844,26 @@ pub fn pending_document(title: &str) -> Document {
     document(title, Utc::now(), DocumentStatus::Pending)
 }
 
+/// Ingests each text as a plain-text document of the default tenant,
+/// indexed before this returns.
+pub async fn ingest_texts(service: &crate::RagService, texts: &[&str]) {
+    for text in texts {
+        service
+            .ingestor()
+            .ingest(
+                &Tenant::default_tenant(),
+                crate::IngestInput {
+                    bytes: text.to_string().into(),
+                    declared_content_type: Some("text/plain".into()),
+                    ..crate::IngestInput::default()
+                },
+                true,
+            )
+            .await
+            .expect("a plain text ingests");
+    }
+}
+
 #[cfg(test)]
 mod lease_tests {
     use super::*;

@@ -7,10 +7,8 @@ use std::sync::Arc;
 
 use futures::StreamExt;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
-use rag_core::test_util::{LetterEmbedder, MemoryStores, Scripted, ScriptedModel};
-use rag_core::{
-    ChatEvent, IngestInput, QueryInput, RagService, ServiceSettings, Tenant, TurnRequest,
-};
+use rag_core::test_util::{LetterEmbedder, MemoryStores, Scripted, ScriptedModel, ingest_texts};
+use rag_core::{ChatEvent, QueryInput, RagService, ServiceSettings, Tenant, TurnRequest};
 
 /// Every document opens with the same sentence, so whichever ranks first
 /// supports a claim made from it.
@@ -37,21 +35,7 @@ async fn service(model: &ScriptedModel) -> Arc<RagService> {
         Vec::new(),
     )
     .unwrap();
-    for text in DOCUMENTS {
-        service
-            .ingestor()
-            .ingest(
-                &Tenant::default_tenant(),
-                IngestInput {
-                    bytes: text.to_string().into(),
-                    declared_content_type: Some("text/plain".into()),
-                    ..IngestInput::default()
-                },
-                true,
-            )
-            .await
-            .unwrap();
-    }
+    ingest_texts(&service, &DOCUMENTS).await;
     service
 }
 

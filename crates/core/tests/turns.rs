@@ -12,11 +12,11 @@ use rag_core::agent::{Agent, AgentSettings};
 use rag_core::backend::{ConversationStore, StoredMessage};
 use rag_core::chat::{ContentBlock, Role, StopReason, ToolResultStatus, ToolSpec};
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
-use rag_core::test_util::{LetterEmbedder, MemoryStores, Scripted, ScriptedModel};
+use rag_core::test_util::{LetterEmbedder, MemoryStores, Scripted, ScriptedModel, ingest_texts};
 use rag_core::tools::{Tool, ToolError, ToolOutput, ToolRegistry, spec_for};
 use rag_core::{
-    ChatEvent, ChatOutcome, ChatTurns, IngestInput, ModelError, RagError, RagService,
-    ServiceSettings, Tenant, TurnRequest,
+    ChatEvent, ChatOutcome, ChatTurns, ModelError, RagError, RagService, ServiceSettings, Tenant,
+    TurnRequest,
 };
 use schemars::JsonSchema;
 use serde_json::{Value, json};
@@ -109,24 +109,10 @@ async fn service(model: &ScriptedModel, memory_messages: usize) -> Arc<RagServic
         Vec::new(),
     )
     .unwrap();
-    for text in [
+    ingest_texts(&service, &[
         "Ownership: each value has one owner; when the owner goes out of scope the value is dropped.",
         "Borrowing lets code use a value through a reference without taking ownership.",
-    ] {
-        service
-            .ingestor()
-            .ingest(
-                &Tenant::default_tenant(),
-                IngestInput {
-                    bytes: text.to_string().into(),
-                    declared_content_type: Some("text/plain".into()),
-                    ..IngestInput::default()
-                },
-                true,
-            )
-            .await
-            .unwrap();
-    }
+    ]).await;
     service.with_agent(
         ToolRegistry::standard(service.tool_parts()),
         AgentSettings {

@@ -156,6 +156,7 @@ impl Agent {
             token_usage: usage,
             latency_ms: started.elapsed().as_millis() as u64,
             search_mode: None,
+            search_query: None,
         })
     }
 

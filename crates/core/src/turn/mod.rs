@@ -9,6 +9,7 @@
 //! holds a question without its answer.
 
 mod fold;
+pub mod follow_up;
 pub mod memory;
 mod rag;
 
@@ -228,6 +229,10 @@ pub struct ChatReply {
     /// The search mode of retrieve-then-answer turns; absent for agent turns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_mode: Option<SearchMode>,
+    /// The standalone query searched for a follow-up question (see
+    /// `QueryResponse::search_query`); retrieve-then-answer turns only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub search_query: Option<String>,
     /// How the answer's citations hold up against their passages.
     #[serde(flatten)]
     pub citation_report: CitationReport,
@@ -248,6 +253,7 @@ impl ChatReply {
             token_usage: response.token_usage,
             latency_ms: response.latency_ms,
             search_mode: Some(response.search_mode),
+            search_query: response.search_query,
             citation_report: response.citation_report,
         }
     }

@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::Utc;
 use uuid::Uuid;
 
+use super::follow_up;
 use super::memory::window;
 use super::{
     ChatEvent, ChatEventStream, ChatReply, ChatTurns, EventSink, TurnRequest, fold_stream,
@@ -51,6 +52,8 @@ struct Prepared {
     /// The text of each source's passage, as the model read it.
     passages: Vec<String>,
     request: ChatRequest,
+    /// What was searched when the question leaned on the conversation.
+    search_query: Option<String>,
 }
 
 impl RetrieveThenAnswer {
@@ -126,15 +129,29 @@ impl RetrieveThenAnswer {
             latency_ms: started.elapsed().as_millis() as u64,
             token_usage: response.usage,
             conversation_id: input.conversation_id,
+            search_query: prepared.search_query,
             citation_report,
         };
         Ok((reply, response.stop_reason))
     }
 
     async fn prepare(&self, input: &QueryInput) -> Result<Prepared, RagError> {
+        let history = match input.conversation_id {
+            Some(id) => window(
+                self.conversations
+                    .history(&input.tenant, id, self.memory_messages)
+                    .await?
+                    .into_iter()
+                    .map(|stored| stored.message)
+                    .collect(),
+                self.memory_messages,
+            ),
+            None => Vec::new(),
+        };
+        let search_query = self.standalone_query(&input.query, &history).await;
         let search = self.retriever.request(
             &input.tenant,
-            input.query.clone(),
+            search_query.clone().unwrap_or_else(|| input.query.clone()),
             SearchParams {
                 top_k: input.top_k,
                 similarity_threshold: input.similarity_threshold,
@@ -157,18 +174,6 @@ impl RetrieveThenAnswer {
                 text: hit.content.clone(),
             })
             .collect();
-        let history = match input.conversation_id {
-            Some(id) => window(
-                self.conversations
-                    .history(&input.tenant, id, self.memory_messages)
-                    .await?
-                    .into_iter()
-                    .map(|stored| stored.message)
-                    .collect(),
-                self.memory_messages,
-            ),
-            None => Vec::new(),
-        };
         let request = build_rag_request(
             &input.query,
             passages,
@@ -183,7 +188,23 @@ impl RetrieveThenAnswer {
             sources: retrieved.sources,
             passages: texts,
             request,
+            search_query,
         })
+    }
+
+    /// What to search for a question that leans on the conversation (see
+    /// `follow_up`); `None` when it stands alone. The extractive answerer
+    /// refuses the rewrite request at once, so it gets the previous
+    /// question's terms, as does a model whose rewrite is unusable.
+    async fn standalone_query(&self, question: &str, history: &[Message]) -> Option<String> {
+        if history.is_empty() || !follow_up::depends_on_history(question) {
+            return None;
+        }
+        let previous = follow_up::previous_question(history)?;
+        match follow_up::rewrite(self.model.as_ref(), history, question).await {
+            Some(rewritten) => Some(rewritten),
+            None => Some(follow_up::with_previous_terms(question, &previous)),
+        }
     }
 
     async fn remember(

@@ -210,6 +210,16 @@ async fn rust_book_end_to_end(stack: Stack) {
     .await;
     assert_eq!(status, 200);
     assert_eq!(second["conversation_id"], conversation_id.as_str());
+    // "it" is the Cargo project: the follow-up is searched with the first
+    // question's terms (the agent on the AWS set writes its own query).
+    if matches!(stack, Stack::Embedded) {
+        let searched = second["search_query"].as_str().unwrap();
+        assert!(searched.contains("cargo"), "{second}");
+        assert_eq!(
+            second["sources"][0]["source"], "ch01-03-hello-cargo.html",
+            "{second}"
+        );
+    }
 
     // The stream: sources, deltas, done, in that order.
     let response = client()
