@@ -10,7 +10,7 @@ use rag_core::answer::ExtractiveAnswerer;
 use rag_core::chat::ChatModel;
 use rag_core::fetch::{FetchPolicy, UrlFetcher};
 use rag_core::test_util::{LetterEmbedder, MemoryStores, Scripted, ScriptedModel, ingest_texts};
-use rag_core::{ChatReply, RagService, SearchMode, ServiceSettings, Tenant, TurnRequest};
+use rag_core::{ChatReply, RagError, RagService, SearchMode, ServiceSettings, Tenant, TurnRequest};
 use uuid::Uuid;
 
 const CARGO: &str = "Cargo compiles a project: run cargo build in the project folder.";
@@ -64,6 +64,16 @@ async fn the_extractive_default_searches_a_follow_up_with_the_previous_terms() {
         second.sources
     );
     assert!(second.answer.contains("cargo build"), "{}", second.answer);
+    // A blank follow-up is refused like any blank question, not filled
+    // in from the history.
+    let blank = service
+        .turns()
+        .chat(TurnRequest {
+            conversation_id: Some(id),
+            ..TurnRequest::new(Tenant::default_tenant(), "\u{c} ")
+        })
+        .await;
+    assert!(matches!(blank, Err(RagError::InvalidInput(_))), "{blank:?}");
     // A new conversation has no history: the same words, searched as is.
     let alone = turn(&service, "And how do I build it?", Uuid::new_v4()).await;
     assert_eq!(alone.search_query, None);

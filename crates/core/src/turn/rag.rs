@@ -197,7 +197,12 @@ impl RetrieveThenAnswer {
     /// refuses the rewrite request at once, so it gets the previous
     /// question's terms, as does a model whose rewrite is unusable.
     async fn standalone_query(&self, question: &str, history: &[Message]) -> Option<String> {
-        if history.is_empty() || !follow_up::depends_on_history(question) {
+        // A blank question is searched as asked, so the search refuses it
+        // as it refuses any blank query.
+        if history.is_empty()
+            || question.trim().is_empty()
+            || !follow_up::depends_on_history(question)
+        {
             return None;
         }
         let previous = follow_up::previous_question(history)?;
