@@ -75,7 +75,7 @@ pub enum Fault {
 }
 
 impl Fault {
-    fn error(self) -> AwsError {
+    pub(crate) fn error(self) -> AwsError {
         match self {
             Fault::Throttle => AwsError::new(
                 429,
@@ -147,6 +147,7 @@ pub struct BedrockState {
     pub(crate) faults: Mutex<Faults>,
     pub(crate) stats: Mutex<BedrockStats>,
     pub(crate) converse_requests: Mutex<Vec<Value>>,
+    pub(crate) rerank_requests: Mutex<Vec<Value>>,
     pub(crate) call_counter: Mutex<u64>,
     /// The quota's bucket: calls left, and when it was last refilled.
     pub(crate) quota: Mutex<Option<(f64, std::time::Instant)>>,
@@ -180,7 +181,7 @@ impl BedrockState {
     }
 
     /// Applies latency, then the queued or random fault for this call.
-    async fn before_call(&self, request_bytes: usize) -> Result<(), Fault> {
+    pub(crate) async fn before_call(&self, request_bytes: usize) -> Result<(), Fault> {
         let faults = self.faults.lock().unwrap().clone();
         if !faults.latency.is_zero() {
             tokio::time::sleep(faults.latency).await;

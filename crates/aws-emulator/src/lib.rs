@@ -2,8 +2,8 @@
 //! real wire formats so the real AWS SDK clients can be tested against it:
 //! S3 Vectors (buckets, indexes, vectors and `QueryVectors`) and the Bedrock
 //! runtime (`InvokeModel` for Titan embeddings, `Converse`,
-//! `ConverseStream`) and Knowledge Bases `Retrieve`; beside it, a scripted
-//! OpenAI-compatible chat server. Test support only: it never ships in the
+//! `ConverseStream`), Knowledge Bases `Retrieve` and `Rerank`; beside it, a
+//! scripted OpenAI-compatible chat server that also answers `/v1/rerank`. Test support only: it never ships in the
 //! Lambda.
 //!
 //! Must not depend on the AWS SDK (tests drive it with the SDK, the emulator
@@ -13,6 +13,7 @@ mod bedrock;
 pub mod filter;
 pub mod moto;
 pub mod openai;
+mod rerank;
 mod s3vectors;
 
 use std::net::SocketAddr;
@@ -163,6 +164,11 @@ impl Emulator {
         self.state.bedrock.stats.lock().unwrap().clone()
     }
 
+    /// Every Rerank request body received, in order.
+    pub fn rerank_requests(&self) -> Vec<Value> {
+        self.state.bedrock.rerank_requests.lock().unwrap().clone()
+    }
+
     /// Every Converse and ConverseStream request body received, in order.
     pub fn converse_requests(&self) -> Vec<Value> {
         self.state.bedrock.converse_requests.lock().unwrap().clone()
@@ -178,6 +184,7 @@ fn router(state: Arc<EmulatorState>) -> Router {
             post(bedrock::converse_stream),
         )
         .route("/knowledgebases/{id}/retrieve", post(bedrock::retrieve))
+        .route("/rerank", post(rerank::bedrock_rerank))
         .route("/{operation}", post(s3vectors::handle))
         // A PutVectors of 500 vectors of 1,024 dimensions is about 6 MB of
         // JSON; the service takes it, so the emulator must too.

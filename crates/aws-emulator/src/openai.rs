@@ -41,6 +41,7 @@ impl OpenAiServer {
         let state = Arc::new(OpenAiState::default());
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
+            .route("/v1/rerank", post(rerank))
             .with_state(state.clone());
         let served = Served::start(app).await?;
         Ok(OpenAiServer {
@@ -63,6 +64,25 @@ impl OpenAiServer {
     /// Every request body received, in order.
     pub fn requests(&self) -> Vec<Value> {
         self.state.requests.lock().unwrap().clone()
+    }
+}
+
+/// The `/rerank` API: scored like the Bedrock emulator's `Rerank`; a
+/// queued failure status answers instead, as for completions.
+async fn rerank(State(state): State<Arc<OpenAiState>>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error(400, "invalid_request_error", "the body is not JSON");
+    };
+    state.requests.lock().unwrap().push(request.clone());
+    if let Some(status) = state.failures.lock().unwrap().pop_front() {
+        return error(status, "server_error", "the reranker failed");
+    }
+    match crate::rerank::http_results(&request) {
+        Ok(value) => Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from(value.to_string()))
+            .unwrap_or_default(),
+        Err(message) => error(400, "invalid_request_error", &message),
     }
 }
 

@@ -20,7 +20,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::sdk_error::{classify, retryable_code};
+use crate::sdk_error::{classify, retry_on_code};
 use rag_core::retry::RetryPolicy;
 
 /// Knowledge bases return at most 100 results per call.
@@ -108,10 +108,7 @@ impl Tool for KnowledgeBaseSearchTool {
                         .retrieval_configuration(configuration.clone())
                         .send()
                 },
-                |e| {
-                    let code = aws_smithy_types::error::metadata::ProvideErrorMetadata::code(e);
-                    retryable_code(code).then_some(None)
-                },
+                retry_on_code,
             )
             .await
             .map_err(|e| {

@@ -1,8 +1,8 @@
 //! AWS backends behind the core crate's traits: Bedrock (Titan embeddings,
 //! Converse and ConverseStream), S3 for raw documents, S3 Vectors for
 //! embeddings, DynamoDB for document metadata and conversations, and the
-//! knowledge base search tool over Bedrock Retrieve, and the ingest queue
-//! on SQS.
+//! knowledge base search tool over Bedrock Retrieve, the rerank stage over
+//! Bedrock Rerank, and the ingest queue on SQS.
 //!
 //! Adapters are handed ready-built SDK clients and their resource names;
 //! they never read environment variables or build configuration. Must not
@@ -10,6 +10,7 @@
 
 mod bedrock_chat;
 mod bedrock_embed;
+mod bedrock_rerank;
 mod document;
 mod dynamodb;
 mod knowledge_base;
@@ -21,6 +22,7 @@ mod sqs;
 
 pub use bedrock_chat::BedrockChatModel;
 pub use bedrock_embed::{TitanEmbedder, TitanModel};
+pub use bedrock_rerank::{BedrockReranker, RERANK_MODEL_REGIONS, rerank_region_problem};
 pub use dynamodb::{DynamoDbRateLimiter, DynamoDbStore};
 pub use knowledge_base::{KnowledgeBaseSearchInput, KnowledgeBaseSearchTool};
 pub use rag_core::retry::RetryPolicy;

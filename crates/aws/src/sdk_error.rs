@@ -48,6 +48,13 @@ pub fn retryable_code(code: Option<&str>) -> bool {
     code.is_some_and(|c| THROTTLING_CODES.contains(&c) || TRANSIENT_CODES.contains(&c))
 }
 
+/// The retry decision of `RetryPolicy::run` for a call whose error carries
+/// an AWS error code: another attempt, with no delay hint, when the code is
+/// a throttling or transient one.
+pub fn retry_on_code<E: ProvideErrorMetadata>(error: &E) -> Option<Option<std::time::Duration>> {
+    retryable_code(error.code()).then_some(None)
+}
+
 const NOT_FOUND_CODES: &[&str] = &[
     "NotFoundException",
     "NoSuchKey",

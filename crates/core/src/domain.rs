@@ -285,6 +285,24 @@ pub struct CitationReport {
     pub groundedness: Option<f32>,
 }
 
+/// Whether and how a search's hits were reranked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct RerankReport {
+    /// The reranker asked, as `<kind>:<model>` (`bedrock:amazon.rerank-v1:0`).
+    pub reranker: String,
+    /// Whether `sources` are in the reranker's order, each `score` its
+    /// relevance score; when false they are in retrieval order, with
+    /// retrieval's scores.
+    pub applied: bool,
+    /// How many retrieved passages the reranker was given.
+    pub candidates: usize,
+    /// Time the rerank stage took.
+    pub latency_ms: u64,
+    /// Why retrieval's order was kept, when it was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+}
+
 /// The answer to `POST /query`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct QueryResponse {
@@ -302,6 +320,9 @@ pub struct QueryResponse {
     /// question was searched as asked.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub search_query: Option<String>,
+    /// How the passages were reranked; absent when the search was not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<RerankReport>,
     /// How the answer's citations hold up against their passages.
     #[serde(flatten)]
     pub citation_report: CitationReport,

@@ -26,6 +26,10 @@ pub struct HealthReport {
     pub backends: BTreeMap<String, String>,
     pub embedding_model: Option<EmbeddingModelInfo>,
     pub chat_model: String,
+    /// The reranker of the rerank stage (`<kind>:<model>`); absent when
+    /// the deployment has none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reranker: Option<String>,
     pub search_modes: Vec<SearchMode>,
     pub default_search_mode: SearchMode,
     /// The caller's tenant's documents; absent unless an admin of that
@@ -124,6 +128,7 @@ impl HealthCheck {
                 dimension: e.dimension(),
             }),
             chat_model: self.chat.model_id().to_string(),
+            reranker: self.retriever.reranker_name().map(str::to_string),
             search_modes,
             default_search_mode: self
                 .retriever

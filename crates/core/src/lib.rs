@@ -26,6 +26,7 @@ pub mod loading;
 pub mod parse;
 pub mod principal;
 pub mod ratelimit;
+pub mod rerank;
 pub mod retrieve;
 pub mod retry;
 pub mod retrying_model;

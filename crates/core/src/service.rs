@@ -17,6 +17,7 @@ use crate::health::{HealthCheck, HealthReport};
 use crate::ingest::queue::IngestQueue;
 use crate::ingest::{DEFAULT_MAX_CHUNKS_PER_DOCUMENT, IngestSettings, Ingestor};
 use crate::parse::{DocumentParser, ParseLimits, ProcessParser, ThreadParser, WorkerCommand};
+use crate::rerank::Reranking;
 use crate::retrieve::{Retriever, SearchDefaults};
 use crate::retry::RetryPolicy;
 use crate::retrying_model::RetryingChatModel;
@@ -51,6 +52,8 @@ pub struct ServiceSettings {
     pub usage: UsageSettings,
     /// How long a worker's hold on a document lasts unless renewed.
     pub ingest_lease: std::time::Duration,
+    /// The rerank stage of every search, where the deployment has one.
+    pub reranking: Option<Reranking>,
 }
 
 impl Default for ServiceSettings {
@@ -72,6 +75,7 @@ impl Default for ServiceSettings {
             max_chunks_per_document: DEFAULT_MAX_CHUNKS_PER_DOCUMENT,
             usage: UsageSettings::default(),
             ingest_lease: ingest.lease,
+            reranking: None,
         }
     }
 }
@@ -82,6 +86,7 @@ impl ServiceSettings {
             top_k: self.top_k,
             similarity_threshold: self.similarity_threshold,
             mode: self.search_mode,
+            rerank: false,
         }
     }
 }
@@ -124,7 +129,7 @@ impl RagService {
             stores.tenant_settings.clone(),
             settings.usage,
         ));
-        let retriever = Retriever::new(
+        let mut retriever = Retriever::new(
             embedder.clone(),
             stores.vectors.clone(),
             stores.lexical.clone(),
@@ -132,6 +137,10 @@ impl RagService {
             search,
         )
         .counting_into(usage.clone());
+        if let Some(reranking) = settings.reranking.clone() {
+            reranking.validate()?;
+            retriever = retriever.reranking_with(reranking);
+        }
         let parser: Arc<dyn DocumentParser> = match &settings.parse_worker {
             Some(worker) => Arc::new(ProcessParser::new(worker.clone(), settings.parse)),
             None => Arc::new(ThreadParser::new(settings.parse)),

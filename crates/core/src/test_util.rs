@@ -846,6 +846,28 @@ pub fn pending_document(title: &str) -> Document {
 
 /// Ingests each text as a plain-text document of the default tenant,
 /// indexed before this returns.
+/// A deployment on memory stores and the letter embedder, answering with
+/// `model`, that already holds `texts` as indexed documents.
+pub async fn service_over_texts(
+    model: Arc<dyn crate::chat::ChatModel>,
+    settings: crate::ServiceSettings,
+    texts: &[&str],
+) -> Arc<crate::RagService> {
+    let memory = MemoryStores::default();
+    let service = crate::RagService::new(
+        memory.stores(),
+        Some(Arc::new(LetterEmbedder::default())),
+        model,
+        crate::fetch::UrlFetcher::new(crate::fetch::FetchPolicy::default())
+            .expect("the default fetch policy builds"),
+        settings,
+        Vec::new(),
+    )
+    .expect("the test deployment builds");
+    ingest_texts(&service, texts).await;
+    service
+}
+
 pub async fn ingest_texts(service: &crate::RagService, texts: &[&str]) {
     for text in texts {
         service

@@ -70,6 +70,7 @@ async fn a_query_reply_flags_a_missing_passage_and_an_unsupported_claim() {
             document_ids: Vec::new(),
             conversation_id: None,
             mode: None,
+            rerank: None,
         })
         .await
         .unwrap();

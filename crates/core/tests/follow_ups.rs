@@ -8,8 +8,7 @@ use std::sync::Arc;
 
 use rag_core::answer::ExtractiveAnswerer;
 use rag_core::chat::ChatModel;
-use rag_core::fetch::{FetchPolicy, UrlFetcher};
-use rag_core::test_util::{LetterEmbedder, MemoryStores, Scripted, ScriptedModel, ingest_texts};
+use rag_core::test_util::{Scripted, ScriptedModel, service_over_texts};
 use rag_core::{ChatReply, RagError, RagService, SearchMode, ServiceSettings, Tenant, TurnRequest};
 use uuid::Uuid;
 
@@ -17,18 +16,7 @@ const CARGO: &str = "Cargo compiles a project: run cargo build in the project fo
 const HOUSE: &str = "A house needs bricks and mortar; builders build it wall by wall.";
 
 async fn service(model: Arc<dyn ChatModel>) -> Arc<RagService> {
-    let memory = MemoryStores::default();
-    let service = RagService::new(
-        memory.stores(),
-        Some(Arc::new(LetterEmbedder::default())),
-        model,
-        UrlFetcher::new(FetchPolicy::default()).unwrap(),
-        ServiceSettings::default(),
-        Vec::new(),
-    )
-    .unwrap();
-    ingest_texts(&service, &[CARGO, HOUSE]).await;
-    service
+    service_over_texts(model, ServiceSettings::default(), &[CARGO, HOUSE]).await
 }
 
 async fn turn(service: &RagService, message: &str, conversation_id: Uuid) -> ChatReply {

@@ -1,8 +1,11 @@
 //! rag-openai: a `ChatModel` for servers that speak the OpenAI chat
-//! completions API — Ollama, llama.cpp's server, vLLM — with streaming.
+//! completions API — Ollama, llama.cpp's server, vLLM — with streaming,
+//! and a `Reranker` for the `/rerank` API those servers and others share.
 //!
 //! It depends on rag-core only; it is handed a base URL, model name and key
 //! by the binary and reads no configuration itself.
+
+mod rerank;
 
 use std::time::Duration;
 
@@ -16,6 +19,8 @@ use rag_core::chat::{
 };
 use rag_core::domain::TokenUsage;
 use serde_json::{Value, json};
+
+pub use rerank::{HttpRerankConfig, HttpReranker};
 
 /// Where the server is and which model to ask.
 #[derive(Debug, Clone)]

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use aws_config::{BehaviorVersion, Region, SdkConfig};
 use rag_aws::{
-    BedrockChatModel, DynamoDbStore, IndexLayout, RetryPolicy, S3DocumentStore, S3VectorStore,
-    SqsQueue, TitanEmbedder, TitanModel,
+    BedrockChatModel, BedrockReranker, DynamoDbStore, IndexLayout, RetryPolicy, S3DocumentStore,
+    S3VectorStore, SqsQueue, TitanEmbedder, TitanModel,
 };
 use rag_core::Embedder;
 
@@ -72,21 +72,45 @@ pub fn chat_model(sdk: &SdkConfig, args: &AwsArgs) -> BedrockChatModel {
     BedrockChatModel::new(bedrock_client(sdk, args), &args.bedrock_llm_model)
 }
 
+fn agent_runtime_client(sdk: &SdkConfig, args: &AwsArgs) -> aws_sdk_bedrockagentruntime::Client {
+    // The adapters retry with jittered backoff themselves; SDK retries
+    // underneath would multiply the attempts.
+    let mut builder = aws_sdk_bedrockagentruntime::config::Builder::from(sdk)
+        .retry_config(aws_config::retry::RetryConfig::disabled());
+    if let Some(url) = &args.bedrock_agent_endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_bedrockagentruntime::Client::from_conf(builder.build())
+}
+
+/// The rerank stage over Bedrock `Rerank`. A search waits for it, so it
+/// tries twice at most, within `timeout` in all.
+pub fn reranker(
+    sdk: &SdkConfig,
+    args: &AwsArgs,
+    model_id: &str,
+    timeout: std::time::Duration,
+) -> BedrockReranker {
+    BedrockReranker::new(
+        agent_runtime_client(sdk, args),
+        model_id,
+        &args.region,
+        RetryPolicy {
+            max_attempts: 2,
+            max_delay: timeout / 4,
+            ..RetryPolicy::default()
+        },
+    )
+}
+
 /// The `knowledge_base_search` tool over `BEDROCK_KNOWLEDGE_BASE_ID`.
 pub fn knowledge_base_tool(
     sdk: &SdkConfig,
     args: &AwsArgs,
     knowledge_base_id: &str,
 ) -> rag_aws::KnowledgeBaseSearchTool {
-    // The tool retries with jittered backoff itself; SDK retries underneath
-    // would multiply the attempts.
-    let mut builder = aws_sdk_bedrockagentruntime::config::Builder::from(sdk)
-        .retry_config(aws_config::retry::RetryConfig::disabled());
-    if let Some(url) = &args.bedrock_agent_endpoint {
-        builder = builder.endpoint_url(url);
-    }
     rag_aws::KnowledgeBaseSearchTool::new(
-        aws_sdk_bedrockagentruntime::Client::from_conf(builder.build()),
+        agent_runtime_client(sdk, args),
         knowledge_base_id,
         retry_policy(args),
     )

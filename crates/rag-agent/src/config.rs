@@ -365,7 +365,56 @@ pub struct ServeArgs {
     #[command(flatten)]
     pub agent: AgentArgs,
     #[command(flatten)]
+    pub rerank: RerankArgs,
+    #[command(flatten)]
     pub aws: AwsArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RerankProviderArg {
+    /// No rerank stage.
+    None,
+    /// The Bedrock Agent Runtime Rerank API (`BEDROCK_RERANK_MODEL_ID`).
+    Bedrock,
+    /// A `/rerank` server: TEI, Infinity, llama.cpp, vLLM, Cohere, Jina
+    /// (`RERANK_URL`, `RERANK_MODEL`).
+    Http,
+    /// The chat model ranks the candidates (one extra call per search;
+    /// needs LLM_PROVIDER=bedrock or openai).
+    Llm,
+}
+
+/// The rerank stage: a model reads the question with each of the best
+/// fused passages and reorders them before `top_k` is cut. A request's
+/// `rerank: false` skips it; a failing reranker keeps retrieval's order.
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Reranking")]
+pub struct RerankArgs {
+    /// Reranks every search unless a request says `rerank: false`.
+    #[arg(long, env = "RERANK_PROVIDER", value_enum, default_value = "none")]
+    pub rerank_provider: RerankProviderArg,
+    /// Fused passages the reranker scores before `top_k` is cut (1 to 100).
+    #[arg(long, env = "RERANK_CANDIDATES", default_value_t = rag_core::rerank::DEFAULT_RERANK_CANDIDATES)]
+    pub rerank_candidates: usize,
+    /// The Bedrock rerank model: amazon.rerank-v1:0 (not offered in
+    /// us-east-1) or cohere.rerank-v3-5:0.
+    #[arg(
+        long,
+        env = "BEDROCK_RERANK_MODEL_ID",
+        default_value = "amazon.rerank-v1:0"
+    )]
+    pub bedrock_rerank_model: String,
+    /// The whole `/rerank` endpoint, e.g. http://127.0.0.1:8080/v1/rerank.
+    #[arg(long, env = "RERANK_URL")]
+    pub rerank_url: Option<String>,
+    /// The model the `/rerank` server is asked for.
+    #[arg(long, env = "RERANK_MODEL")]
+    pub rerank_model: Option<String>,
+    #[arg(long, env = "RERANK_API_KEY", hide_env_values = true)]
+    pub rerank_api_key: Option<String>,
+    /// Seconds one rerank call may take before retrieval's order is kept.
+    #[arg(long, env = "RERANK_TIMEOUT_SECS", default_value_t = 10)]
+    pub rerank_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -5,6 +5,7 @@ mod aws;
 mod config;
 mod embedded;
 mod keys;
+mod rerank;
 mod sources;
 mod wiring;
 

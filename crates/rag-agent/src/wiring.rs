@@ -35,10 +35,10 @@ use rag_openai::{OpenAiChatModel, OpenAiConfig};
 use crate::aws;
 use crate::config::{
     AgentArgs, AuthArg, DocumentBackend, EmbeddingProvider, FetchArgs, JwtArgs, LlmProvider,
-    MetadataBackend, SearchModeArg, ServeArgs, VectorBackend, WebSearchProviderArg,
-    default_model_dir,
+    MetadataBackend, RerankProviderArg, SearchModeArg, ServeArgs, VectorBackend,
+    WebSearchProviderArg, default_model_dir,
 };
-use crate::sources;
+use crate::{rerank, sources};
 
 const MINILM_DIMENSION: usize = 384;
 
@@ -126,7 +126,8 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
         || aws_args.ingest_queue_url.is_some()
         || !aws::listed_buckets(&aws_args.sync_buckets).is_empty()
         || args.embedding_provider == EmbeddingProvider::Bedrock
-        || args.llm_provider == LlmProvider::Bedrock;
+        || args.llm_provider == LlmProvider::Bedrock
+        || args.rerank.rerank_provider == RerankProviderArg::Bedrock;
     let sdk = if uses_aws {
         Some(aws::sdk_config(aws_args).await)
     } else {
@@ -244,6 +245,8 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
         (LlmProvider::Bedrock, None) => unreachable!("Bedrock always loads the SDK config"),
     };
 
+    let reranking = rerank::reranking(args, &sdk, &chat, &mut warnings)?;
+
     let fetcher = UrlFetcher::new(FetchPolicy {
         allowed_hosts: args
             .fetch_allowlist
@@ -293,6 +296,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
         parse_worker: Some(parse_worker()?),
         max_chunks_per_document: args.max_chunks_per_document.max(1),
         ingest_lease: Duration::from_secs(args.ingest_lease_seconds.max(1)),
+        reranking,
         usage: UsageSettings {
             default_monthly_token_budget: Some(args.tenant_monthly_token_budget).filter(|&b| b > 0),
             // A frozen Lambda process cannot write later: each request

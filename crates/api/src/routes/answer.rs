@@ -47,6 +47,10 @@ pub struct QueryRequest {
     /// Continue this conversation: earlier turns are sent to the model and this turn is stored.
     pub conversation_id: Option<Uuid>,
     pub mode: Option<SearchMode>,
+    /// Rerank the best `RERANK_CANDIDATES` passages before `top_k` is cut
+    /// (default: on when the deployment has a reranker). `true` where it
+    /// has none is refused.
+    pub rerank: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -76,6 +80,8 @@ pub struct ChatRequestBody {
     /// Retrieve-then-answer only.
     #[serde(default)]
     pub document_ids: Vec<Uuid>,
+    /// Retrieve-then-answer only: as `rerank` of `/query`.
+    pub rerank: Option<bool>,
 }
 
 impl ChatRequestBody {
@@ -90,6 +96,7 @@ impl ChatRequestBody {
             top_k: body.top_k,
             mode: body.mode,
             document_ids: body.document_ids,
+            rerank: body.rerank,
         }
     }
 }
@@ -117,6 +124,7 @@ pub async fn query(
             document_ids: body.document_ids,
             conversation_id: body.conversation_id,
             mode: body.mode,
+            rerank: body.rerank,
         })
         .await?;
     usage.record(tenant, UsageCounts::tokens(response.token_usage));

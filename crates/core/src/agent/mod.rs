@@ -99,9 +99,13 @@ impl Agent {
     /// what the agent takes. The message obeys the same limits as any
     /// search query, since the model's first move is usually one.
     fn check(&self, request: &TurnRequest) -> Result<u32, RagError> {
-        if request.top_k.is_some() || request.mode.is_some() || !request.document_ids.is_empty() {
+        if request.top_k.is_some()
+            || request.mode.is_some()
+            || !request.document_ids.is_empty()
+            || request.rerank.is_some()
+        {
             return Err(RagError::NotApplicable(
-                "top_k, mode and document_ids apply to retrieve-then-answer; \
+                "top_k, mode, document_ids and rerank apply to retrieve-then-answer; \
                  this deployment's agent chooses its own searches"
                     .into(),
             ));

@@ -157,6 +157,7 @@ impl Agent {
             latency_ms: started.elapsed().as_millis() as u64,
             search_mode: None,
             search_query: None,
+            rerank: None,
         })
     }
 

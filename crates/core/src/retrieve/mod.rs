@@ -10,8 +10,9 @@ mod sources;
 use std::sync::Arc;
 
 use crate::backend::{Embedder, LexicalIndex, MetadataStore, VectorStore};
-use crate::domain::{SearchMode, SourceReference, VectorSearchResult};
+use crate::domain::{RerankReport, SearchMode, SourceReference, VectorSearchResult};
 use crate::error::{EmbedError, RagError};
+use crate::rerank::Reranking;
 use crate::tenant::Tenant;
 use crate::usage::{UsageCounts, UsageMeter};
 
@@ -25,6 +26,9 @@ pub use sources::source_references;
 /// the other.
 const HYBRID_CANDIDATE_FACTOR: usize = 4;
 
+// A rerank asks one search for its candidates.
+const _: () = assert!(crate::rerank::MAX_RERANK_CANDIDATES <= MAX_TOP_K);
+
 /// The hits of one search with their citations, in the same order.
 #[derive(Debug, Clone)]
 pub struct Retrieved {
@@ -33,6 +37,16 @@ pub struct Retrieved {
     pub mode: SearchMode,
     pub hits: Vec<VectorSearchResult>,
     pub sources: Vec<SourceReference>,
+    /// How the hits were reranked; `None` when they were not.
+    pub rerank: Option<RerankReport>,
+}
+
+/// The hits of one search, before citations are looked up.
+#[derive(Debug, Clone)]
+pub struct Found {
+    pub mode: SearchMode,
+    pub hits: Vec<VectorSearchResult>,
+    pub rerank: Option<RerankReport>,
 }
 
 /// The search backends a deployment has. Either side may be missing: no
@@ -46,6 +60,8 @@ pub struct Retriever {
     defaults: SearchDefaults,
     /// Where query embeddings are counted, per tenant.
     usage: Option<Arc<UsageMeter>>,
+    /// The rerank stage, where the deployment has one.
+    reranking: Option<Reranking>,
 }
 
 impl Retriever {
@@ -63,7 +79,26 @@ impl Retriever {
             metadata,
             defaults,
             usage: None,
+            reranking: None,
         }
+    }
+
+    /// The same retriever with a rerank stage; requests that leave
+    /// `rerank` out follow `reranking.by_default`.
+    pub fn reranking_with(self, reranking: Reranking) -> Self {
+        Self {
+            defaults: SearchDefaults {
+                rerank: reranking.by_default,
+                ..self.defaults
+            },
+            reranking: Some(reranking),
+            ..self
+        }
+    }
+
+    /// The reranker's name, for `/health`.
+    pub fn reranker_name(&self) -> Option<&str> {
+        self.reranking.as_ref().map(|r| r.reranker.name())
     }
 
     /// The same retriever, counting each question it embeds as the
@@ -88,17 +123,23 @@ impl Retriever {
         query: impl Into<String>,
         params: SearchParams,
     ) -> Result<SearchRequest, RagError> {
+        if params.rerank == Some(true) && self.reranking.is_none() {
+            return Err(RagError::invalid(
+                "this deployment has no reranker (set RERANK_PROVIDER to rerank)",
+            ));
+        }
         SearchRequest::new(tenant, query, params, &self.defaults)
     }
 
     /// Searches, then looks up what each hit's citation shows.
     pub async fn retrieve(&self, request: &SearchRequest) -> Result<Retrieved, RagError> {
-        let (mode, hits) = self.search(request).await?;
+        let Found { mode, hits, rerank } = self.search(request).await?;
         let sources = source_references(self.metadata.as_ref(), request.tenant(), &hits).await?;
         Ok(Retrieved {
             mode,
             hits,
             sources,
+            rerank,
         })
     }
 
@@ -119,25 +160,33 @@ impl Retriever {
         }
     }
 
-    pub async fn search(
-        &self,
-        request: &SearchRequest,
-    ) -> Result<(SearchMode, Vec<VectorSearchResult>), RagError> {
+    /// The best `top_k` hits: retrieval's, or, when the request reranks,
+    /// the reranker's pick of retrieval's best `candidates`.
+    pub async fn search(&self, request: &SearchRequest) -> Result<Found, RagError> {
         let top_k = request.top_k();
         let mode = self.effective_mode(request.mode())?;
+        let reranking = self.reranking.as_ref().filter(|_| request.rerank());
+        let wanted = reranking.map_or(top_k, |r| r.candidates.max(top_k));
         let hits = match mode {
-            SearchMode::Dense => self.dense(request, top_k).await?,
-            SearchMode::Lexical => self.lexical(request, top_k).await?,
+            SearchMode::Dense => self.dense(request, wanted).await?,
+            SearchMode::Lexical => self.lexical(request, wanted).await?,
             SearchMode::Hybrid => {
-                let candidates = (top_k * HYBRID_CANDIDATE_FACTOR).min(MAX_TOP_K);
+                let per_side = (top_k * HYBRID_CANDIDATE_FACTOR).max(wanted).min(MAX_TOP_K);
                 let (dense, lexical) = futures::try_join!(
-                    self.dense(request, candidates),
-                    self.lexical(request, candidates)
+                    self.dense(request, per_side),
+                    self.lexical(request, per_side)
                 )?;
-                reciprocal_rank_fusion(&[dense, lexical], top_k)
+                reciprocal_rank_fusion(&[dense, lexical], wanted)
             }
         };
-        Ok((mode, hits))
+        let (hits, rerank) = match reranking {
+            Some(reranking) => {
+                let (hits, report) = reranking.apply(request.query(), hits, top_k).await;
+                (hits, Some(report))
+            }
+            None => (hits, None),
+        };
+        Ok(Found { mode, hits, rerank })
     }
 
     async fn dense(

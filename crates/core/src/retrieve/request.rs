@@ -23,6 +23,7 @@ pub struct SearchRequest {
     mode: SearchMode,
     similarity_threshold: f32,
     filter: SearchFilter,
+    rerank: bool,
 }
 
 /// A deployment's defaults for what a request leaves out; checked by the
@@ -32,6 +33,9 @@ pub struct SearchDefaults {
     pub top_k: usize,
     pub similarity_threshold: f32,
     pub mode: SearchMode,
+    /// Whether a request that does not say is reranked (only where the
+    /// deployment has a reranker).
+    pub rerank: bool,
 }
 
 impl Default for SearchDefaults {
@@ -40,6 +44,7 @@ impl Default for SearchDefaults {
             top_k: 5,
             similarity_threshold: 0.2,
             mode: SearchMode::Hybrid,
+            rerank: false,
         }
     }
 }
@@ -59,6 +64,8 @@ pub struct SearchParams {
     pub similarity_threshold: Option<f32>,
     pub mode: Option<SearchMode>,
     pub filter: SearchFilter,
+    /// Rerank the candidates; `None` takes the deployment's default.
+    pub rerank: Option<bool>,
 }
 
 impl SearchRequest {
@@ -83,6 +90,7 @@ impl SearchRequest {
             mode: params.mode.unwrap_or(defaults.mode),
             similarity_threshold,
             filter: params.filter,
+            rerank: params.rerank.unwrap_or(defaults.rerank),
         })
     }
 
@@ -110,6 +118,11 @@ impl SearchRequest {
 
     pub fn filter(&self) -> &SearchFilter {
         &self.filter
+    }
+
+    /// Whether the candidates go through the rerank stage.
+    pub fn rerank(&self) -> bool {
+        self.rerank
     }
 }
 

@@ -25,7 +25,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::chat::{StopReason, ToolResultStatus};
-use crate::domain::{CitationReport, QueryResponse, SearchMode, SourceReference, TokenUsage};
+use crate::domain::{
+    CitationReport, QueryResponse, RerankReport, SearchMode, SourceReference, TokenUsage,
+};
 use crate::error::RagError;
 use crate::tenant::Tenant;
 
@@ -46,6 +48,8 @@ pub struct TurnRequest {
     pub top_k: Option<usize>,
     pub mode: Option<SearchMode>,
     pub document_ids: Vec<Uuid>,
+    /// Retrieve-then-answer only: rerank this turn's search or not.
+    pub rerank: Option<bool>,
 }
 
 impl TurnRequest {
@@ -59,6 +63,7 @@ impl TurnRequest {
             top_k: None,
             mode: None,
             document_ids: Vec::new(),
+            rerank: None,
         }
     }
 }
@@ -89,6 +94,9 @@ pub type ChatEventStream = BoxStream<'static, Result<ChatEvent, RagError>>;
 pub enum ChatEvent {
     Sources {
         sources: Vec<SourceReference>,
+        /// How the sources were reranked; retrieve-then-answer only.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        rerank: Option<RerankReport>,
     },
     Delta {
         text: String,
@@ -233,6 +241,10 @@ pub struct ChatReply {
     /// `QueryResponse::search_query`); retrieve-then-answer turns only.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub search_query: Option<String>,
+    /// How the passages were reranked (see `QueryResponse::rerank`);
+    /// retrieve-then-answer turns only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rerank: Option<RerankReport>,
     /// How the answer's citations hold up against their passages.
     #[serde(flatten)]
     pub citation_report: CitationReport,
@@ -254,6 +266,7 @@ impl ChatReply {
             latency_ms: response.latency_ms,
             search_mode: Some(response.search_mode),
             search_query: response.search_query,
+            rerank: response.rerank,
             citation_report: response.citation_report,
         }
     }
@@ -263,6 +276,7 @@ impl ChatReply {
         vec![
             ChatEvent::Sources {
                 sources: self.sources,
+                rerank: self.rerank,
             },
             ChatEvent::Citations {
                 answer: self.answer,

@@ -19,7 +19,7 @@ use super::{
 use crate::answer::{CitedPassage, build_rag_request, verify_citations};
 use crate::backend::{ConversationStore, StoredMessage};
 use crate::chat::{ChatModel, ChatRequest, InferenceConfig, Message, Passage, StopReason};
-use crate::domain::{QueryResponse, SearchFilter, SearchMode, SourceReference};
+use crate::domain::{QueryResponse, RerankReport, SearchFilter, SearchMode, SourceReference};
 use crate::error::RagError;
 use crate::retrieve::{Retriever, SearchParams};
 use crate::tenant::Tenant;
@@ -34,6 +34,8 @@ pub struct QueryInput {
     pub document_ids: Vec<Uuid>,
     pub conversation_id: Option<Uuid>,
     pub mode: Option<SearchMode>,
+    /// Rerank the candidates; `None` takes the deployment's default.
+    pub rerank: Option<bool>,
 }
 
 pub struct RetrieveThenAnswer {
@@ -54,6 +56,7 @@ struct Prepared {
     request: ChatRequest,
     /// What was searched when the question leaned on the conversation.
     search_query: Option<String>,
+    rerank: Option<RerankReport>,
 }
 
 impl RetrieveThenAnswer {
@@ -100,6 +103,7 @@ impl RetrieveThenAnswer {
         if let Some(sink) = sink {
             sink.send(ChatEvent::Sources {
                 sources: prepared.sources.clone(),
+                rerank: prepared.rerank.clone(),
             })
             .await;
         }
@@ -130,6 +134,7 @@ impl RetrieveThenAnswer {
             token_usage: response.usage,
             conversation_id: input.conversation_id,
             search_query: prepared.search_query,
+            rerank: prepared.rerank,
             citation_report,
         };
         Ok((reply, response.stop_reason))
@@ -159,6 +164,7 @@ impl RetrieveThenAnswer {
                 filter: SearchFilter {
                     document_ids: input.document_ids.clone(),
                 },
+                rerank: input.rerank,
             },
         )?;
         let retrieved = self.retriever.retrieve(&search).await?;
@@ -189,6 +195,7 @@ impl RetrieveThenAnswer {
             passages: texts,
             request,
             search_query,
+            rerank: retrieved.rerank,
         })
     }
 
@@ -251,6 +258,7 @@ impl RetrieveThenAnswer {
             document_ids: request.document_ids,
             conversation_id: Some(request.conversation_id.unwrap_or_else(Uuid::new_v4)),
             mode: request.mode,
+            rerank: request.rerank,
         })
     }
 }

@@ -18,6 +18,7 @@ mod ingestion_jobs;
 mod lambda_runtime;
 mod openapi_conformance;
 mod recovery;
+mod rerank;
 mod rust_book;
 mod sqs_worker;
 mod startup_config;

@@ -90,6 +90,27 @@ fn impossible_combinations_name_the_variable() {
             ],
         ),
         (
+            &[("RERANK_PROVIDER", "llm")],
+            &["RERANK_PROVIDER=llm", "LLM_PROVIDER=bedrock or openai"],
+        ),
+        (&[("RERANK_PROVIDER", "http")], &["RERANK_URL"]),
+        (
+            &[
+                ("RERANK_PROVIDER", "http"),
+                ("RERANK_URL", "http://127.0.0.1:9/rerank"),
+            ],
+            &["RERANK_MODEL"],
+        ),
+        (
+            &[
+                ("RERANK_PROVIDER", "http"),
+                ("RERANK_URL", "http://127.0.0.1:9/rerank"),
+                ("RERANK_MODEL", "m"),
+                ("RERANK_CANDIDATES", "0"),
+            ],
+            &["RERANK_CANDIDATES must be between 1 and 100"],
+        ),
+        (
             &[
                 ("AWS_LAMBDA_RUNTIME_API", "127.0.0.1:9"),
                 ("AWS_LAMBDA_FUNCTION_NAME", "f"),

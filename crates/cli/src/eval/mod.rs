@@ -1,27 +1,35 @@
 //! `rag-agent eval`: retrieval and answer quality over a question set.
 //!
-//! Each question is asked once per search mode through `POST /query` with
+//! Each question is asked once per search mode (and, with `--rerank` or
+//! `--compare`, per stage switched on or off) through `POST /query` with
 //! `top_k` 10; the ranked passages become a ranked list of distinct
 //! documents, scored against the question's expected sources with hit@1,
 //! hit@5, MRR@10 and nDCG@10 (binary relevance), and the answer against its
 //! keywords. The same harness measures a deployed API or a local data
 //! directory, so users can gate CI on their own data.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Args;
 use serde_json::{Value, json};
 
+mod questions;
+
 use crate::output::{self, bold, dim};
 use crate::{ApiClient, CliError};
+
+pub use questions::{Question, load_questions, matches_expected};
 
 pub const EXAMPLES: &str = "Examples:
   rag-agent eval --questions tests/eval/rust-book.jsonl
   rag-agent eval --questions qa.jsonl --modes dense,hybrid --min-hit-at-5 0.8
   rag-agent eval --questions qa.jsonl --data-dir ./data --json > eval.json
+  rag-agent eval --questions qa.jsonl --compare
 
 Each line of the questions file is a JSON object:
   {\"question\": \"...\", \"expected_sources\": [\"guide.md\"], \"answer_keywords\": [\"...\"]}
+or a conversation whose last turn is scored:
+  {\"turns\": [\"What is Cargo?\", \"How do I build it?\"], \"expected_sources\": [...]}
 An expected source matches a document whose source or title equals it
 (ignoring case), or whose source ends in /<expected source>.
 With --min-hit-at-5 the exit code is 1 when any mode scores below the bar.";
@@ -49,73 +57,96 @@ pub struct EvalArgs {
     /// server is using.
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
+    /// Ask every question with the rerank stage on (the deployment needs
+    /// RERANK_PROVIDER); its rows are labelled `<mode>+rerank`.
+    #[arg(long, conflicts_with = "compare")]
+    pub rerank: bool,
+    /// Ask every question with and without each stage, side by side: the
+    /// rerank stage where the deployment has one (`<mode>+rerank`), and,
+    /// for conversations, the last turn asked alone (`<mode>-history`), so
+    /// the gain of searching follow-ups as standalone queries shows.
+    #[arg(long)]
+    pub compare: bool,
 }
 
-/// One line of the questions file.
+/// One way of asking every question: a search mode, with or without the
+/// rerank stage, with or without the conversation before the last turn.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Question {
-    pub question: String,
-    pub expected_sources: Vec<String>,
-    pub answer_keywords: Vec<String>,
+struct Variant {
+    /// The row's name in the report (`hybrid`, `hybrid+rerank`).
+    label: String,
+    mode: String,
+    /// `None` leaves it to the deployment's default.
+    rerank: Option<bool>,
+    /// Whether a conversation's earlier turns are asked first.
+    history: bool,
 }
 
-pub fn load_questions(path: &Path) -> Result<Vec<Question>, CliError> {
-    let text = std::fs::read_to_string(path).map_err(|source| CliError::Io {
-        context: format!("reading {}", path.display()),
-        source,
-    })?;
-    let mut questions = Vec::new();
-    for (number, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with("//") {
-            continue;
-        }
-        let bad = |why: &str| CliError::Usage(format!("{}:{}: {why}", path.display(), number + 1));
-        let value: Value = serde_json::from_str(line).map_err(|e| bad(&e.to_string()))?;
-        let question = value["question"]
-            .as_str()
-            .filter(|q| !q.trim().is_empty())
-            .ok_or_else(|| bad("`question` must be a non-empty string"))?;
-        let strings = |field: &str| -> Result<Vec<String>, CliError> {
-            match &value[field] {
-                Value::Null => Ok(Vec::new()),
-                Value::Array(items) => items
-                    .iter()
-                    .map(|i| {
-                        i.as_str()
-                            .map(str::to_string)
-                            .ok_or_else(|| bad(&format!("`{field}` must hold strings")))
-                    })
-                    .collect(),
-                _ => Err(bad(&format!("`{field}` must be an array of strings"))),
-            }
+/// The variants a run asks, in report order.
+fn variants(
+    modes: &[String],
+    args: &EvalArgs,
+    has_reranker: bool,
+    has_conversations: bool,
+) -> Vec<Variant> {
+    let mut variants = Vec::new();
+    for mode in modes {
+        let plain = |label: String, rerank| Variant {
+            label,
+            mode: mode.clone(),
+            rerank,
+            history: true,
         };
-        let expected_sources = strings("expected_sources")?;
-        if expected_sources.is_empty() {
-            return Err(bad("`expected_sources` must name at least one source"));
+        if args.rerank {
+            variants.push(plain(format!("{mode}+rerank"), Some(true)));
+        } else if args.compare {
+            let base_rerank = has_reranker.then_some(false);
+            variants.push(plain(mode.clone(), base_rerank));
+            if has_reranker {
+                variants.push(plain(format!("{mode}+rerank"), Some(true)));
+            }
+            if has_conversations {
+                variants.push(Variant {
+                    history: false,
+                    ..plain(format!("{mode}-history"), base_rerank)
+                });
+            }
+        } else {
+            variants.push(plain(mode.clone(), None));
         }
-        questions.push(Question {
-            question: question.to_string(),
-            expected_sources,
-            answer_keywords: strings("answer_keywords")?,
-        });
     }
-    if questions.is_empty() {
-        return Err(CliError::Usage(format!(
-            "{} holds no questions",
-            path.display()
-        )));
-    }
-    Ok(questions)
+    variants
 }
 
-/// Whether a retrieved document is one of the expected sources.
-pub fn matches_expected(expected: &str, source: &str, title: &str) -> bool {
-    let expected = expected.trim().to_lowercase();
-    let source = source.to_lowercase();
-    source == expected
-        || title.to_lowercase() == expected
-        || source.ends_with(&format!("/{expected}"))
+/// Asks one question as `variant` says: a conversation's earlier turns
+/// first, in a new conversation, then the scored turn.
+async fn ask(
+    client: &ApiClient,
+    question: &Question,
+    variant: &Variant,
+    threshold: Option<f32>,
+) -> Result<Value, CliError> {
+    let conversation = (variant.history && !question.earlier_turns.is_empty())
+        .then(|| uuid::Uuid::new_v4().to_string());
+    let body = |text: &str| {
+        let mut body = json!({ "query": text, "top_k": TOP_K, "mode": variant.mode });
+        if let Some(threshold) = threshold {
+            body["similarity_threshold"] = json!(threshold);
+        }
+        if let Some(rerank) = variant.rerank {
+            body["rerank"] = json!(rerank);
+        }
+        if let Some(id) = &conversation {
+            body["conversation_id"] = json!(id);
+        }
+        body
+    };
+    if conversation.is_some() {
+        for turn in &question.earlier_turns {
+            client.post("query", &body(turn)).await?;
+        }
+    }
+    client.post("query", &body(&question.question)).await
 }
 
 /// Scores of one question in one mode.
@@ -322,16 +353,23 @@ pub async fn run(client: &ApiClient, args: &EvalArgs, json: bool) -> Result<(), 
         ));
     }
 
-    let mut summaries = vec![ModeSummary::default(); modes.len()];
+    let has_reranker = health["reranker"].is_string();
+    if args.rerank && !has_reranker {
+        return Err(CliError::Usage(
+            "--rerank needs a deployment with a reranker (RERANK_PROVIDER)".to_string(),
+        ));
+    }
+    let has_conversations = questions.iter().any(|q| !q.earlier_turns.is_empty());
+    let variants = variants(&modes, args, has_reranker, has_conversations);
+    let labels: Vec<String> = variants.iter().map(|v| v.label.clone()).collect();
+
+    let mut summaries = vec![ModeSummary::default(); variants.len()];
     let mut rows = Vec::new();
     for question in &questions {
         let mut per_mode = serde_json::Map::new();
-        for (mode, summary) in modes.iter().zip(summaries.iter_mut()) {
-            let mut body = json!({ "query": question.question, "top_k": TOP_K, "mode": mode });
-            if let Some(threshold) = args.threshold {
-                body["similarity_threshold"] = json!(threshold);
-            }
-            match client.post("query", &body).await {
+        for (variant, summary) in variants.iter().zip(summaries.iter_mut()) {
+            let mode = &variant.label;
+            match ask(client, question, variant, args.threshold).await {
                 Ok(answer) => {
                     let ranked = ranked_documents(&answer);
                     let answer_text = answer["answer"].as_str().unwrap_or_default();
@@ -368,10 +406,16 @@ pub async fn run(client: &ApiClient, args: &EvalArgs, json: bool) -> Result<(), 
             "modes": per_mode,
         }));
     }
-    let summary: Vec<Value> = modes
+    let summary: Vec<Value> = variants
         .iter()
         .zip(&summaries)
-        .map(|(mode, s)| s.to_json(mode))
+        .map(|(variant, s)| {
+            let mut row = s.to_json(&variant.label);
+            row["search_mode"] = json!(variant.mode);
+            row["rerank"] = json!(variant.rerank);
+            row["history"] = json!(variant.history);
+            row
+        })
         .collect();
     let failing: Vec<String> = match args.min_hit_at_5 {
         Some(bar) => summary
@@ -387,13 +431,14 @@ pub async fn run(client: &ApiClient, args: &EvalArgs, json: bool) -> Result<(), 
             "top_k": TOP_K,
             "chat_model": health["chat_model"],
             "embedding_model": health["embedding_model"]["model_id"],
+            "reranker": health["reranker"],
             "summary": summary,
             "min_hit_at_5": args.min_hit_at_5,
             "passed": failing.is_empty(),
             "rows": rows,
         }));
     } else {
-        print_report(&questions, &modes, &summary, &rows);
+        print_report(&questions, &labels, &summary, &rows);
     }
     if !failing.is_empty() {
         return Err(CliError::Partial(format!(
@@ -473,6 +518,7 @@ mod tests {
     fn question(expected: &[&str], keywords: &[&str]) -> Question {
         Question {
             question: "q".into(),
+            earlier_turns: Vec::new(),
             expected_sources: expected.iter().map(|s| s.to_string()).collect(),
             answer_keywords: keywords.iter().map(|s| s.to_string()).collect(),
         }
@@ -515,49 +561,48 @@ mod tests {
     }
 
     #[test]
-    fn expected_sources_match_source_title_or_file_name() {
-        assert!(matches_expected("ch04.html", "ch04.html", "x"));
-        assert!(matches_expected("ch04.html", "/tmp/book/CH04.html", "x"));
-        assert!(matches_expected(
-            "What is Ownership?",
-            "x",
-            "what is ownership?"
-        ));
-        assert!(!matches_expected("04.html", "/tmp/book/ch04.html", "x"));
-    }
-
-    #[test]
-    fn question_files_are_checked_line_by_line() {
-        let dir = std::env::temp_dir().join(format!("rag-cli-eval-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let good = dir.join("good.jsonl");
-        std::fs::write(
-            &good,
-            "{\"question\": \"a?\", \"expected_sources\": [\"x\"]}\n\n{\"question\": \"b?\", \"expected_sources\": [\"y\"], \"answer_keywords\": [\"k\"]}\n",
-        )
-        .unwrap();
-        let loaded = load_questions(&good).unwrap();
-        assert_eq!(loaded.len(), 2);
-        assert_eq!(loaded[1].answer_keywords, ["k"]);
-        for (content, why) in [
-            ("{\"question\": \"a?\"}", "expected_sources"),
-            (
-                "{\"question\": \"\", \"expected_sources\": [\"x\"]}",
-                "question",
-            ),
-            (
-                "{\"question\": \"a\", \"expected_sources\": [1]}",
-                "strings",
-            ),
-            ("not json", "1:"),
-            ("", "no questions"),
-        ] {
-            let bad = dir.join("bad.jsonl");
-            std::fs::write(&bad, content).unwrap();
-            let error = load_questions(&bad).unwrap_err().to_string();
-            assert!(error.contains(why), "{content}: {error}");
-        }
-        std::fs::remove_dir_all(&dir).unwrap();
+    fn compare_asks_each_mode_with_and_without_each_stage() {
+        let args = |rerank, compare| EvalArgs {
+            questions: PathBuf::from("q.jsonl"),
+            modes: Vec::new(),
+            min_hit_at_5: None,
+            threshold: None,
+            data_dir: None,
+            rerank,
+            compare,
+        };
+        let modes = ["dense".to_string(), "hybrid".to_string()];
+        let labels = |v: Vec<Variant>| v.into_iter().map(|v| v.label).collect::<Vec<_>>();
+        assert_eq!(
+            labels(variants(&modes, &args(false, false), true, true)),
+            ["dense", "hybrid"]
+        );
+        assert_eq!(
+            labels(variants(&modes, &args(true, false), true, false)),
+            ["dense+rerank", "hybrid+rerank"]
+        );
+        let compared = variants(&modes, &args(false, true), true, true);
+        assert_eq!(
+            labels(compared.clone()),
+            [
+                "dense",
+                "dense+rerank",
+                "dense-history",
+                "hybrid",
+                "hybrid+rerank",
+                "hybrid-history"
+            ]
+        );
+        assert_eq!(
+            (compared[0].rerank, compared[1].rerank),
+            (Some(false), Some(true))
+        );
+        assert!(compared[0].history && !compared[2].history);
+        // Without a reranker or conversations there is nothing to compare.
+        assert_eq!(
+            labels(variants(&modes, &args(false, true), false, false)),
+            ["dense", "hybrid"]
+        );
     }
 
     #[test]
