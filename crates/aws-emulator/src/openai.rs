@@ -1,6 +1,6 @@
 //! A scripted server for the OpenAI chat completions API (what Ollama,
 //! llama.cpp's server and vLLM speak), JSON and SSE streaming with tool
-//! calls, for testing the OpenAI-compatible client and the agent over a
+//! calls, with the `/v1/embeddings` and `/v1/rerank` APIs beside it, for testing the OpenAI-compatible client and the agent over a
 //! real socket. Replies are the same `Reply` scripts as the Bedrock
 //! emulator's; unscripted, it behaves like the Bedrock emulator's small agent.
 
@@ -42,6 +42,7 @@ impl OpenAiServer {
         let app = Router::new()
             .route("/v1/chat/completions", post(completions))
             .route("/v1/rerank", post(rerank))
+            .route("/v1/embeddings", post(embeddings))
             .with_state(state.clone());
         let served = Served::start(app).await?;
         Ok(OpenAiServer {
@@ -65,6 +66,70 @@ impl OpenAiServer {
     pub fn requests(&self) -> Vec<Value> {
         self.state.requests.lock().unwrap().clone()
     }
+}
+
+/// Dimensions of the emulated embedding models: a model whose name holds
+/// `small` gives this many, so a test can switch to a model of another
+/// size; any other model gives `EMBEDDING_DIMENSION`.
+pub const SMALL_EMBEDDING_DIMENSION: usize = 64;
+pub const EMBEDDING_DIMENSION: usize = 256;
+
+/// The `/v1/embeddings` API: a normalised hashed bag of words per input
+/// (texts that share words are similar), in input order with each item's
+/// `index`; a queued failure status answers instead.
+async fn embeddings(State(state): State<Arc<OpenAiState>>, body: Bytes) -> Response {
+    let Ok(request) = serde_json::from_slice::<Value>(&body) else {
+        return error(400, "invalid_request_error", "the body is not JSON");
+    };
+    state.requests.lock().unwrap().push(request.clone());
+    if let Some(status) = state.failures.lock().unwrap().pop_front() {
+        return match status {
+            429 => error(429, "rate_limit_exceeded", "Rate limit reached"),
+            s => error(s, "server_error", "The server had an error"),
+        };
+    }
+    let Some(model) = request["model"].as_str() else {
+        return error(400, "invalid_request_error", "`model` is required");
+    };
+    let inputs: Vec<&str> = match &request["input"] {
+        Value::String(text) => vec![text.as_str()],
+        Value::Array(items) => match items.iter().map(Value::as_str).collect::<Option<_>>() {
+            Some(texts) => texts,
+            None => return error(400, "invalid_request_error", "`input` must hold strings"),
+        },
+        _ => return error(400, "invalid_request_error", "`input` is required"),
+    };
+    if inputs.is_empty() {
+        return error(400, "invalid_request_error", "`input` is empty");
+    }
+    let dimension = if model.contains("small") {
+        SMALL_EMBEDDING_DIMENSION
+    } else {
+        EMBEDDING_DIMENSION
+    };
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .map(|(index, text)| {
+            let mut vector = crate::bedrock::hashed_bag_of_words(text, dimension);
+            let norm = vector.iter().map(|x| x * x).sum::<f32>().sqrt();
+            if norm > 0.0 {
+                vector.iter_mut().for_each(|x| *x /= norm);
+            }
+            json!({"object": "embedding", "index": index, "embedding": vector})
+        })
+        .collect();
+    let tokens: usize = inputs.iter().map(|t| t.split_whitespace().count()).sum();
+    let reply = json!({
+        "object": "list",
+        "model": model,
+        "data": data,
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    });
+    Response::builder()
+        .header("content-type", "application/json")
+        .body(Body::from(reply.to_string()))
+        .unwrap_or_default()
 }
 
 /// The `/rerank` API: scored like the Bedrock emulator's `Rerank`; a

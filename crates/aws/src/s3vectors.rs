@@ -311,30 +311,13 @@ impl S3VectorStore {
             let keys: Vec<String> = (start..start + GET_BATCH as u32)
                 .map(|i| vector_key(tenant, &ChunkMetadata::chunk_id_for(document_id, i)))
                 .collect();
-            let output = match self
-                .client
-                .get_vectors()
-                .vector_bucket_name(&self.bucket)
-                .index_name(&index)
-                .set_keys(Some(keys))
-                .return_metadata(true)
-                .return_data(false)
-                .send()
-                .await
-                .map_err(|e| self.err_in(&index, classify(e)))
-            {
-                Ok(output) => output,
-                Err(e) if self.missing_tenant_index(&e) => break,
-                Err(e) => return Err(e),
+            let Some(page) = self.metadata_of(&index, keys).await? else {
+                break;
             };
-            let page = output.vectors();
             if page.is_empty() {
                 break;
             }
-            found.extend(
-                page.iter()
-                    .map(|v| (v.key().to_string(), v.metadata().map(to_value))),
-            );
+            found.extend(page);
             start += GET_BATCH as u32;
         }
         Ok(found)
@@ -354,6 +337,61 @@ impl S3VectorStore {
             .collect();
         chunks.sort_by_key(|c| c.metadata.chunk_index);
         Ok(chunks)
+    }
+
+    /// The chunks among `chunk_ids` that exist, read by key from the
+    /// tenant's index.
+    pub async fn chunks_by_id(
+        &self,
+        tenant: &Tenant,
+        chunk_ids: &[String],
+    ) -> Result<Vec<VectorSearchResult>, StoreError> {
+        let index = self.index_of(tenant);
+        let mut found = Vec::new();
+        for batch in chunk_ids.chunks(GET_BATCH) {
+            let keys: Vec<String> = batch.iter().map(|id| vector_key(tenant, id)).collect();
+            let Some(page) = self.metadata_of(&index, keys).await? else {
+                return Ok(Vec::new());
+            };
+            found.extend(
+                page.into_iter()
+                    .filter_map(|(key, metadata)| from_metadata(&key, metadata.as_ref()?, 1.0)),
+            );
+        }
+        Ok(found)
+    }
+
+    /// The keys among `keys` (at most `GET_BATCH`) that exist in `index`,
+    /// each with its metadata; `None` when a tenant's own index was never
+    /// made, which holds nothing.
+    async fn metadata_of(
+        &self,
+        index: &str,
+        keys: Vec<String>,
+    ) -> Result<Option<Vec<(String, Option<Value>)>>, StoreError> {
+        let output = match self
+            .client
+            .get_vectors()
+            .vector_bucket_name(&self.bucket)
+            .index_name(index)
+            .set_keys(Some(keys))
+            .return_metadata(true)
+            .return_data(false)
+            .send()
+            .await
+            .map_err(|e| self.err_in(index, classify(e)))
+        {
+            Ok(output) => output,
+            Err(e) if self.missing_tenant_index(&e) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(
+            output
+                .vectors()
+                .iter()
+                .map(|v| (v.key().to_string(), v.metadata().map(to_value)))
+                .collect(),
+        ))
     }
 }
 
@@ -568,6 +606,16 @@ impl VectorStore for S3VectorStore {
         document_id: Uuid,
     ) -> Result<Option<Vec<VectorSearchResult>>, StoreError> {
         S3VectorStore::chunks_of(self, tenant, document_id)
+            .await
+            .map(Some)
+    }
+
+    async fn chunks_by_id(
+        &self,
+        tenant: &Tenant,
+        chunk_ids: &[String],
+    ) -> Result<Option<Vec<VectorSearchResult>>, StoreError> {
+        S3VectorStore::chunks_by_id(self, tenant, chunk_ids)
             .await
             .map(Some)
     }

@@ -374,6 +374,15 @@ async fn vector_search_is_per_tenant_and_enhanced_mode_keeps_a_small_tenants_rec
         assert!(across.is_empty());
     }
     assert!(store.chunks_of(&small, big_doc).await.unwrap().is_empty());
+    let big_chunk = vec![rag_core::ChunkMetadata::chunk_id_for(big_doc, 0)];
+    assert!(
+        store
+            .chunks_by_id(&small, &big_chunk)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.chunks_by_id(&big, &big_chunk).await.unwrap().len(), 1);
     assert_eq!(store.delete_document(&small, big_doc).await.unwrap(), 0);
     assert_eq!(store.chunks_of(&big, big_doc).await.unwrap().len(), 2000);
 

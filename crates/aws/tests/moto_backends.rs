@@ -11,8 +11,8 @@ use rag_aws::{DynamoDbStore, S3DocumentStore, S3VectorStore};
 use rag_aws_emulator::MotoServer;
 use rag_core::chat::Message;
 use rag_core::{
-    ConversationStore, DocumentStatus, DocumentStore, ListQuery, MetadataStore, StoreError,
-    StoredMessage, Tenant, VectorStore,
+    ChunkMetadata, ConversationStore, DocumentStatus, DocumentStore, ListQuery, MetadataStore,
+    StoreError, StoredMessage, Tenant, VectorStore,
 };
 use uuid::Uuid;
 
@@ -238,6 +238,14 @@ async fn s3_vectors_index_creation_writes_and_deletes() {
     assert_eq!(listed.len(), 650);
     assert_eq!(listed[649].content, "chunk 649");
     assert_eq!(listed[649].metadata.start_char, 6490);
+    // Read by id, past one GetVectors batch; an id of no chunk is left out.
+    let ids: Vec<String> = (0..120)
+        .map(|i| ChunkMetadata::chunk_id_for(doc, i * 6))
+        .chain([ChunkMetadata::chunk_id_for(doc, 9999)])
+        .collect();
+    let by_id = store.chunks_by_id(&t(), &ids).await.unwrap();
+    assert_eq!(by_id.len(), 109, "chunks 0, 6, .., 648");
+    assert!(by_id.iter().any(|c| c.content == "chunk 648"));
 
     assert_eq!(store.delete_document(&t(), doc).await.unwrap(), 650);
     assert!(store.chunks_of(&t(), doc).await.unwrap().is_empty());

@@ -95,6 +95,16 @@ pub trait VectorStore: Send + Sync {
     ) -> Result<Option<Vec<VectorSearchResult>>, StoreError> {
         Ok(None)
     }
+    /// The stored chunks among `chunk_ids` (ids of no chunk are left out),
+    /// for stores that keep the chunk text with the vector; `None` when
+    /// this store does not.
+    async fn chunks_by_id(
+        &self,
+        _tenant: &Tenant,
+        _chunk_ids: &[String],
+    ) -> Result<Option<Vec<VectorSearchResult>>, StoreError> {
+        Ok(None)
+    }
     /// Identifies the backend in `/health`.
     fn backend_name(&self) -> &'static str;
 }
@@ -127,6 +137,13 @@ pub trait LexicalIndex: Send + Sync {
         &self,
         tenant: &Tenant,
         document_id: Uuid,
+    ) -> Result<Vec<VectorSearchResult>, StoreError>;
+    /// The stored chunks among `chunk_ids`, in any order; ids of no chunk
+    /// (or of another tenant's) are left out.
+    async fn chunks_by_id(
+        &self,
+        tenant: &Tenant,
+        chunk_ids: &[String],
     ) -> Result<Vec<VectorSearchResult>, StoreError>;
 }
 

@@ -54,6 +54,9 @@ pub struct ServiceSettings {
     pub ingest_lease: std::time::Duration,
     /// The rerank stage of every search, where the deployment has one.
     pub reranking: Option<Reranking>,
+    /// Tokens of context a model reads per retrieval: the hits, then
+    /// their neighbouring chunks while this allows (0: the hits alone).
+    pub context_tokens: usize,
 }
 
 impl Default for ServiceSettings {
@@ -76,6 +79,7 @@ impl Default for ServiceSettings {
             usage: UsageSettings::default(),
             ingest_lease: ingest.lease,
             reranking: None,
+            context_tokens: crate::retrieve::DEFAULT_CONTEXT_TOKENS,
         }
     }
 }
@@ -136,7 +140,14 @@ impl RagService {
             stores.metadata.clone(),
             search,
         )
-        .counting_into(usage.clone());
+        .counting_into(usage.clone())
+        .with_context_tokens(settings.context_tokens);
+        if settings.context_tokens > crate::retrieve::MAX_CONTEXT_TOKENS {
+            return Err(RagError::invalid(format!(
+                "the context budget is at most {} tokens",
+                crate::retrieve::MAX_CONTEXT_TOKENS
+            )));
+        }
         if let Some(reranking) = settings.reranking.clone() {
             reranking.validate()?;
             retriever = retriever.reranking_with(reranking);

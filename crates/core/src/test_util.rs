@@ -418,6 +418,20 @@ impl LexicalIndex for MemoryStores {
     ) -> Result<Vec<VectorSearchResult>, StoreError> {
         Ok(self.chunks_in_order(tenant, document_id))
     }
+
+    async fn chunks_by_id(
+        &self,
+        tenant: &Tenant,
+        chunk_ids: &[String],
+    ) -> Result<Vec<VectorSearchResult>, StoreError> {
+        Ok(self.with(tenant, |tables| {
+            chunk_ids
+                .iter()
+                .filter_map(|id| tables.chunks.get(id))
+                .map(|c| result(c, 0.0))
+                .collect()
+        }))
+    }
 }
 
 #[async_trait]

@@ -790,6 +790,39 @@ impl LexicalIndex for SqliteStore {
         })
         .await
     }
+
+    async fn chunks_by_id(
+        &self,
+        tenant: &Tenant,
+        chunk_ids: &[String],
+    ) -> Result<Vec<VectorSearchResult>, StoreError> {
+        if chunk_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tenant = tenant.to_string();
+        let ids = chunk_ids.to_vec();
+        self.with(move |conn| {
+            // One statement per id keeps the parameter count fixed; the
+            // unique index on chunk_id makes each a single lookup.
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT chunk_id, document_id, chunk_index, start_char, end_char, token_count, content, location
+                     FROM chunks WHERE tenant = ?1 AND chunk_id = ?2",
+                )
+                .map_err(db_error)?;
+            let mut found = Vec::with_capacity(ids.len());
+            for id in &ids {
+                let mut rows = stmt
+                    .query_map([tenant.as_str(), id.as_str()], |row| hit_from_row(row, 0.0))
+                    .map_err(db_error)?;
+                if let Some(hit) = rows.next() {
+                    found.push(hit.map_err(db_error)?);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
 }
 
 #[async_trait]

@@ -1,10 +1,13 @@
 //! rag-openai: a `ChatModel` for servers that speak the OpenAI chat
 //! completions API — Ollama, llama.cpp's server, vLLM — with streaming,
-//! and a `Reranker` for the `/rerank` API those servers and others share.
+//! an `Embedder` for their `/v1/embeddings` API, and a `Reranker` for the
+//! `/rerank` API those servers and others share.
 //!
 //! It depends on rag-core only; it is handed a base URL, model name and key
 //! by the binary and reads no configuration itself.
 
+mod embed;
+mod http;
 mod rerank;
 
 use std::time::Duration;
@@ -20,6 +23,7 @@ use rag_core::chat::{
 use rag_core::domain::TokenUsage;
 use serde_json::{Value, json};
 
+pub use embed::{OpenAiEmbedConfig, OpenAiEmbedder};
 pub use rerank::{HttpRerankConfig, HttpReranker};
 
 /// Where the server is and which model to ask.

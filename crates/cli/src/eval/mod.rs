@@ -5,7 +5,8 @@
 //! `top_k` 10; the ranked passages become a ranked list of distinct
 //! documents, scored against the question's expected sources with hit@1,
 //! hit@5, MRR@10 and nDCG@10 (binary relevance), and the answer against its
-//! keywords. The same harness measures a deployed API or a local data
+//! keywords. An unanswerable question is scored apart: it is answered
+//! right when the reply has no source and cites nothing. The same harness measures a deployed API or a local data
 //! directory, so users can gate CI on their own data.
 
 use std::path::PathBuf;
@@ -14,11 +15,14 @@ use clap::Args;
 use serde_json::{Value, json};
 
 mod questions;
+mod scoring;
 
 use crate::output::{self, bold, dim};
 use crate::{ApiClient, CliError};
 
 pub use questions::{Question, load_questions, matches_expected};
+use scoring::{ModeSummary, ranked_documents};
+pub use scoring::{Scores, abstained, citation_scores, score};
 
 pub const EXAMPLES: &str = "Examples:
   rag-agent eval --questions tests/eval/rust-book.jsonl
@@ -30,6 +34,8 @@ Each line of the questions file is a JSON object:
   {\"question\": \"...\", \"expected_sources\": [\"guide.md\"], \"answer_keywords\": [\"...\"]}
 or a conversation whose last turn is scored:
   {\"turns\": [\"What is Cargo?\", \"How do I build it?\"], \"expected_sources\": [...]}
+or a question the documents do not answer (right: no source, nothing cited):
+  {\"question\": \"What is the capital of France?\", \"unanswerable\": true}
 An expected source matches a document whose source or title equals it
 (ignoring case), or whose source ends in /<expected source>.
 With --min-hit-at-5 the exit code is 1 when any mode scores below the bar.";
@@ -149,172 +155,6 @@ async fn ask(
     client.post("query", &body(&question.question)).await
 }
 
-/// Scores of one question in one mode.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Scores {
-    /// 1-based rank of the first relevant document among the first ten.
-    pub first_relevant: Option<usize>,
-    pub hit_at_1: f64,
-    pub hit_at_5: f64,
-    pub reciprocal_rank: f64,
-    pub ndcg_at_10: f64,
-    pub keyword_recall: Option<f64>,
-}
-
-/// `ranked` is the distinct documents in rank order as (source, title).
-pub fn score(question: &Question, ranked: &[(String, String)], answer: &str) -> Scores {
-    let relevant: Vec<bool> = ranked
-        .iter()
-        .take(TOP_K)
-        .map(|(source, title)| {
-            question
-                .expected_sources
-                .iter()
-                .any(|e| matches_expected(e, source, title))
-        })
-        .collect();
-    let first_relevant = relevant.iter().position(|r| *r).map(|i| i + 1);
-    let dcg: f64 = relevant
-        .iter()
-        .enumerate()
-        .filter(|(_, r)| **r)
-        .map(|(i, _)| 1.0 / ((i + 2) as f64).log2())
-        .sum();
-    let ideal_hits = question.expected_sources.len().min(TOP_K);
-    let idcg: f64 = (0..ideal_hits).map(|i| 1.0 / ((i + 2) as f64).log2()).sum();
-    let answer_lower = answer.to_lowercase();
-    let keyword_recall = (!question.answer_keywords.is_empty()).then(|| {
-        let found = question
-            .answer_keywords
-            .iter()
-            .filter(|k| answer_lower.contains(&k.to_lowercase()))
-            .count();
-        found as f64 / question.answer_keywords.len() as f64
-    });
-    Scores {
-        first_relevant,
-        hit_at_1: f64::from(u8::from(first_relevant == Some(1))),
-        hit_at_5: f64::from(u8::from(first_relevant.is_some_and(|r| r <= 5))),
-        reciprocal_rank: first_relevant.map_or(0.0, |r| 1.0 / r as f64),
-        ndcg_at_10: if idcg > 0.0 {
-            (dcg / idcg).min(1.0)
-        } else {
-            0.0
-        },
-        keyword_recall,
-    }
-}
-
-/// What a `/query` reply says of its citations: the share of its `[n]`
-/// markers that point at a passage of an expected source (`None` when it
-/// cites nothing), and the server's groundedness.
-pub fn citation_scores(question: &Question, answer: &Value) -> (Option<f64>, Option<f64>) {
-    let sources = answer["sources"].as_array().map_or(&[][..], Vec::as_slice);
-    let citations = answer["citations"]
-        .as_array()
-        .map_or(&[][..], Vec::as_slice);
-    let right = citations
-        .iter()
-        .filter(|c| {
-            sources.iter().any(|s| {
-                s["citation"] == c["n"]
-                    && question.expected_sources.iter().any(|e| {
-                        matches_expected(
-                            e,
-                            s["source"].as_str().unwrap_or_default(),
-                            s["title"].as_str().unwrap_or_default(),
-                        )
-                    })
-            })
-        })
-        .count();
-    let precision = (!citations.is_empty()).then(|| right as f64 / citations.len() as f64);
-    (precision, answer["groundedness"].as_f64())
-}
-
-/// Distinct documents of a `/query` answer's sources, in rank order.
-fn ranked_documents(answer: &Value) -> Vec<(String, String)> {
-    let mut seen = std::collections::HashSet::new();
-    let mut ranked = Vec::new();
-    for source in answer["sources"].as_array().map_or(&[][..], Vec::as_slice) {
-        let id = source["document_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        if seen.insert(id) {
-            ranked.push((
-                source["source"].as_str().unwrap_or_default().to_string(),
-                source["title"].as_str().unwrap_or_default().to_string(),
-            ));
-        }
-    }
-    ranked
-}
-
-#[derive(Debug, Default, Clone)]
-struct ModeSummary {
-    questions: usize,
-    errors: usize,
-    hit_at_1: f64,
-    hit_at_5: f64,
-    mrr_at_10: f64,
-    ndcg_at_10: f64,
-    keyword_recall_sum: f64,
-    keyword_questions: usize,
-    citation_precision_sum: f64,
-    citing_answers: usize,
-    groundedness_sum: f64,
-    grounded_answers: usize,
-    latency_ms_sum: u64,
-}
-
-impl ModeSummary {
-    fn add(&mut self, scores: &Scores, latency_ms: u64) {
-        self.questions += 1;
-        self.hit_at_1 += scores.hit_at_1;
-        self.hit_at_5 += scores.hit_at_5;
-        self.mrr_at_10 += scores.reciprocal_rank;
-        self.ndcg_at_10 += scores.ndcg_at_10;
-        if let Some(recall) = scores.keyword_recall {
-            self.keyword_recall_sum += recall;
-            self.keyword_questions += 1;
-        }
-        self.latency_ms_sum += latency_ms;
-    }
-
-    fn add_citations(&mut self, precision: Option<f64>, groundedness: Option<f64>) {
-        if let Some(p) = precision {
-            self.citation_precision_sum += p;
-            self.citing_answers += 1;
-        }
-        if let Some(g) = groundedness {
-            self.groundedness_sum += g;
-            self.grounded_answers += 1;
-        }
-    }
-
-    /// Means over every question, failed ones counting as misses.
-    fn to_json(&self, mode: &str) -> Value {
-        let n = (self.questions + self.errors).max(1) as f64;
-        json!({
-            "mode": mode,
-            "questions": self.questions + self.errors,
-            "errors": self.errors,
-            "hit_at_1": self.hit_at_1 / n,
-            "hit_at_5": self.hit_at_5 / n,
-            "mrr_at_10": self.mrr_at_10 / n,
-            "ndcg_at_10": self.ndcg_at_10 / n,
-            "keyword_recall": (self.keyword_questions > 0)
-                .then(|| self.keyword_recall_sum / self.keyword_questions as f64),
-            "citation_precision": (self.citing_answers > 0)
-                .then(|| self.citation_precision_sum / self.citing_answers as f64),
-            "groundedness": (self.grounded_answers > 0)
-                .then(|| self.groundedness_sum / self.grounded_answers as f64),
-            "mean_latency_ms": self.latency_ms_sum as f64 / self.questions.max(1) as f64,
-        })
-    }
-}
-
 pub async fn run(client: &ApiClient, args: &EvalArgs, json: bool) -> Result<(), CliError> {
     let questions = load_questions(&args.questions)?;
     if let Some(bar) = args.min_hit_at_5
@@ -370,12 +210,27 @@ pub async fn run(client: &ApiClient, args: &EvalArgs, json: bool) -> Result<(), 
         for (variant, summary) in variants.iter().zip(summaries.iter_mut()) {
             let mode = &variant.label;
             match ask(client, question, variant, args.threshold).await {
+                Ok(answer) if question.unanswerable => {
+                    let declined = abstained(&answer);
+                    summary.add_unanswerable(declined);
+                    per_mode.insert(
+                        mode.clone(),
+                        json!({
+                            "abstained": declined,
+                            "top_sources": ranked_documents(&answer).iter().take(5).map(|(s, _)| s.clone()).collect::<Vec<_>>(),
+                            "latency_ms": answer["latency_ms"].as_u64().unwrap_or(0),
+                        }),
+                    );
+                }
                 Ok(answer) => {
                     let ranked = ranked_documents(&answer);
                     let answer_text = answer["answer"].as_str().unwrap_or_default();
                     let scores = score(question, &ranked, answer_text);
                     let latency = answer["latency_ms"].as_u64().unwrap_or(0);
                     summary.add(&scores, latency);
+                    if ranked.is_empty() {
+                        summary.answerable_without_sources += 1;
+                    }
                     let (precision, groundedness) = citation_scores(question, &answer);
                     summary.add_citations(precision, groundedness);
                     per_mode.insert(
@@ -394,6 +249,10 @@ pub async fn run(client: &ApiClient, args: &EvalArgs, json: bool) -> Result<(), 
                     );
                 }
                 Err(error @ CliError::Unreachable { .. }) => return Err(error),
+                Err(error) if question.unanswerable => {
+                    summary.add_unanswerable(false);
+                    per_mode.insert(mode.clone(), json!({ "error": error.to_string() }));
+                }
                 Err(error) => {
                     summary.errors += 1;
                     per_mode.insert(mode.clone(), json!({ "error": error.to_string() }));
@@ -403,6 +262,7 @@ pub async fn run(client: &ApiClient, args: &EvalArgs, json: bool) -> Result<(), 
         rows.push(json!({
             "question": question.question,
             "expected_sources": question.expected_sources,
+            "unanswerable": question.unanswerable,
             "modes": per_mode,
         }));
     }
@@ -462,6 +322,12 @@ fn print_report(questions: &[Question], modes: &[String], summary: &[Value], row
                 let entry = &row["modes"][mode];
                 cells.push(if entry["error"].is_string() {
                     output::red("error")
+                } else if let Some(declined) = entry["abstained"].as_bool() {
+                    if declined {
+                        output::green("declined")
+                    } else {
+                        output::red("answered")
+                    }
                 } else {
                     match entry["first_relevant_rank"].as_u64() {
                         Some(1) => output::green("1"),
@@ -490,6 +356,7 @@ fn print_report(questions: &[Question], modes: &[String], summary: &[Value], row
                 fmt(&s["keyword_recall"]),
                 fmt(&s["citation_precision"]),
                 fmt(&s["groundedness"]),
+                fmt(&s["abstention"]),
                 format!("{:.0}", s["mean_latency_ms"].as_f64().unwrap_or(0.0)),
                 s["errors"].to_string(),
             ]
@@ -497,16 +364,17 @@ fn print_report(questions: &[Question], modes: &[String], summary: &[Value], row
         .collect();
     output::table(
         &[
-            "MODE", "HIT@1", "HIT@5", "MRR@10", "NDCG@10", "KEYWORDS", "CITED", "GROUNDED", "MS",
-            "ERRORS",
+            "MODE", "HIT@1", "HIT@5", "MRR@10", "NDCG@10", "KEYWORDS", "CITED", "GROUNDED",
+            "DECLINED", "MS", "ERRORS",
         ],
         &metric_rows,
     );
     outln!(
         "{}",
         dim(&format!(
-            "{} questions, top {TOP_K} passages per query; keyword recall is over questions that list keywords; CITED is the share of [n] markers that point at an expected source, GROUNDED the share of claims their passage supports",
-            questions.len()
+            "{} questions, top {TOP_K} passages per query; keyword recall is over questions that list keywords; CITED is the share of [n] markers that point at an expected source, GROUNDED the share of claims their passage supports; DECLINED is the share of unanswerable questions answered with no source; retrieval metrics are over the {} answerable questions",
+            questions.len(),
+            questions.iter().filter(|q| !q.unanswerable).count()
         ))
     );
 }
@@ -514,51 +382,6 @@ fn print_report(questions: &[Question], modes: &[String], summary: &[Value], row
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn question(expected: &[&str], keywords: &[&str]) -> Question {
-        Question {
-            question: "q".into(),
-            earlier_turns: Vec::new(),
-            expected_sources: expected.iter().map(|s| s.to_string()).collect(),
-            answer_keywords: keywords.iter().map(|s| s.to_string()).collect(),
-        }
-    }
-
-    fn docs(names: &[&str]) -> Vec<(String, String)> {
-        names
-            .iter()
-            .map(|n| (format!("/data/{n}"), format!("Title {n}")))
-            .collect()
-    }
-
-    #[test]
-    fn metrics_follow_their_definitions() {
-        let q = question(&["b.html"], &["Alpha", "beta"]);
-        let s = score(&q, &docs(&["a.html", "b.html", "c.html"]), "alpha only");
-        assert_eq!(s.first_relevant, Some(2));
-        assert_eq!((s.hit_at_1, s.hit_at_5), (0.0, 1.0));
-        assert!((s.reciprocal_rank - 0.5).abs() < 1e-12);
-        // One relevant document at rank 2: DCG 1/log2(3), ideal 1/log2(2).
-        assert!((s.ndcg_at_10 - 1.0 / 3f64.log2()).abs() < 1e-12);
-        assert_eq!(s.keyword_recall, Some(0.5));
-
-        let first = score(&q, &docs(&["b.html"]), "");
-        assert_eq!((first.hit_at_1, first.ndcg_at_10), (1.0, 1.0));
-
-        let late = score(&q, &docs(&["1", "2", "3", "4", "5", "b.html"]), "");
-        assert_eq!((late.hit_at_5, late.first_relevant), (0.0, Some(6)));
-
-        let miss = score(&question(&["z"], &[]), &docs(&["a", "b"]), "");
-        assert_eq!(miss.first_relevant, None);
-        assert_eq!((miss.reciprocal_rank, miss.ndcg_at_10), (0.0, 0.0));
-        assert_eq!(miss.keyword_recall, None);
-
-        // Two expected sources, both found at ranks 1 and 3.
-        let two = score(&question(&["a", "c"], &[]), &docs(&["a", "b", "c"]), "");
-        let dcg = 1.0 + 1.0 / 4f64.log2();
-        let ideal = 1.0 + 1.0 / 3f64.log2();
-        assert!((two.ndcg_at_10 - dcg / ideal).abs() < 1e-12);
-    }
 
     #[test]
     fn compare_asks_each_mode_with_and_without_each_stage() {
@@ -603,21 +426,5 @@ mod tests {
             labels(variants(&modes, &args(false, true), false, false)),
             ["dense", "hybrid"]
         );
-    }
-
-    #[test]
-    fn citation_precision_counts_markers_on_expected_sources() {
-        let q = question(&["ch04.html"], &[]);
-        let answer = serde_json::json!({
-            "sources": [
-                {"citation": 1, "source": "ch04.html", "title": "Ownership"},
-                {"citation": 2, "source": "ch09.html", "title": "Errors"},
-            ],
-            "citations": [{"n": 1}, {"n": 2}, {"n": 1}, {"n": 2}],
-            "groundedness": 0.75,
-        });
-        assert_eq!(citation_scores(&q, &answer), (Some(0.5), Some(0.75)));
-        let uncited = serde_json::json!({"sources": [], "citations": []});
-        assert_eq!(citation_scores(&q, &uncited), (None, None));
     }
 }

@@ -15,8 +15,12 @@ pub struct Question {
     /// The turns asked before it in the same conversation, oldest first;
     /// empty for a question that stands alone.
     pub earlier_turns: Vec<String>,
+    /// Empty for an unanswerable question.
     pub expected_sources: Vec<String>,
     pub answer_keywords: Vec<String>,
+    /// The documents do not answer it: the right outcome is no source and
+    /// an answer that cites nothing.
+    pub unanswerable: bool,
 }
 
 pub fn load_questions(path: &Path) -> Result<Vec<Question>, CliError> {
@@ -47,8 +51,21 @@ pub fn load_questions(path: &Path) -> Result<Vec<Question>, CliError> {
             }
         };
         let expected_sources = strings("expected_sources")?;
-        if expected_sources.is_empty() {
-            return Err(bad("`expected_sources` must name at least one source"));
+        let unanswerable = match &value["unanswerable"] {
+            Value::Null => false,
+            Value::Bool(flag) => *flag,
+            _ => return Err(bad("`unanswerable` must be true or false")),
+        };
+        match (unanswerable, expected_sources.is_empty()) {
+            (false, true) => {
+                return Err(bad(
+                    "`expected_sources` must name at least one source (or mark the question `\"unanswerable\": true`)",
+                ));
+            }
+            (true, false) => {
+                return Err(bad("an unanswerable question has no `expected_sources`"));
+            }
+            _ => {}
         }
         let non_empty = |text: &str| !text.trim().is_empty();
         let (question, earlier_turns) = match (&value["question"], &value["turns"]) {
@@ -80,6 +97,7 @@ pub fn load_questions(path: &Path) -> Result<Vec<Question>, CliError> {
             earlier_turns,
             expected_sources,
             answer_keywords: strings("answer_keywords")?,
+            unanswerable,
         });
     }
     if questions.is_empty() {
@@ -138,8 +156,24 @@ mod tests {
         let loaded = load_questions(&conversation).unwrap();
         assert_eq!(loaded[0].question, "How do I build it?");
         assert_eq!(loaded[0].earlier_turns, ["What is Cargo?"]);
+        let off_topic = dir.join("off-topic.jsonl");
+        std::fs::write(
+            &off_topic,
+            "{\"question\": \"What is the capital of France?\", \"unanswerable\": true}\n",
+        )
+        .unwrap();
+        let loaded = load_questions(&off_topic).unwrap();
+        assert!(loaded[0].unanswerable && loaded[0].expected_sources.is_empty());
         for (content, why) in [
             ("{\"question\": \"a?\"}", "expected_sources"),
+            (
+                "{\"question\": \"a?\", \"unanswerable\": true, \"expected_sources\": [\"x\"]}",
+                "no `expected_sources`",
+            ),
+            (
+                "{\"question\": \"a?\", \"unanswerable\": \"yes\"}",
+                "true or false",
+            ),
             (
                 "{\"question\": \"\", \"expected_sources\": [\"x\"]}",
                 "question",

@@ -3,6 +3,7 @@
 //! citations that go with them. `request.rs` checks what a search may ask,
 //! `fusion.rs` merges ranked lists, `sources.rs` builds citations.
 
+mod context;
 mod fusion;
 mod request;
 mod sources;
@@ -16,6 +17,9 @@ use crate::rerank::Reranking;
 use crate::tenant::Tenant;
 use crate::usage::{UsageCounts, UsageMeter};
 
+pub use context::{
+    AssembledPassage, DEFAULT_CONTEXT_TOKENS, MAX_CONTEXT_TOKENS, assemble, neighbour_ids,
+};
 pub use fusion::reciprocal_rank_fusion;
 pub use request::{
     MAX_QUERY_CHARS, MAX_TOP_K, SearchDefaults, SearchParams, SearchRequest, check_question,
@@ -41,6 +45,13 @@ pub struct Retrieved {
     pub rerank: Option<RerankReport>,
 }
 
+/// A passage a model reads and the source it is cited as.
+#[derive(Debug, Clone)]
+pub struct ReadPassage {
+    pub source: SourceReference,
+    pub text: String,
+}
+
 /// The hits of one search, before citations are looked up.
 #[derive(Debug, Clone)]
 pub struct Found {
@@ -62,6 +73,8 @@ pub struct Retriever {
     usage: Option<Arc<UsageMeter>>,
     /// The rerank stage, where the deployment has one.
     reranking: Option<Reranking>,
+    /// Tokens of context assembled for a model (see `context`).
+    context_tokens: usize,
 }
 
 impl Retriever {
@@ -80,6 +93,16 @@ impl Retriever {
             defaults,
             usage: None,
             reranking: None,
+            context_tokens: DEFAULT_CONTEXT_TOKENS,
+        }
+    }
+
+    /// The same retriever, assembling up to `tokens` of context for a
+    /// model (0 adds no neighbouring chunks).
+    pub fn with_context_tokens(self, tokens: usize) -> Self {
+        Self {
+            context_tokens: tokens,
+            ..self
         }
     }
 
@@ -143,6 +166,55 @@ impl Retriever {
         })
     }
 
+    /// The passages a model reads for `hits` (see `context`): overlapping
+    /// hits merged and their neighbouring chunks added within the token
+    /// budget. The neighbours come from whichever store keeps chunk text;
+    /// if that lookup fails, the hits are read as they are, because a
+    /// smaller context is better than no answer.
+    async fn assemble(
+        &self,
+        tenant: &Tenant,
+        hits: &[VectorSearchResult],
+    ) -> Vec<AssembledPassage> {
+        let ids = neighbour_ids(hits);
+        let neighbours = if ids.is_empty() || self.context_tokens == 0 {
+            Ok(Vec::new())
+        } else {
+            match &self.lexical {
+                Some(lexical) => lexical.chunks_by_id(tenant, &ids).await,
+                None => self
+                    .vectors
+                    .chunks_by_id(tenant, &ids)
+                    .await
+                    .map(Option::unwrap_or_default),
+            }
+        };
+        let neighbours = neighbours.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "could not read neighbouring chunks; the hits are read alone");
+            Vec::new()
+        });
+        assemble(hits, &neighbours, self.context_tokens)
+    }
+
+    /// What a model reads for a retrieval: one passage per assembled
+    /// context passage, best first, each with the source it is cited as
+    /// (its best hit's), numbered from 1. Hits merged into a better one's
+    /// passage are not cited apart from it.
+    pub async fn read(&self, tenant: &Tenant, retrieved: &Retrieved) -> Vec<ReadPassage> {
+        self.assemble(tenant, &retrieved.hits)
+            .await
+            .into_iter()
+            .enumerate()
+            .map(|(i, passage)| ReadPassage {
+                source: SourceReference {
+                    citation: i + 1,
+                    ..retrieved.sources[passage.lead].clone()
+                },
+                text: passage.text,
+            })
+            .collect()
+    }
+
     /// The mode a request for `requested` actually runs in.
     pub fn effective_mode(&self, requested: SearchMode) -> Result<SearchMode, RagError> {
         match (requested, self.embedder.is_some(), self.lexical.is_some()) {
@@ -176,7 +248,17 @@ impl Retriever {
                     self.dense(request, per_side),
                     self.lexical(request, per_side)
                 )?;
-                reciprocal_rank_fusion(&[dense, lexical], wanted)
+                // Keyword matches alone are no evidence that the documents
+                // cover a question: a question about sourdough shares
+                // "bread" or "recipe" with some page of any large corpus.
+                // When no passage is semantically close (the dense side
+                // kept nothing above the threshold), hybrid finds nothing,
+                // and the answer says the documents do not cover it.
+                if dense.is_empty() {
+                    Vec::new()
+                } else {
+                    reciprocal_rank_fusion(&[dense, lexical], wanted)
+                }
             }
         };
         let (hits, rerank) = match reranking {

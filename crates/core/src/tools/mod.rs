@@ -51,7 +51,8 @@ impl From<RagError> for ToolError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct FoundPassage {
     pub reference: SourceReference,
-    /// The whole chunk text, which the model reads.
+    /// The text the model reads: the chunk, merged with overlapping hits
+    /// and neighbouring chunks (see `retrieve::context`).
     pub content: String,
 }
 

@@ -60,13 +60,13 @@ impl Tool for VectorSearchTool {
         )?;
         let retrieved = self.0.retrieve(&request).await?;
         Ok(ToolOutput::Passages(
-            retrieved
-                .sources
+            self.0
+                .read(tenant, &retrieved)
+                .await
                 .into_iter()
-                .zip(retrieved.hits)
-                .map(|(reference, hit)| FoundPassage {
-                    reference,
-                    content: hit.content,
+                .map(|passage| FoundPassage {
+                    reference: passage.source,
+                    content: passage.text,
                 })
                 .collect(),
         ))

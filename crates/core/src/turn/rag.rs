@@ -168,18 +168,16 @@ impl RetrieveThenAnswer {
             },
         )?;
         let retrieved = self.retriever.retrieve(&search).await?;
-        let texts: Vec<String> = retrieved.hits.iter().map(|h| h.content.clone()).collect();
-        let passages = retrieved
-            .hits
+        let read = self.retriever.read(&input.tenant, &retrieved).await;
+        let passages = read
             .iter()
-            .zip(&retrieved.sources)
-            .enumerate()
-            .map(|(i, (hit, source))| Passage {
-                number: i + 1,
-                title: source.title.clone(),
-                text: hit.content.clone(),
+            .map(|p| Passage {
+                number: p.source.citation,
+                title: p.source.title.clone(),
+                text: p.text.clone(),
             })
             .collect();
+        let (sources, texts) = read.into_iter().map(|p| (p.source, p.text)).unzip();
         let request = build_rag_request(
             &input.query,
             passages,
@@ -191,7 +189,7 @@ impl RetrieveThenAnswer {
         );
         Ok(Prepared {
             mode: retrieved.mode,
-            sources: retrieved.sources,
+            sources,
             passages: texts,
             request,
             search_query,

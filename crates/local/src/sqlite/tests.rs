@@ -318,6 +318,9 @@ async fn every_table_is_partitioned_by_tenant() {
             .is_empty()
     );
     assert!(store.chunks_of(&b, doc.id).await.unwrap().is_empty());
+    let a_chunk = vec![ChunkMetadata::chunk_id_for(doc.id, 0)];
+    assert!(store.chunks_by_id(&b, &a_chunk).await.unwrap().is_empty());
+    assert_eq!(store.chunks_by_id(&a, &a_chunk).await.unwrap().len(), 1);
     assert!(
         store
             .history(&b, conversation, 10)

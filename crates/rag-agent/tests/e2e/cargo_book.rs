@@ -87,4 +87,6 @@ async fn cargo_book_retrieval_meets_its_bars() {
         ],
         HYBRID_SLACK,
     );
+    // The off-topic questions find no passage in dense and hybrid search.
+    check_abstention(&report, 8, 0.875);
 }

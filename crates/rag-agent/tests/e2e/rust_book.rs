@@ -138,7 +138,7 @@ async fn rust_book_end_to_end(stack: Stack) {
     // 1b. Retrieval quality over the example question set, with the CLI's
     // eval and a bar, as a user would gate their CI.
     let report = eval_report(&server, "rust-book.jsonl", &["--min-hit-at-5", "0.9"]).await;
-    assert_eq!(report["questions"], 40);
+    assert_eq!(report["questions"], 48);
     let modes = report["summary"].as_array().unwrap();
     assert_eq!(modes.len(), stack.modes().len(), "{report:#}");
     // Bars a question or two under what docs/BENCHMARKS.md records with
@@ -163,6 +163,16 @@ async fn rust_book_end_to_end(stack: Stack) {
             assert!(mode["keyword_recall"].as_f64().unwrap() >= 0.7, "{mode}");
         }
     }
+    // The eight off-topic questions find no passage: MiniLM's default
+    // threshold (0.3) declines all of them in dense and hybrid search
+    // (docs/BENCHMARKS.md); the AWS stack keeps 0.2, where six of eight
+    // are declined.
+    let declined = if matches!(stack, Stack::Embedded) {
+        0.875
+    } else {
+        0.625
+    };
+    check_abstention(&report, 8, declined);
 
     // 1c. Follow-up questions: conversations whose last turn names too
     // little to be searched alone. With the extractive default the

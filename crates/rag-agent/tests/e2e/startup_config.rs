@@ -96,6 +96,13 @@ fn impossible_combinations_name_the_variable() {
         (&[("RERANK_PROVIDER", "http")], &["RERANK_URL"]),
         (
             &[
+                ("EMBEDDING_PROVIDER", "openai"),
+                ("OPENAI_EMBEDDING_BASE_URL", "http://127.0.0.1:9/v1"),
+            ],
+            &["EMBEDDING_PROVIDER=openai", "OPENAI_EMBEDDING_BASE_URL"],
+        ),
+        (
+            &[
                 ("RERANK_PROVIDER", "http"),
                 ("RERANK_URL", "http://127.0.0.1:9/rerank"),
             ],

@@ -524,6 +524,19 @@ pub async fn eval_report(server: &Server, questions: &str, extra: &[&str]) -> Va
     report
 }
 
+/// Checks that the unanswerable questions of an eval report were declined
+/// (no source, nothing cited) in dense and hybrid search at least `min`
+/// of the time; lexical search has no threshold and is not held to it.
+pub fn check_abstention(report: &Value, unanswerable: u64, min: f64) {
+    for mode in report["summary"].as_array().unwrap() {
+        assert_eq!(mode["unanswerable_questions"], unanswerable, "{mode}");
+        if mode["search_mode"] != "lexical" {
+            assert!(mode["abstention"].as_f64().unwrap() >= min, "{mode}");
+        }
+        assert_eq!(mode["answered_without_sources"], 0, "{mode}");
+    }
+}
+
 /// Checks every mode of an eval report against its bars (`(mode, hit@1,
 /// MRR@10)`), with no errors, and that hybrid's MRR@10 trails the better of
 /// its two halves by at most `slack` where all three ran.

@@ -1,0 +1,161 @@
+//! `EMBEDDING_PROVIDER=openai` through the binary, against the in-repo
+//! OpenAI-compatible server's `/v1/embeddings`: the dimension is probed at
+//! start-up and shown in `/health`, documents are embedded in batches and
+//! found by dense search, and a restart with another embedding model over
+//! the same index is refused with what to do instead.
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rag_aws_emulator::OpenAiServer;
+use rag_aws_emulator::openai::EMBEDDING_DIMENSION;
+use serde_json::json;
+
+use crate::support::{Server, Stack, get_json, post_json, upload, wait_until_settled};
+
+const PAGES: [(&str, &str); 3] = [
+    (
+        "weather.txt",
+        "The weather in the mountains changes quickly in spring.",
+    ),
+    (
+        "borrow.txt",
+        "Borrowing lends a value without taking ownership of it.",
+    ),
+    (
+        "harbour.txt",
+        "Ferries leave the harbour every hour until midnight.",
+    ),
+];
+
+fn embedding_env<'a>(url: &'a str, model: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("EMBEDDING_PROVIDER", "openai"),
+        ("OPENAI_EMBEDDING_BASE_URL", url),
+        ("OPENAI_EMBEDDING_MODEL", model),
+        ("OPENAI_EMBEDDING_BATCH_SIZE", "2"),
+    ]
+}
+
+// The embeddings server runs on this test's runtime while the test blocks
+// on the binary's start-up, so it needs threads of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_openai_compatible_embedder_indexes_and_a_model_switch_is_refused() {
+    let embeddings = OpenAiServer::start().await.unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        data.path(),
+        &Stack::embedded(),
+        &embedding_env(&embeddings.url, "nomic-embed-text"),
+    );
+    let (_, health) = get_json(&server.at("/health")).await;
+    assert_eq!(
+        health["embedding_model"]["model_id"],
+        "openai:nomic-embed-text"
+    );
+    assert_eq!(health["embedding_model"]["dimension"], EMBEDDING_DIMENSION);
+
+    let files = tempfile::tempdir().unwrap();
+    for (name, text) in PAGES {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (status, body) = upload(&server, &path).await;
+        assert!([200, 202].contains(&status), "{body}");
+    }
+    wait_until_settled(&server, Duration::from_secs(120)).await;
+    assert!(
+        top_source(&server, "Who lends a value by borrowing?")
+            .await
+            .ends_with("borrow.txt")
+    );
+    // Each request carried at most OPENAI_EMBEDDING_BATCH_SIZE texts.
+    let requests = embeddings.requests();
+    assert!(
+        requests.len() >= 4,
+        "probe, documents, question: {requests:?}"
+    );
+    assert!(
+        requests.iter().all(|r| r["model"] == "nomic-embed-text"
+            && r["input"].as_array().is_some_and(|i| i.len() <= 2)),
+        "{requests:?}"
+    );
+    server.stop();
+
+    // The same index with a model of another size is refused by the
+    // index itself; with another model of the same size, by the record of
+    // the model that built it. Both say what to do instead.
+    for (model, phrases) in [
+        (
+            "all-minilm-small",
+            &["256-dimensional", "64", "data directory"][..],
+        ),
+        (
+            "mxbai-embed-large",
+            &[
+                "openai:nomic-embed-text",
+                "openai:mxbai-embed-large",
+                "RAG_AGENT_DATA_DIR",
+            ][..],
+        ),
+    ] {
+        let stderr = start_and_fail(data.path(), &embeddings.url, model).await;
+        for phrase in phrases {
+            assert!(
+                stderr.contains(phrase),
+                "{model}: {phrase} missing from: {stderr}"
+            );
+        }
+    }
+
+    // The model the index was built with starts again and still finds it.
+    let server = Server::start(
+        data.path(),
+        &Stack::embedded(),
+        &embedding_env(&embeddings.url, "nomic-embed-text"),
+    );
+    assert!(
+        top_source(&server, "When do ferries leave the harbour?")
+            .await
+            .ends_with("harbour.txt")
+    );
+    server.stop();
+}
+
+/// Starts the binary over `data` with `model` and returns what it printed
+/// on failing.
+async fn start_and_fail(data: &std::path::Path, url: &str, model: &str) -> String {
+    let (dir, url, name) = (data.to_path_buf(), url.to_string(), model.to_string());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_rag-agent"));
+        command
+            .args(["serve", "--addr", "127.0.0.1:0", "--offline", "--data-dir"])
+            .arg(&dir)
+            .env("RUST_LOG", "error")
+            .stdin(Stdio::null());
+        for (k, v) in embedding_env(&url, &name) {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        !output.status.success(),
+        "{model} started over another model's index"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// The source of the best passage dense search finds for `query`.
+async fn top_source(server: &Server, query: &str) -> String {
+    let (status, answer) = post_json(
+        &server.at("/query"),
+        &json!({"query": query, "mode": "dense", "top_k": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer["sources"][0]["source"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no source: {answer}"))
+        .to_string()
+}
