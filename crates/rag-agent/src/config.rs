@@ -36,6 +36,15 @@ pub enum Command {
     /// (started by `serve`, never by hand).
     #[command(hide = true)]
     ParseWorker { content_type: String },
+    /// Embed every stored chunk again with the configured embedding model
+    /// (the same EMBEDDING_* settings as `serve`) into a new local vector
+    /// index, then switch the data directory over to it once it is
+    /// complete. A server on the old index keeps answering meanwhile;
+    /// restart it with the new settings after the switch.
+    #[command(
+        after_help = "Examples:\n  EMBEDDING_PROVIDER=openai OPENAI_EMBEDDING_MODEL=nomic-embed-text rag-agent reindex\n  rag-agent reindex --data-dir ./data   # the local MiniLM again, e.g. after an upgrade"
+    )]
+    Reindex(Box<ServeArgs>),
     /// Make, list and revoke API keys, on the configured metadata store
     /// directly (the data directory, or DynamoDB through the same variables
     /// as `serve`), so the first key can be made before any server runs.

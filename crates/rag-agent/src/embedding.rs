@@ -67,13 +67,15 @@ pub async fn check_index_model(
     stores: &Stores,
 ) -> anyhow::Result<()> {
     let path = data_dir.join(INDEX_MODEL_FILE);
-    let current = json!({"model_id": embedder.model_id(), "dimension": embedder.dimension()});
     if let Ok(text) = std::fs::read_to_string(&path) {
         let recorded: serde_json::Value =
             serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?;
-        if recorded["model_id"] != current["model_id"] && holds_vectors(stores).await? {
+        if recorded == model_record(embedder) {
+            return Ok(());
+        }
+        if recorded["model_id"] != embedder.model_id() && holds_vectors(stores).await? {
             bail!(
-                "the vector index in {} was built with the embedding model {} ({} dimensions), and this start would embed with {} ({} dimensions); vectors of two models cannot be compared. Start with the model the index was built with, or point RAG_AGENT_DATA_DIR at a new directory and ingest again (re-embedding in place is not available yet)",
+                "the vector index in {} was built with the embedding model {} ({} dimensions), and this start would embed with {} ({} dimensions); vectors of two models cannot be compared. Run `rag-agent reindex` with these settings to re-embed every chunk with the new model (the server may keep running on the old one meanwhile), start with the model the index was built with, or point RAG_AGENT_DATA_DIR at a new directory",
                 data_dir.display(),
                 recorded["model_id"].as_str().unwrap_or("?"),
                 recorded["dimension"],
@@ -81,12 +83,20 @@ pub async fn check_index_model(
                 embedder.dimension()
             );
         }
-        if recorded == current {
-            return Ok(());
-        }
     }
-    std::fs::write(&path, current.to_string())
+    record_index_model(data_dir, embedder)
+}
+
+/// Records `embedder` as the model of the local vector index in
+/// `data_dir`.
+pub fn record_index_model(data_dir: &Path, embedder: &dyn Embedder) -> anyhow::Result<()> {
+    let path = data_dir.join(INDEX_MODEL_FILE);
+    std::fs::write(&path, model_record(embedder).to_string())
         .with_context(|| format!("writing {}", path.display()))
+}
+
+fn model_record(embedder: &dyn Embedder) -> serde_json::Value {
+    json!({"model_id": embedder.model_id(), "dimension": embedder.dimension()})
 }
 
 async fn holds_vectors(stores: &Stores) -> anyhow::Result<bool> {

@@ -6,6 +6,7 @@ mod config;
 mod embedded;
 mod embedding;
 mod keys;
+mod reindex;
 mod rerank;
 mod sources;
 mod wiring;
@@ -53,6 +54,10 @@ fn main() -> anyhow::Result<()> {
         } => embedding::fetch_model(&args),
         Command::ParseWorker { content_type } => {
             std::process::exit(wiring::run_parse_worker(&content_type))
+        }
+        Command::Reindex(args) => {
+            let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+            runtime.block_on(reindex::run(&args))
         }
         Command::Keys { command } => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

@@ -206,7 +206,9 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
                     ..AnnSettings::default()
                 },
             )
-            .context("opening the vector index")?,
+            .context(
+                "opening the vector index (one built by another embedding model is re-embedded with `rag-agent reindex`)",
+            )?,
         ),
     };
     let lexical: Option<Arc<dyn LexicalIndex>> = sqlite

@@ -9,6 +9,7 @@
 
 mod limits;
 pub mod queue;
+pub mod reindex;
 mod steps;
 pub mod sync;
 pub mod upload;

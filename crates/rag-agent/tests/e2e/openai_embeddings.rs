@@ -1,8 +1,9 @@
 //! `EMBEDDING_PROVIDER=openai` through the binary, against the in-repo
 //! OpenAI-compatible server's `/v1/embeddings`: the dimension is probed at
 //! start-up and shown in `/health`, documents are embedded in batches and
-//! found by dense search, and a restart with another embedding model over
-//! the same index is refused with what to do instead.
+//! found by dense search, a restart with another embedding model over the
+//! same index is refused with what to do instead, and `rag-agent reindex`
+//! moves the index to another model while the server keeps answering.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -118,17 +119,93 @@ async fn an_openai_compatible_embedder_indexes_and_a_model_switch_is_refused() {
             .await
             .ends_with("harbour.txt")
     );
+
+    // `rag-agent reindex` with a model of another size, while that server
+    // keeps answering: every chunk is embedded again, the directory
+    // switches over, and the new model starts and finds what the old one
+    // found.
+    let before = embeddings.requests().len();
+    let (success, stdout, stderr) = reindex(data.path(), &embeddings.url, "all-minilm-small").await;
+    assert!(success, "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("re-embedded 3 chunks of 3 documents"),
+        "{stdout}"
+    );
+    assert!(stderr.contains("reindex: 3/3 documents"), "{stderr}");
+    let reindexed: Vec<_> = embeddings.requests()[before..]
+        .iter()
+        .filter(|r| r["model"] == "all-minilm-small")
+        .cloned()
+        .collect();
+    assert!(reindexed.len() >= 3, "probe and two batches: {reindexed:?}");
+    assert!(
+        top_source(&server, "Who lends a value by borrowing?")
+            .await
+            .ends_with("borrow.txt"),
+        "the old server answered throughout"
+    );
     server.stop();
+    assert!(data.path().join("vectors.previous.log").exists());
+    let server = Server::start(
+        data.path(),
+        &Stack::embedded(),
+        &embedding_env(&embeddings.url, "all-minilm-small"),
+    );
+    let (_, health) = get_json(&server.at("/health")).await;
+    assert_eq!(
+        health["embedding_model"]["dimension"],
+        rag_aws_emulator::openai::SMALL_EMBEDDING_DIMENSION
+    );
+    assert_eq!(health["vector_count"], 3, "{health}");
+    for (query, page) in [
+        ("Who lends a value by borrowing?", "borrow.txt"),
+        ("When do ferries leave the harbour?", "harbour.txt"),
+    ] {
+        assert!(top_source(&server, query).await.ends_with(page), "{query}");
+    }
+    server.stop();
+    // The old model is refused now.
+    let stderr = start_and_fail(data.path(), &embeddings.url, "nomic-embed-text").await;
+    assert!(stderr.contains("rag-agent reindex"), "{stderr}");
+}
+
+/// Runs `rag-agent reindex` over `data` with `model`: whether it
+/// succeeded, its stdout and its stderr.
+async fn reindex(data: &std::path::Path, url: &str, model: &str) -> (bool, String, String) {
+    let output = run(&["reindex", "--offline", "--data-dir"], data, url, model).await;
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
 }
 
 /// Starts the binary over `data` with `model` and returns what it printed
 /// on failing.
 async fn start_and_fail(data: &std::path::Path, url: &str, model: &str) -> String {
+    let serve = ["serve", "--addr", "127.0.0.1:0", "--offline", "--data-dir"];
+    let output = run(&serve, data, url, model).await;
+    assert!(
+        !output.status.success(),
+        "{model} started over another model's index"
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// Runs the binary to its end with `args`, then `data`, embedding with
+/// `model` at `url`.
+async fn run(
+    args: &[&str],
+    data: &std::path::Path,
+    url: &str,
+    model: &str,
+) -> std::process::Output {
+    let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
     let (dir, url, name) = (data.to_path_buf(), url.to_string(), model.to_string());
-    let output = tokio::task::spawn_blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rag-agent"));
         command
-            .args(["serve", "--addr", "127.0.0.1:0", "--offline", "--data-dir"])
+            .args(&args)
             .arg(&dir)
             .env("RUST_LOG", "error")
             .stdin(Stdio::null());
@@ -138,12 +215,7 @@ async fn start_and_fail(data: &std::path::Path, url: &str, model: &str) -> Strin
         command.output().unwrap()
     })
     .await
-    .unwrap();
-    assert!(
-        !output.status.success(),
-        "{model} started over another model's index"
-    );
-    String::from_utf8_lossy(&output.stderr).into_owned()
+    .unwrap()
 }
 
 /// The source of the best passage dense search finds for `query`.
