@@ -170,6 +170,34 @@ pub async fn vector_store(
     dimension: usize,
     warnings: &mut Vec<String>,
 ) -> anyhow::Result<S3VectorStore> {
+    let index = &args.s3_vector_index;
+    let store = vector_store_named(sdk, args, index, dimension, args.create_vector_index)?;
+    let warning = store
+        .ensure_index(args.create_vector_index)
+        .await
+        .with_context(|| {
+            format!(
+                "checking the S3 Vectors index {index} (S3_VECTOR_BUCKET_NAME, S3_VECTOR_INDEX_NAME, VECTOR_DIMENSION, S3_VECTOR_CREATE_INDEX)"
+            )
+        })?;
+    if let Some(warning) = warning {
+        tracing::warn!("{warning}");
+        warnings.push(warning);
+    }
+    Ok(store)
+}
+
+/// The store over the S3 Vectors index `index` (with the configured bucket
+/// and layout), unchecked: `vector_store` checks it before serving, and
+/// `rag-agent reindex` reads the current index through it, which needs no
+/// dimension, and creates the new one.
+pub fn vector_store_named(
+    sdk: &SdkConfig,
+    args: &AwsArgs,
+    index: &str,
+    dimension: usize,
+    create: bool,
+) -> anyhow::Result<S3VectorStore> {
     let bucket = args
         .s3_vector_bucket
         .clone()
@@ -179,33 +207,17 @@ pub async fn vector_store(
     if let Some(url) = &args.s3vectors_endpoint {
         builder = builder.endpoint_url(url);
     }
-    let store = S3VectorStore::new(
+    Ok(S3VectorStore::new(
         aws_sdk_s3vectors::Client::from_conf(builder.build()),
         &bucket,
-        &args.s3_vector_index,
+        index,
         dimension,
     )
     .with_layout(if args.vector_index_per_tenant {
-        IndexLayout::PerTenant {
-            create: args.create_vector_index,
-        }
+        IndexLayout::PerTenant { create }
     } else {
         IndexLayout::Shared
-    });
-    let warning = store
-        .ensure_index(args.create_vector_index)
-        .await
-        .with_context(|| {
-            format!(
-                "checking the S3 Vectors index {bucket}/{} (S3_VECTOR_BUCKET_NAME, S3_VECTOR_INDEX_NAME, VECTOR_DIMENSION, S3_VECTOR_CREATE_INDEX)",
-                args.s3_vector_index
-            )
-        })?;
-    if let Some(warning) = warning {
-        tracing::warn!("{warning}");
-        warnings.push(warning);
-    }
-    Ok(store)
+    }))
 }
 
 pub fn metadata_store(sdk: &SdkConfig, args: &AwsArgs) -> anyhow::Result<DynamoDbStore> {

@@ -37,14 +37,15 @@ pub enum Command {
     #[command(hide = true)]
     ParseWorker { content_type: String },
     /// Embed every stored chunk again with the configured embedding model
-    /// (the same EMBEDDING_* settings as `serve`) into a new local vector
-    /// index, then switch the data directory over to it once it is
-    /// complete. A server on the old index keeps answering meanwhile;
-    /// restart it with the new settings after the switch.
+    /// (the same EMBEDDING_* settings as `serve`) into a new vector index:
+    /// locally, the data directory switches over to it once it is
+    /// complete; on S3 Vectors, a new index (--target-index). A server on
+    /// the old index keeps answering meanwhile; restart it with the new
+    /// settings after the switch.
     #[command(
-        after_help = "Examples:\n  EMBEDDING_PROVIDER=openai OPENAI_EMBEDDING_MODEL=nomic-embed-text rag-agent reindex\n  rag-agent reindex --data-dir ./data   # the local MiniLM again, e.g. after an upgrade"
+        after_help = "Examples:\n  EMBEDDING_PROVIDER=openai OPENAI_EMBEDDING_MODEL=nomic-embed-text rag-agent reindex\n  rag-agent reindex --data-dir ./data   # the local MiniLM again, e.g. after an upgrade\n  VECTOR_BACKEND=s3vectors VECTOR_DIMENSION=512 rag-agent reindex --target-index chunks-512\n\nOn S3 Vectors the new index is made beside the current one; point S3_VECTOR_INDEX_NAME at it (with the same embedding settings) to switch."
     )]
-    Reindex(Box<ServeArgs>),
+    Reindex(Box<ReindexArgs>),
     /// Make, list and revoke API keys, on the configured metadata store
     /// directly (the data directory, or DynamoDB through the same variables
     /// as `serve`), so the first key can be made before any server runs.
@@ -57,6 +58,19 @@ pub enum Command {
     },
     #[command(flatten)]
     Client(rag_cli::ClientCommand),
+}
+
+/// `rag-agent reindex`: the `serve` settings, with the new embedding model,
+/// and on S3 Vectors the index to build.
+#[derive(Debug, Args)]
+pub struct ReindexArgs {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    /// The S3 Vectors index to build (VECTOR_BACKEND=s3vectors); it must
+    /// differ from S3_VECTOR_INDEX_NAME, which keeps serving until it is
+    /// pointed at the new one.
+    #[arg(long, env = "REINDEX_TARGET_INDEX")]
+    pub target_index: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

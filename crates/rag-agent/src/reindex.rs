@@ -1,18 +1,20 @@
-//! `rag-agent reindex`: every chunk of the data directory embedded again,
-//! with the embedding model the `serve` settings name, into a new local
-//! vector index beside the current one; the directory switches over (a
-//! rename, then the record of the model) only once the new index is
-//! complete, so an interrupted run leaves the old index in use.
+//! `rag-agent reindex`: every stored chunk embedded again, with the
+//! embedding model the `serve` settings name, into a new vector index
+//! beside the current one. A data directory switches over (a rename, then
+//! the record of the model) only once the new index is complete, so an
+//! interrupted run leaves the old index in use; on S3 Vectors the new index
+//! is ready when this ends, and the deployment switches by pointing
+//! `S3_VECTOR_INDEX_NAME` at it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rag_core::Embedder;
 use rag_core::ingest::reindex::{ChunkText, ReindexProgress, reindex};
+use rag_core::{Embedder, MetadataStore, VectorStore};
 use rag_local::{AnnSettings, LocalVectorIndex, SqliteStore};
 
-use crate::config::{EmbeddingProvider, MetadataBackend, ServeArgs, VectorBackend};
+use crate::config::{EmbeddingProvider, MetadataBackend, ReindexArgs, ServeArgs, VectorBackend};
 use crate::{aws, embedding};
 
 /// The index being built, and where the one it replaces is kept.
@@ -23,12 +25,25 @@ const PREVIOUS: &str = "vectors.previous.log";
 /// Progress lines are this far apart at most.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
-    if args.aws.vector_backend != VectorBackend::Local
-        || args.aws.metadata_backend != MetadataBackend::Sqlite
-    {
+pub async fn run(args: &ReindexArgs) -> anyhow::Result<()> {
+    match args.serve.aws.vector_backend {
+        VectorBackend::Local => {
+            if args.target_index.is_some() {
+                bail!(
+                    "--target-index names an S3 Vectors index; a local index is rebuilt beside the current one in the data directory"
+                );
+            }
+            local(&args.serve).await
+        }
+        VectorBackend::S3vectors => s3_vectors(args).await,
+    }
+}
+
+/// Rebuilds the data directory's index beside it, then switches over.
+async fn local(args: &ServeArgs) -> anyhow::Result<()> {
+    if args.aws.metadata_backend != MetadataBackend::Sqlite {
         bail!(
-            "rag-agent reindex rebuilds the local vector index of a data directory (VECTOR_BACKEND=local, METADATA_BACKEND=sqlite); an S3 Vectors index is not re-embedded by it yet"
+            "a local vector index is rebuilt from the data directory's database (METADATA_BACKEND=sqlite)"
         );
     }
     let data_dir = args.data_dir();
@@ -56,23 +71,13 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
         embedder.model_id(),
         embedder.dimension()
     );
-    let started = Instant::now();
-    let mut last = Instant::now();
-    let report = reindex(
+    let report = run_reindex(
         &store,
         ChunkText::Lexical(&store),
         embedder.as_ref(),
         &target,
-        |progress| {
-            if last.elapsed() >= PROGRESS_EVERY {
-                last = Instant::now();
-                eprintln!("{}", line(progress));
-            }
-        },
     )
-    .await
-    .context("re-embedding the chunks (the current index is untouched)")?;
-    eprintln!("{}", line(&report));
+    .await?;
     // The new index is complete: drop it (its graph, if any, is saved),
     // then put it in place of the current one.
     drop(target);
@@ -80,13 +85,96 @@ pub async fn run(args: &ServeArgs) -> anyhow::Result<()> {
     embedding::record_index_model(&data_dir, embedder.as_ref())?;
     println!(
         "re-embedded {} chunks of {} documents with {} in {:.1}s; {} now holds them (the previous index is kept as {PREVIOUS}). Restart the server with the same embedding settings.",
-        report.chunks,
-        report.documents,
+        report.progress.chunks,
+        report.progress.documents,
         embedder.model_id(),
-        started.elapsed().as_secs_f64(),
+        report.seconds,
         data_dir.join(CURRENT).display()
     );
     Ok(())
+}
+
+/// Re-embeds into a new S3 Vectors index, read from the current one (its
+/// vectors keep their chunk text), with the metadata store as `serve`
+/// opens it.
+async fn s3_vectors(args: &ReindexArgs) -> anyhow::Result<()> {
+    let serve = &args.serve;
+    let current = &serve.aws.s3_vector_index;
+    let Some(target_index) = &args.target_index else {
+        bail!(
+            "on S3 Vectors, name the new index with --target-index (REINDEX_TARGET_INDEX); {current} (S3_VECTOR_INDEX_NAME) keeps serving until the deployment is pointed at the new one"
+        );
+    };
+    if target_index == current {
+        bail!("--target-index must name a new index, not {current} (S3_VECTOR_INDEX_NAME)");
+    }
+    let embedder = new_embedder(serve).await?;
+    let sdk = aws::sdk_config(&serve.aws).await;
+    let source = aws::vector_store_named(&sdk, &serve.aws, current, embedder.dimension(), false)?;
+    let target =
+        aws::vector_store_named(&sdk, &serve.aws, target_index, embedder.dimension(), true)?;
+    target
+        .ensure_index(true)
+        .await
+        .with_context(|| format!("creating the S3 Vectors index {target_index}"))?;
+    let metadata: Box<dyn MetadataStore> = match serve.aws.metadata_backend {
+        MetadataBackend::Dynamodb => Box::new(aws::metadata_store(&sdk, &serve.aws)?),
+        MetadataBackend::Sqlite => Box::new(
+            SqliteStore::open(&serve.data_dir().join("rag.sqlite3"))
+                .context("opening the database")?,
+        ),
+    };
+    eprintln!(
+        "re-embedding every chunk of {current} into {target_index} with {} ({} dimensions)",
+        embedder.model_id(),
+        embedder.dimension()
+    );
+    let report = run_reindex(
+        metadata.as_ref(),
+        ChunkText::Vectors(&source),
+        embedder.as_ref(),
+        &target,
+    )
+    .await?;
+    println!(
+        "re-embedded {} chunks of {} documents with {} into {target_index} in {:.1}s. Switch by setting S3_VECTOR_INDEX_NAME={target_index} (the template's VectorIndexName) with the same embedding settings; {current} can be deleted afterwards.",
+        report.progress.chunks,
+        report.progress.documents,
+        embedder.model_id(),
+        report.seconds,
+    );
+    Ok(())
+}
+
+/// What a finished reindex did, and how long it took.
+struct Finished {
+    progress: ReindexProgress,
+    seconds: f64,
+}
+
+/// Runs the reindex with a progress line on stderr at most every
+/// `PROGRESS_EVERY`, and a last one at the end.
+async fn run_reindex(
+    metadata: &dyn MetadataStore,
+    text: ChunkText<'_>,
+    embedder: &dyn Embedder,
+    target: &dyn VectorStore,
+) -> anyhow::Result<Finished> {
+    let started = Instant::now();
+    let mut last = Instant::now();
+    let progress = reindex(metadata, text, embedder, target, |progress| {
+        if last.elapsed() >= PROGRESS_EVERY {
+            last = Instant::now();
+            eprintln!("{}", line(progress));
+        }
+    })
+    .await
+    .context("re-embedding the chunks (the current index is untouched)")?;
+    eprintln!("{}", line(&progress));
+    Ok(Finished {
+        progress,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 fn line(progress: &ReindexProgress) -> String {

@@ -19,6 +19,7 @@ mod lambda_runtime;
 mod openai_embeddings;
 mod openapi_conformance;
 mod recovery;
+mod reindex_s3;
 mod rerank;
 mod rust_book;
 mod sqs_worker;

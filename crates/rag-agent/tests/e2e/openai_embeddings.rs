@@ -6,28 +6,13 @@
 //! moves the index to another model while the server keeps answering.
 
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use rag_aws_emulator::OpenAiServer;
 use rag_aws_emulator::openai::EMBEDDING_DIMENSION;
-use serde_json::json;
 
-use crate::support::{Server, Stack, get_json, post_json, upload, wait_until_settled};
-
-const PAGES: [(&str, &str); 3] = [
-    (
-        "weather.txt",
-        "The weather in the mountains changes quickly in spring.",
-    ),
-    (
-        "borrow.txt",
-        "Borrowing lends a value without taking ownership of it.",
-    ),
-    (
-        "harbour.txt",
-        "Ferries leave the harbour every hour until midnight.",
-    ),
-];
+use crate::support::{
+    Server, Stack, THREE_PAGES, assert_finds_three_pages, get_json, ingest_pages, top_dense_source,
+};
 
 fn embedding_env<'a>(url: &'a str, model: &'a str) -> [(&'a str, &'a str); 4] {
     [
@@ -56,16 +41,9 @@ async fn an_openai_compatible_embedder_indexes_and_a_model_switch_is_refused() {
     );
     assert_eq!(health["embedding_model"]["dimension"], EMBEDDING_DIMENSION);
 
-    let files = tempfile::tempdir().unwrap();
-    for (name, text) in PAGES {
-        let path = files.path().join(name);
-        std::fs::write(&path, text).unwrap();
-        let (status, body) = upload(&server, &path).await;
-        assert!([200, 202].contains(&status), "{body}");
-    }
-    wait_until_settled(&server, Duration::from_secs(120)).await;
+    ingest_pages(&server, &THREE_PAGES).await;
     assert!(
-        top_source(&server, "Who lends a value by borrowing?")
+        top_dense_source(&server, "Who lends a value by borrowing?")
             .await
             .ends_with("borrow.txt")
     );
@@ -115,7 +93,7 @@ async fn an_openai_compatible_embedder_indexes_and_a_model_switch_is_refused() {
         &embedding_env(&embeddings.url, "nomic-embed-text"),
     );
     assert!(
-        top_source(&server, "When do ferries leave the harbour?")
+        top_dense_source(&server, "When do ferries leave the harbour?")
             .await
             .ends_with("harbour.txt")
     );
@@ -139,7 +117,7 @@ async fn an_openai_compatible_embedder_indexes_and_a_model_switch_is_refused() {
         .collect();
     assert!(reindexed.len() >= 3, "probe and two batches: {reindexed:?}");
     assert!(
-        top_source(&server, "Who lends a value by borrowing?")
+        top_dense_source(&server, "Who lends a value by borrowing?")
             .await
             .ends_with("borrow.txt"),
         "the old server answered throughout"
@@ -157,12 +135,7 @@ async fn an_openai_compatible_embedder_indexes_and_a_model_switch_is_refused() {
         rag_aws_emulator::openai::SMALL_EMBEDDING_DIMENSION
     );
     assert_eq!(health["vector_count"], 3, "{health}");
-    for (query, page) in [
-        ("Who lends a value by borrowing?", "borrow.txt"),
-        ("When do ferries leave the harbour?", "harbour.txt"),
-    ] {
-        assert!(top_source(&server, query).await.ends_with(page), "{query}");
-    }
+    assert_finds_three_pages(&server).await;
     server.stop();
     // The old model is refused now.
     let stderr = start_and_fail(data.path(), &embeddings.url, "nomic-embed-text").await;
@@ -216,18 +189,4 @@ async fn run(
     })
     .await
     .unwrap()
-}
-
-/// The source of the best passage dense search finds for `query`.
-async fn top_source(server: &Server, query: &str) -> String {
-    let (status, answer) = post_json(
-        &server.at("/query"),
-        &json!({"query": query, "mode": "dense", "top_k": 1}),
-    )
-    .await;
-    assert_eq!(status, 200, "{answer}");
-    answer["sources"][0]["source"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no source: {answer}"))
-        .to_string()
 }

@@ -564,3 +564,59 @@ pub fn check_eval_bars(report: &Value, bars: &[(&str, f64, f64)], slack: f64) {
         );
     }
 }
+
+/// Three short pages on unrelated subjects, for tests that check which
+/// one a search finds.
+pub const THREE_PAGES: [(&str, &str); 3] = [
+    (
+        "weather.txt",
+        "The weather in the mountains changes quickly in spring.",
+    ),
+    (
+        "borrow.txt",
+        "Borrowing lends a value without taking ownership of it.",
+    ),
+    (
+        "harbour.txt",
+        "Ferries leave the harbour every hour until midnight.",
+    ),
+];
+
+/// Uploads `pages` as text files and waits until they are indexed.
+pub async fn ingest_pages(server: &Server, pages: &[(&str, &str)]) {
+    let files = tempfile::tempdir().unwrap();
+    for (name, text) in pages {
+        let path = files.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        let (status, body) = upload(server, &path).await;
+        assert!([200, 202].contains(&status), "{body}");
+    }
+    wait_until_settled(server, Duration::from_secs(120)).await;
+}
+
+/// The source of the best passage dense search finds for `query`.
+pub async fn top_dense_source(server: &Server, query: &str) -> String {
+    let (status, answer) = post_json(
+        &server.at("/query"),
+        &serde_json::json!({"query": query, "mode": "dense", "top_k": 1}),
+    )
+    .await;
+    assert_eq!(status, 200, "{answer}");
+    answer["sources"][0]["source"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no source: {answer}"))
+        .to_string()
+}
+
+/// Dense search finds each of `THREE_PAGES` by a question about it.
+pub async fn assert_finds_three_pages(server: &Server) {
+    for (query, page) in [
+        ("Who lends a value by borrowing?", "borrow.txt"),
+        ("When do ferries leave the harbour?", "harbour.txt"),
+    ] {
+        assert!(
+            top_dense_source(server, query).await.ends_with(page),
+            "{query}"
+        );
+    }
+}
