@@ -49,12 +49,7 @@ pub(crate) async fn post_json(
     })?;
     let status = response.status();
     if !status.is_success() {
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let body = response.text().await.unwrap_or_default();
         return Err(Failure::Status {
             status: status.as_u16(),
@@ -69,4 +64,13 @@ pub(crate) async fn post_json(
         .json()
         .await
         .map_err(|e| Failure::NotJson(format!("the reply is not JSON: {e}")))
+}
+
+/// A throttling reply's `Retry-After`, when it gives whole seconds.
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_secs)
 }

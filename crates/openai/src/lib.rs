@@ -169,12 +169,7 @@ fn wire_messages(message: &Message) -> Vec<Value> {
 
 async fn error_from_response(response: reqwest::Response) -> ModelError {
     let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .map(Duration::from_secs);
+    let retry_after = http::retry_after(response.headers());
     let body = response.text().await.unwrap_or_default();
     let lowered = body.to_ascii_lowercase();
     if status.as_u16() == 429 {

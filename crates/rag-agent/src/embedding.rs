@@ -45,7 +45,8 @@ pub async fn openai_embedder(args: &ServeArgs) -> anyhow::Result<Arc<dyn Embedde
     .await
     .with_context(|| {
         format!(
-            "EMBEDDING_PROVIDER=openai: the model {model} at {base_url} did not embed a probe text (OPENAI_EMBEDDING_MODEL, OPENAI_EMBEDDING_BASE_URL)"
+            "EMBEDDING_PROVIDER=openai: the model {model} at {} did not embed a probe text (OPENAI_EMBEDDING_MODEL, OPENAI_EMBEDDING_BASE_URL)",
+            without_credentials(&base_url)
         )
     })?;
     tracing::info!(
@@ -54,6 +55,20 @@ pub async fn openai_embedder(args: &ServeArgs) -> anyhow::Result<Arc<dyn Embedde
         "embedding with an OpenAI-compatible server"
     );
     Ok(Arc::new(embedder))
+}
+
+/// The URL as it may be shown: a user name or password written into it
+/// is left out, since start-up errors reach logs.
+fn without_credentials(url: &str) -> String {
+    match reqwest::Url::parse(url) {
+        Ok(mut parsed) if !parsed.username().is_empty() || parsed.password().is_some() => {
+            let _ = parsed.set_username("");
+            let _ = parsed.set_password(None);
+            parsed.to_string()
+        }
+        Ok(_) => url.to_string(),
+        Err(_) => "the configured URL".to_string(),
+    }
 }
 
 /// Refuses to start when the local vector index holds vectors of another
@@ -213,5 +228,24 @@ pub fn default_similarity_threshold(provider: EmbeddingProvider) -> f32 {
     match provider {
         EmbeddingProvider::Local => 0.3,
         EmbeddingProvider::Bedrock | EmbeddingProvider::Openai => 0.2,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_credentials;
+
+    #[test]
+    fn credentials_in_a_url_are_not_shown() {
+        let shown = without_credentials("http://user:secret@127.0.0.1:11434/v1");
+        assert!(
+            !shown.contains("secret") && !shown.contains("user"),
+            "{shown}"
+        );
+        assert_eq!(
+            without_credentials("http://127.0.0.1:11434/v1"),
+            "http://127.0.0.1:11434/v1"
+        );
+        assert_eq!(without_credentials("not a url"), "the configured URL");
     }
 }

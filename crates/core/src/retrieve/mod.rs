@@ -11,7 +11,9 @@ mod sources;
 use std::sync::Arc;
 
 use crate::backend::{Embedder, LexicalIndex, MetadataStore, VectorStore};
-use crate::domain::{RerankReport, SearchMode, SourceReference, VectorSearchResult};
+use crate::domain::{
+    RerankReport, SearchMode, SourceReference, VectorSearchResult, estimate_tokens,
+};
 use crate::error::{EmbedError, RagError};
 use crate::rerank::Reranking;
 use crate::tenant::Tenant;
@@ -176,8 +178,14 @@ impl Retriever {
         tenant: &Tenant,
         hits: &[VectorSearchResult],
     ) -> Vec<AssembledPassage> {
+        // When the hits alone fill the budget no neighbour can join, so
+        // the store is not asked for any.
+        let hit_tokens: usize = hits
+            .iter()
+            .map(|h| estimate_tokens(&h.content) as usize)
+            .sum();
         let ids = neighbour_ids(hits);
-        let neighbours = if ids.is_empty() || self.context_tokens == 0 {
+        let neighbours = if ids.is_empty() || hit_tokens >= self.context_tokens {
             Ok(Vec::new())
         } else {
             match &self.lexical {
