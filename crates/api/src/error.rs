@@ -380,6 +380,11 @@ impl ApiError {
     }
 }
 
+/// The `error.code` of an error response, for the request's log line
+/// and metrics.
+#[derive(Debug, Clone)]
+pub struct ErrorCode(pub String);
+
 /// The hidden cause of a 5xx, carried on the response to the one place
 /// that logs it.
 #[derive(Clone)]
@@ -406,6 +411,7 @@ impl IntoResponse for ApiError {
             .status
             .is_server_error()
             .then(|| ServerErrorCause(format!("{self:?}")));
+        let body_code = mapped.code.clone();
         let body = ErrorBody {
             error: ErrorDetail {
                 code: mapped.code,
@@ -426,6 +432,7 @@ impl IntoResponse for ApiError {
         if let Some(cause) = cause {
             response.extensions_mut().insert(cause);
         }
+        response.extensions_mut().insert(ErrorCode(body_code));
         response
     }
 }

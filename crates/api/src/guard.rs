@@ -92,7 +92,10 @@ impl RequestGuard {
                     header::AUTHORIZATION,
                     header::ACCEPT,
                     header::HeaderName::from_static("x-api-key"),
+                    crate::observe::REQUEST_ID_HEADER,
                 ])
+                // A page can quote the id of a request that failed.
+                .expose_headers([crate::observe::REQUEST_ID_HEADER])
                 .max_age(std::time::Duration::from_secs(600)),
         )
     }

@@ -11,7 +11,9 @@ pub mod error;
 mod extract;
 pub mod guard;
 mod metering;
+pub mod observe;
 pub mod openapi;
+pub mod prometheus;
 mod routes;
 
 use std::sync::Arc;
@@ -21,11 +23,11 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post, put};
 use rag_core::RagService;
 use rag_core::ratelimit::RateLimiter;
-use tower_http::trace::TraceLayer;
 
 pub use auth::{AuthMode, Authenticator};
 pub use error::ApiError;
 pub use guard::RequestGuard;
+pub use prometheus::PrometheusMetrics;
 
 /// Default request body limit: 50 MB, as the design sets.
 pub const DEFAULT_BODY_LIMIT: usize = 50 * 1024 * 1024;
@@ -47,6 +49,8 @@ pub struct AppState {
     pub auth: Authenticator,
     /// Requests per principal per minute, when limited.
     pub rate_limiter: Option<Arc<dyn RateLimiter>>,
+    /// What `/metrics` serves (METRICS=prometheus); `None` answers 404.
+    pub metrics: Option<Arc<PrometheusMetrics>>,
 }
 
 impl AppState {
@@ -58,6 +62,7 @@ impl AppState {
             guard: RequestGuard::default(),
             auth: Authenticator::default(),
             rate_limiter: None,
+            metrics: None,
         }
     }
 }
@@ -70,12 +75,14 @@ pub fn app(state: AppState) -> Router {
     let auth = state.auth.clone();
     let rate_limiter = state.rate_limiter.clone();
     let meter = state.service.usage().clone();
+    let metrics = meter.metrics().clone();
     let router = Router::new()
         .route("/", get(routes::ui::index))
         .route("/ui/app.js", get(routes::ui::script))
         .route("/ui/app.css", get(routes::ui::stylesheet))
         .route("/health", get(routes::health::health))
         .route("/me", get(routes::me::me))
+        .route("/metrics", get(routes::metrics::metrics))
         .route("/query", post(routes::answer::query))
         .route("/chat", post(routes::answer::chat))
         .route("/chat/stream", post(routes::answer::chat_stream))
@@ -119,13 +126,18 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(axum::middleware::from_fn_with_state(auth, auth::resolve))
         .layer(axum::middleware::from_fn(error::log_server_errors))
-        .layer(TraceLayer::new_for_http())
         .layer(axum::middleware::from_fn_with_state(guard, guard::check))
         .with_state(state);
-    // Outermost, so preflights are answered and refusals carry CORS headers
-    // a listed origin can read.
-    match cors {
+    // Preflights are answered and refusals carry CORS headers a listed
+    // origin can read.
+    let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,
-    }
+    };
+    // Outermost of all, so every response (a preflight, a refused Host)
+    // carries the request id and is logged and counted.
+    router.layer(axum::middleware::from_fn_with_state(
+        metrics,
+        observe::observe,
+    ))
 }

@@ -9,13 +9,13 @@ use utoipa::OpenApi;
 use crate::AppState;
 
 use crate::error::{ErrorBody, ErrorDetail};
-use crate::routes::{answer, documents, health, jobs, keys, me, tools, uploads, usage};
+use crate::routes::{answer, documents, health, jobs, keys, me, metrics, tools, uploads, usage};
 
 #[derive(OpenApi)]
 #[openapi(
     info(title = "rag-agent", description = "Retrieval-augmented question answering over your documents. Errors are `{\"error\": {\"code\", \"message\"}}`."),
     paths(
-        health::health, me::me,
+        health::health, me::me, metrics::metrics,
         answer::query, answer::chat, answer::chat_stream, answer::conversation,
         documents::list, documents::ingest, documents::upload, documents::get, documents::delete,
         uploads::declare, uploads::receive,
@@ -42,7 +42,7 @@ use crate::routes::{answer, documents, health, jobs, keys, me, tools, uploads, u
         (name = "documents", description = "Ingest, list, inspect and delete documents"),
         (name = "answers", description = "Questions, chat and streaming chat"),
         (name = "agent", description = "The agent's tools"),
-        (name = "service", description = "Health"),
+        (name = "service", description = "Health and metrics"),
         (name = "admin", description = "API keys, usage and tenant settings (tenant admins and operators)"),
     )
 )]

@@ -2,6 +2,8 @@
 //! embedded stores in the lexical-only configuration a machine without the
 //! embedding model runs in.
 
+mod common;
+
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -15,25 +17,11 @@ use serde_json::{Value, json};
 use tower::ServiceExt;
 
 fn state(dir: &std::path::Path) -> AppState {
-    let sqlite = SqliteStore::open_in_memory().unwrap();
-    let stores = Stores {
-        metadata: Arc::new(sqlite.clone()),
-        documents: Arc::new(FileDocumentStore::open(dir.join("files")).unwrap()),
-        vectors: Arc::new(LocalVectorIndex::open(&dir.join("vectors.log"), 384).unwrap()),
-        lexical: Some(Arc::new(sqlite.clone())),
-        usage: Arc::new(sqlite.clone()),
-        tenant_settings: Arc::new(sqlite.clone()),
-        conversations: Arc::new(sqlite),
-    };
-    let service = RagService::new(
-        stores,
-        None,
-        Arc::new(ExtractiveAnswerer),
-        UrlFetcher::new(FetchPolicy::default()).unwrap(),
+    let (service, _) = common::lexical_service(
+        dir,
         ServiceSettings::default(),
         vec!["no embedding model".to_string()],
-    )
-    .unwrap();
+    );
     AppState::new(service)
 }
 

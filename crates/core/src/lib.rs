@@ -31,6 +31,7 @@ pub mod retrieve;
 pub mod retry;
 pub mod retrying_model;
 pub mod service;
+pub mod telemetry;
 pub mod tenant;
 #[cfg(any(test, feature = "test-util"))]
 pub mod test_util;

@@ -21,6 +21,7 @@ use crate::rerank::Reranking;
 use crate::retrieve::{Retriever, SearchDefaults};
 use crate::retry::RetryPolicy;
 use crate::retrying_model::RetryingChatModel;
+use crate::telemetry::{Metrics, ObservedChatModel};
 use crate::tenant::Tenant;
 use crate::tools::{StandardToolParts, ToolRegistry};
 use crate::turn::{ChatTurns, RetrieveThenAnswer};
@@ -57,6 +58,8 @@ pub struct ServiceSettings {
     /// Tokens of context a model reads per retrieval: the hits, then
     /// their neighbouring chunks while this allows (0: the hits alone).
     pub context_tokens: usize,
+    /// Where metric events go (none: not recorded).
+    pub metrics: Metrics,
 }
 
 impl Default for ServiceSettings {
@@ -80,6 +83,7 @@ impl Default for ServiceSettings {
             ingest_lease: ingest.lease,
             reranking: None,
             context_tokens: crate::retrieve::DEFAULT_CONTEXT_TOKENS,
+            metrics: Metrics::default(),
         }
     }
 }
@@ -124,15 +128,21 @@ impl RagService {
         let search = settings.search_defaults();
         search.validate()?;
         // Every path that calls the model (answers, summaries, the agent)
-        // retries throttling the same way.
+        // retries throttling the same way; each attempt is a span and a
+        // metric event of its own.
+        let observed: Arc<dyn ChatModel> =
+            Arc::new(ObservedChatModel::new(chat, settings.metrics.clone()));
         let chat: Arc<dyn ChatModel> =
-            Arc::new(RetryingChatModel::new(chat, RetryPolicy::default()));
+            Arc::new(RetryingChatModel::new(observed, RetryPolicy::default()));
         let catalog = Catalog::new(stores.clone());
-        let usage = Arc::new(UsageMeter::new(
-            stores.usage.clone(),
-            stores.tenant_settings.clone(),
-            settings.usage,
-        ));
+        let usage = Arc::new(
+            UsageMeter::new(
+                stores.usage.clone(),
+                stores.tenant_settings.clone(),
+                settings.usage,
+            )
+            .reporting_to(settings.metrics.clone()),
+        );
         let mut retriever = Retriever::new(
             embedder.clone(),
             stores.vectors.clone(),

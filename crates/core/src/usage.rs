@@ -28,6 +28,7 @@ use utoipa::ToSchema;
 
 use crate::domain::TokenUsage;
 use crate::error::{RagError, StoreError};
+use crate::telemetry::Metrics;
 use crate::tenant::Tenant;
 
 /// Counters of one tenant over some span.
@@ -198,6 +199,8 @@ pub struct UsageMeter {
     tenant_settings: Arc<dyn TenantSettingsStore>,
     settings: UsageSettings,
     state: Mutex<MeterState>,
+    /// The operator's view of the same work, across tenants.
+    metrics: Metrics,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -240,7 +243,18 @@ impl UsageMeter {
                 last_flush: Instant::now(),
                 months: HashMap::new(),
             }),
+            metrics: Metrics::default(),
         }
+    }
+
+    /// The same meter, also handing metric events to `metrics`: whatever
+    /// counts usage can report the operator's metrics beside it.
+    pub fn reporting_to(self, metrics: Metrics) -> Self {
+        Self { metrics, ..self }
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
     }
 
     /// Counts `counts` for `tenant` today.

@@ -6,6 +6,7 @@
 //! only through core's job traits: no service logic, no backend and no
 //! AWS SDK.
 
+mod emf;
 mod sqs;
 
 use axum::Router;
@@ -16,6 +17,7 @@ use serde_json::Value;
 use tower::util::MapRequest;
 use tower::{Service, ServiceBuilder};
 
+pub use emf::EmfMetrics;
 pub use sqs::{IngestWorker, QueueNames, is_sqs_event};
 
 /// How responses leave the function.

@@ -16,6 +16,15 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+    /// Log lines as text or one JSON object per line (stderr).
+    #[arg(
+        long,
+        env = "LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: crate::observability::LogFormat,
 }
 
 #[derive(Debug, Subcommand)]
@@ -414,6 +423,8 @@ pub struct ServeArgs {
     pub agent: AgentArgs,
     #[command(flatten)]
     pub rerank: RerankArgs,
+    #[command(flatten)]
+    pub metrics: crate::observability::MetricsArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
 }

@@ -6,6 +6,7 @@ mod config;
 mod embedded;
 mod embedding;
 mod keys;
+mod observability;
 mod reindex;
 mod rerank;
 mod sources;
@@ -15,7 +16,6 @@ use std::io::Write;
 
 use anyhow::Context;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
 use config::{Cli, Command, ModelsCommand};
 
@@ -38,12 +38,7 @@ fn main() -> anyhow::Result<()> {
         Command::Client(_) => "warn",
         _ => "info",
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    observability::init_logging(cli.log_format, default_level);
     match cli.command {
         Command::Serve(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;

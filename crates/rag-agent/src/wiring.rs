@@ -271,6 +271,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
         )?)
     };
 
+    let sinks = crate::observability::metric_sinks(&args.metrics)?;
     let settings = ServiceSettings {
         top_k: args.top_k,
         similarity_threshold: args
@@ -297,6 +298,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
         ingest_lease: Duration::from_secs(args.ingest_lease_seconds.max(1)),
         reranking,
         context_tokens: args.context_max_tokens,
+        metrics: sinks.metrics,
         usage: UsageSettings {
             default_monthly_token_budget: Some(args.tenant_monthly_token_budget).filter(|&b| b > 0),
             // A frozen Lambda process cannot write later: each request
@@ -383,6 +385,7 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
         },
     };
     state.rate_limiter = rate_limiter;
+    state.metrics = sinks.registry;
     state.body_limit = args.max_body_bytes;
     state.guard = RequestGuard {
         allowed_hosts: listed(&args.allowed_hosts),

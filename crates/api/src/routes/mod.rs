@@ -6,6 +6,7 @@ pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod me;
+pub mod metrics;
 pub mod tools;
 pub mod ui;
 pub mod uploads;

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use chrono::Utc;
 use futures::future::join_all;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::memory::{shrink_tool_results, truncate_head_tail, window};
@@ -195,9 +196,16 @@ impl Agent {
                 truncate_head_tail(&call.input.to_string(), 200)
             ))),
             Some(tool) => {
+                let span = tracing::info_span!(
+                    "execute_tool",
+                    otel.name = format!("execute_tool {}", call.name),
+                    gen_ai.operation.name = "execute_tool",
+                    gen_ai.tool.name = call.name.as_str(),
+                    gen_ai.tool.call.id = call.id.as_str(),
+                );
                 match tokio::time::timeout(
                     self.settings.tool_timeout,
-                    tool.call(tenant, call.input.clone()),
+                    tool.call(tenant, call.input.clone()).instrument(span),
                 )
                 .await
                 {

@@ -22,6 +22,7 @@ use crate::backend::{Lease, ListQuery, StatusUpdate};
 use crate::catalog::not_found;
 use crate::domain::{Document, DocumentStatus};
 use crate::error::{ErrorClass, RagError, StoreError};
+use crate::telemetry::MetricEvent;
 use crate::tenant::Tenant;
 use crate::usage::UsageCounts;
 
@@ -247,6 +248,10 @@ impl Ingestor {
                     ..UsageCounts::default()
                 },
             );
+            usage.metrics().record(&MetricEvent::Ingested {
+                documents: 1,
+                chunks: u64::from(chunk_count),
+            });
         }
     }
 

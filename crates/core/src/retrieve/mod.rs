@@ -10,12 +10,15 @@ mod sources;
 
 use std::sync::Arc;
 
+use tracing::Instrument;
+
 use crate::backend::{Embedder, LexicalIndex, MetadataStore, VectorStore};
 use crate::domain::{
     RerankReport, SearchMode, SourceReference, VectorSearchResult, estimate_tokens,
 };
 use crate::error::{EmbedError, RagError};
 use crate::rerank::Reranking;
+use crate::telemetry::MetricEvent;
 use crate::tenant::Tenant;
 use crate::usage::{UsageCounts, UsageMeter};
 
@@ -271,11 +274,28 @@ impl Retriever {
         };
         let (hits, rerank) = match reranking {
             Some(reranking) => {
-                let (hits, report) = reranking.apply(request.query(), hits, top_k).await;
+                let span = tracing::info_span!(
+                    "rerank",
+                    otel.name = format!("rerank {}", reranking.reranker.name()),
+                    gen_ai.operation.name = "rerank",
+                    gen_ai.request.model = reranking.reranker.name(),
+                    rerank.candidates = hits.len(),
+                );
+                let (hits, report) = reranking
+                    .apply(request.query(), hits, top_k)
+                    .instrument(span)
+                    .await;
                 (hits, Some(report))
             }
             None => (hits, None),
         };
+        if let Some(usage) = &self.usage {
+            usage.metrics().record(&MetricEvent::Retrieval {
+                mode: mode.as_str(),
+                top_score: hits.first().map(|hit| hit.score),
+                hits: hits.len(),
+            });
+        }
         Ok(Found { mode, hits, rerank })
     }
 
@@ -290,7 +310,16 @@ impl Retriever {
             .ok_or_else(|| RagError::Unavailable("no embedding model is loaded".to_string()))?;
         // A question's embedding takes the embedder's question lane, so it
         // never waits behind an ingestion's batches.
-        let vector = embedder.embed_query(request.query()).await?;
+        let vector = embedder
+            .embed_query(request.query())
+            .instrument(tracing::info_span!(
+                "embed",
+                otel.name = format!("embeddings {}", embedder.model_id()),
+                otel.kind = "client",
+                gen_ai.operation.name = "embeddings",
+                gen_ai.request.model = embedder.model_id(),
+            ))
+            .await?;
         if let Some(usage) = &self.usage {
             usage.record(request.tenant(), UsageCounts::embeddings(1));
         }
@@ -305,6 +334,11 @@ impl Retriever {
         let mut hits = self
             .vectors
             .search(request.tenant(), &vector, top_k, request.filter())
+            .instrument(tracing::info_span!(
+                "vector_search",
+                db.system = self.vectors.backend_name(),
+                search.top_k = top_k,
+            ))
             .await?;
         hits.retain(|hit| hit.score >= request.similarity_threshold());
         Ok(hits)
@@ -320,6 +354,11 @@ impl Retriever {
         })?;
         Ok(lexical
             .search(request.tenant(), request.query(), top_k, request.filter())
+            .instrument(tracing::info_span!(
+                "keyword_search",
+                db.system = lexical.backend_name(),
+                search.top_k = top_k,
+            ))
             .await?)
     }
 }

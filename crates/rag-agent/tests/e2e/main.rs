@@ -16,6 +16,7 @@ mod formats;
 mod hostile;
 mod ingestion_jobs;
 mod lambda_runtime;
+mod observability;
 mod openai_embeddings;
 mod openapi_conformance;
 mod recovery;

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rag_aws_emulator::{Emulator, MotoServer};
 use serde_json::Value;
@@ -246,6 +246,34 @@ pub struct Server {
 impl Server {
     /// Starts `rag-agent serve` on a free 127.0.0.1 port on `stack`.
     pub fn start(data_dir: &Path, stack: &Stack, extra_env: &[(&str, &str)]) -> Server {
+        Server::spawn(data_dir, stack, extra_env, Stdio::inherit()).0
+    }
+
+    /// [`Server::start`], keeping every line the server logs (stderr),
+    /// which `extra_env` may set `RUST_LOG` for.
+    pub fn start_logged(
+        data_dir: &Path,
+        stack: &Stack,
+        extra_env: &[(&str, &str)],
+    ) -> (Server, Arc<Mutex<Vec<String>>>) {
+        let (server, stderr) = Server::spawn(data_dir, stack, extra_env, Stdio::piped());
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let kept = lines.clone();
+        let stderr = stderr.expect("a piped stderr");
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
+        (server, lines)
+    }
+
+    fn spawn(
+        data_dir: &Path,
+        stack: &Stack,
+        extra_env: &[(&str, &str)],
+        stderr: Stdio,
+    ) -> (Server, Option<std::process::ChildStderr>) {
         let mut command = Command::new(env!("CARGO_BIN_EXE_rag-agent"));
         command
             .args(["serve", "--addr", "127.0.0.1:0", "--offline", "--data-dir"])
@@ -253,7 +281,7 @@ impl Server {
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(stderr);
         for (k, v) in stack.env() {
             command.env(k, v);
         }
@@ -261,6 +289,7 @@ impl Server {
             command.env(k, v);
         }
         let mut child = command.spawn().expect("start rag-agent");
+        let stderr = child.stderr.take();
         let stdout = child.stdout.take().unwrap();
         let mut lines = BufReader::new(stdout).lines();
         let line = lines
@@ -279,7 +308,7 @@ impl Server {
             child,
         };
         server.wait_until_started();
-        server
+        (server, stderr)
     }
 
     /// The server answers while the embedding model loads in the
