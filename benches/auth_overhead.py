@@ -30,8 +30,8 @@ def cpu_model():
     return "unknown"
 
 
-def serve(binary, data_dir, auth):
-    env = dict(os.environ, RUST_LOG="warn", RAG_AGENT_AUTH=auth)
+def serve(binary, data_dir, auth, extra_env=None):
+    env = dict(os.environ, RUST_LOG="warn", RAG_AGENT_AUTH=auth, **(extra_env or {}))
     server = subprocess.Popen(
         [binary, "serve", "--addr", "127.0.0.1:0", "--data-dir", data_dir],
         stdout=subprocess.PIPE, text=True, env=env,

@@ -51,6 +51,9 @@ pub struct AppState {
     pub rate_limiter: Option<Arc<dyn RateLimiter>>,
     /// What `/metrics` serves (METRICS=prometheus); `None` answers 404.
     pub metrics: Option<Arc<PrometheusMetrics>>,
+    /// Joins each request's span to its caller's trace, when traces are
+    /// exported.
+    pub trace_link: Option<observe::TraceLink>,
 }
 
 impl AppState {
@@ -63,6 +66,7 @@ impl AppState {
             auth: Authenticator::default(),
             rate_limiter: None,
             metrics: None,
+            trace_link: None,
         }
     }
 }
@@ -75,7 +79,10 @@ pub fn app(state: AppState) -> Router {
     let auth = state.auth.clone();
     let rate_limiter = state.rate_limiter.clone();
     let meter = state.service.usage().clone();
-    let metrics = meter.metrics().clone();
+    let observer = observe::Observer {
+        metrics: meter.metrics().clone(),
+        trace_link: state.trace_link.clone(),
+    };
     let router = Router::new()
         .route("/", get(routes::ui::index))
         .route("/ui/app.js", get(routes::ui::script))
@@ -137,7 +144,7 @@ pub fn app(state: AppState) -> Router {
     // Outermost of all, so every response (a preflight, a refused Host)
     // carries the request id and is logged and counted.
     router.layer(axum::middleware::from_fn_with_state(
-        metrics,
+        observer,
         observe::observe,
     ))
 }

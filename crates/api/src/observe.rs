@@ -5,6 +5,7 @@
 //! one access log line with the route, status, tenant and latency; and one
 //! [`MetricEvent::Request`].
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -21,6 +22,18 @@ pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id"
 
 /// The longest request id taken from a caller.
 const MAX_REQUEST_ID_LEN: usize = 128;
+
+/// Makes a request's span part of the trace its caller started (W3C
+/// `traceparent`, the X-Ray header). The binary sets one when it exports
+/// traces; the API knows no tracing backend.
+pub type TraceLink = Arc<dyn Fn(&Request, &tracing::Span) + Send + Sync>;
+
+/// What the layer reports to.
+#[derive(Clone, Default)]
+pub struct Observer {
+    pub metrics: Metrics,
+    pub trace_link: Option<TraceLink>,
+}
 
 /// The request's id, in its extensions for handlers that report it.
 #[derive(Debug, Clone)]
@@ -59,7 +72,11 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-pub async fn observe(State(metrics): State<Metrics>, mut request: Request, next: Next) -> Response {
+pub async fn observe(
+    State(observer): State<Observer>,
+    mut request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let id = accepted_id(request.headers().get(&REQUEST_ID_HEADER))
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
@@ -81,11 +98,16 @@ pub async fn observe(State(metrics): State<Metrics>, mut request: Request, next:
         http.route = route.as_str(),
         http.response.status_code = Empty,
     );
+    if let Some(link) = &observer.trace_link {
+        link(&request, &span);
+    }
     request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).instrument(span.clone()).await;
     let latency = started.elapsed();
     let status = response.status();
-    span.record("http.response.status_code", status.as_u16());
+    // As i64: OpenTelemetry integers are signed, and an unsigned value
+    // would be exported as a string.
+    span.record("http.response.status_code", i64::from(status.as_u16()));
     if status.is_server_error() {
         span.record("otel.status_code", "ERROR");
     }
@@ -126,7 +148,7 @@ pub async fn observe(State(metrics): State<Metrics>, mut request: Request, next:
             );
         }
     });
-    metrics.record(&MetricEvent::Request {
+    observer.metrics.record(&MetricEvent::Request {
         method,
         route: &route,
         status: status.as_u16(),

@@ -3,7 +3,8 @@
 //! S3 Vectors (buckets, indexes, vectors and `QueryVectors`) and the Bedrock
 //! runtime (`InvokeModel` for Titan embeddings, `Converse`,
 //! `ConverseStream`), Knowledge Bases `Retrieve` and `Rerank`; beside it, a
-//! scripted OpenAI-compatible chat server that also answers `/v1/rerank`. Test support only: it never ships in the
+//! scripted OpenAI-compatible chat server that also answers `/v1/rerank`,
+//! and an OpenTelemetry collector's OTLP/HTTP trace endpoint. Test support only: it never ships in the
 //! Lambda.
 //!
 //! Must not depend on the AWS SDK (tests drive it with the SDK, the emulator
@@ -13,6 +14,7 @@ mod bedrock;
 pub mod filter;
 pub mod moto;
 pub mod openai;
+pub mod otlp;
 mod rerank;
 mod s3vectors;
 
@@ -28,6 +30,7 @@ use serde_json::{Value, json};
 pub use bedrock::{BedrockStats, Fault, Faults, Reply, ReplyBlock, hashed_bag_of_words};
 pub use moto::MotoServer;
 pub use openai::OpenAiServer;
+pub use otlp::{OtlpReceiver, ReceivedSpan};
 
 /// Shared state behind the emulator's routes.
 pub struct EmulatorState {

@@ -67,10 +67,32 @@ pub fn strip_stage(mut request: Request) -> Request {
     request
 }
 
+/// The X-Ray header of the invocation (Lambda hands it to the runtime, not
+/// the event), put on the request when the event brought none, so the
+/// request's span joins the function's trace.
+pub fn carry_trace_header(mut request: Request) -> Request {
+    const XRAY: &str = "x-amzn-trace-id";
+    if request.headers().contains_key(XRAY) {
+        return request;
+    }
+    let trace = request
+        .lambda_context_ref()
+        .and_then(|context| context.xray_trace_id.as_deref())
+        .and_then(|id| http::HeaderValue::from_str(id).ok());
+    if let Some(value) = trace {
+        request.headers_mut().insert(XRAY, value);
+    }
+    request
+}
+
+fn prepare(request: Request) -> Request {
+    carry_trace_header(strip_stage(request))
+}
+
 /// The router as the Lambda adapter calls it.
 pub fn handler(router: Router) -> MapRequest<Router, fn(Request) -> Request> {
     ServiceBuilder::new()
-        .map_request(strip_stage as fn(Request) -> Request)
+        .map_request(prepare as fn(Request) -> Request)
         .service(router)
 }
 
@@ -128,6 +150,40 @@ mod tests {
             .body(lambda_http::Body::Empty)
             .unwrap()
             .with_request_context(RequestContext::ApiGatewayV1(context))
+    }
+
+    #[test]
+    fn the_invocations_xray_header_reaches_the_request() {
+        let mut context = lambda_runtime::Context::default();
+        context.xray_trace_id = Some(
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1".into(),
+        );
+        let bare = http::Request::builder()
+            .uri("/health")
+            .body(lambda_http::Body::Empty)
+            .unwrap()
+            .with_lambda_context(context.clone());
+        let carried = carry_trace_header(bare);
+        assert_eq!(
+            carried.headers()["x-amzn-trace-id"],
+            "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1"
+        );
+        // The event's own header (API Gateway's, with its own segment) wins.
+        let own = http::Request::builder()
+            .uri("/health")
+            .header(
+                "x-amzn-trace-id",
+                "Root=1-00000001-000000000000000000000001;Parent=0000000000000001",
+            )
+            .body(lambda_http::Body::Empty)
+            .unwrap()
+            .with_lambda_context(context);
+        assert!(
+            carry_trace_header(own).headers()["x-amzn-trace-id"]
+                .to_str()
+                .unwrap()
+                .ends_with("Parent=0000000000000001")
+        );
     }
 
     #[test]

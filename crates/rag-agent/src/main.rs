@@ -10,6 +10,7 @@ mod observability;
 mod reindex;
 mod rerank;
 mod sources;
+mod traces;
 mod wiring;
 
 use std::io::Write;
@@ -38,11 +39,24 @@ fn main() -> anyhow::Result<()> {
         Command::Client(_) => "warn",
         _ => "info",
     };
-    observability::init_logging(cli.log_format, default_level);
+    // Only a server exports traces; a client's or a one-off command's
+    // spans would be noise in the deployment's traces.
+    let traces = match &cli.command {
+        Command::Serve(_) if traces::configured() => Some(traces::provider()?),
+        _ => None,
+    };
+    observability::init_logging(cli.log_format, default_level, traces.as_ref());
     match cli.command {
         Command::Serve(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-            runtime.block_on(serve(*args))
+            let served = runtime.block_on(serve(*args, traces.clone()));
+            // The last batch of spans is sent before the process exits.
+            if let Some(provider) = traces
+                && let Err(e) = provider.shutdown()
+            {
+                tracing::warn!(error = %e, "sending the last spans failed");
+            }
+            served
         }
         Command::Models {
             command: ModelsCommand::Fetch(args),
@@ -87,14 +101,28 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn serve(args: config::ServeArgs) -> anyhow::Result<()> {
+async fn serve(
+    args: config::ServeArgs,
+    traces: Option<opentelemetry_sdk::trace::SdkTracerProvider>,
+) -> anyhow::Result<()> {
     let wiring::Served {
-        state,
+        mut state,
         ingest_worker,
     } = wiring::build(&args).await?;
+    if traces.is_some() {
+        state.trace_link = Some(traces::trace_link());
+    }
     let service = state.service.clone();
     let router = rag_api::app(state);
     if on_lambda() {
+        // A frozen function sends nothing: each invocation's spans are
+        // sent before it returns.
+        let router = match traces {
+            Some(provider) => router.layer(axum::middleware::from_fn(move |request, next| {
+                traces::flushing(provider.clone(), request, next)
+            })),
+            None => router,
+        };
         return serve_lambda(router, ingest_worker).await;
     }
     let listener = tokio::net::TcpListener::bind(&args.addr)

@@ -6,9 +6,13 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
+use opentelemetry_sdk::trace::SdkTracerProvider;
 use rag_api::PrometheusMetrics;
 use rag_core::telemetry::{Metrics, MetricsSink, PriceTable};
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::prelude::*;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -88,20 +92,36 @@ pub fn metric_sinks(args: &MetricsArgs) -> anyhow::Result<MetricSinks> {
     })
 }
 
-/// Logging to stderr at `RUST_LOG` (else `default_level`), as text or JSON.
-pub fn init_logging(format: LogFormat, default_level: &str) {
+/// Logging to stderr at `RUST_LOG` (else `default_level`), as text or JSON,
+/// and, with `traces`, the same spans exported to the configured OTLP
+/// endpoint. The spans of our own crates are exported at `info` whatever
+/// `RUST_LOG` says, so quieter logs never cost a trace its spans.
+pub fn init_logging(format: LogFormat, default_level: &str, traces: Option<&SdkTracerProvider>) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder
+    let logs = match format {
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
+        LogFormat::Json => tracing_subscriber::fmt::layer()
             .json()
             .flatten_event(true)
             .with_current_span(true)
             .with_span_list(false)
-            .init(),
-    }
+            .with_writer(std::io::stderr)
+            .boxed(),
+    };
+    let spans = traces.map(|provider| {
+        let ours = Targets::new()
+            .with_target("rag_api", Level::INFO)
+            .with_target("rag_core", Level::INFO)
+            .with_target("rag_agent", Level::INFO);
+        tracing_opentelemetry::layer()
+            .with_tracer(crate::traces::tracer(provider))
+            .with_filter(ours)
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(spans)
+        .init();
 }

@@ -279,7 +279,7 @@ impl Retriever {
                     otel.name = format!("rerank {}", reranking.reranker.name()),
                     gen_ai.operation.name = "rerank",
                     gen_ai.request.model = reranking.reranker.name(),
-                    rerank.candidates = hits.len(),
+                    rerank.candidates = hits.len() as i64,
                 );
                 let (hits, report) = reranking
                     .apply(request.query(), hits, top_k)
@@ -337,7 +337,7 @@ impl Retriever {
             .instrument(tracing::info_span!(
                 "vector_search",
                 db.system = self.vectors.backend_name(),
-                search.top_k = top_k,
+                search.top_k = top_k as i64,
             ))
             .await?;
         hits.retain(|hit| hit.score >= request.similarity_threshold());
@@ -357,7 +357,7 @@ impl Retriever {
             .instrument(tracing::info_span!(
                 "keyword_search",
                 db.system = lexical.backend_name(),
-                search.top_k = top_k,
+                search.top_k = top_k as i64,
             ))
             .await?)
     }

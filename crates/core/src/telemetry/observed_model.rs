@@ -77,8 +77,9 @@ struct CallRecord<'a> {
 impl CallRecord<'_> {
     fn succeeded(&self, usage: TokenUsage, reason: StopReason) {
         self.span
-            .record("gen_ai.usage.input_tokens", usage.input_tokens)
-            .record("gen_ai.usage.output_tokens", usage.output_tokens)
+            // Signed, as OpenTelemetry integers are.
+            .record("gen_ai.usage.input_tokens", i64::from(usage.input_tokens))
+            .record("gen_ai.usage.output_tokens", i64::from(usage.output_tokens))
             .record("gen_ai.response.finish_reasons", finish_reason(reason));
         self.metrics.record(&MetricEvent::ModelCall {
             model: self.model,

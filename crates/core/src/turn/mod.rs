@@ -21,6 +21,7 @@ use futures::stream::BoxStream;
 use serde::Serialize;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
+use tracing::Instrument;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
@@ -161,7 +162,9 @@ where
 {
     let (tx, rx) = mpsc::channel(64);
     let running = turn(EventSink(tx.clone()));
-    tokio::spawn(async move {
+    // The turn's spans (model calls, tools) stay children of the request's,
+    // though the task outlives the handler.
+    let task = async move {
         match running.await {
             Ok(last) => {
                 for event in last {
@@ -172,7 +175,8 @@ where
                 let _ = tx.send(Err(e)).await;
             }
         }
-    });
+    };
+    tokio::spawn(task.in_current_span());
     ReceiverStream::new(rx).boxed()
 }
 

@@ -17,6 +17,10 @@ use serde_json::{Value, json};
 
 use crate::support::*;
 
+/// The X-Ray trace header every invocation carries.
+pub(crate) const XRAY_TRACE_HEADER: &str =
+    "Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1";
+
 #[derive(Default)]
 pub(crate) struct RuntimeApi {
     pub(crate) events: Mutex<VecDeque<(String, Value)>>,
@@ -38,6 +42,8 @@ async fn next(State(api): State<Arc<RuntimeApi>>) -> Response {
                         "arn:aws:lambda:us-east-1:123456789012:function:rag-agent",
                     ),
                     ("content-type", "application/json"),
+                    // What Lambda passes when X-Ray tracing is active.
+                    ("lambda-runtime-trace-id", XRAY_TRACE_HEADER),
                 ],
                 event.to_string(),
             )

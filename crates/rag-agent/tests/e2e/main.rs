@@ -25,5 +25,6 @@ mod rerank;
 mod rust_book;
 mod sqs_worker;
 mod startup_config;
+mod traces;
 mod ui;
 mod usage;

@@ -1,6 +1,7 @@
 //! What an operator sees of the running binary: JSON log lines with the
 //! request's id, tenant, route, status and latency; `/metrics` read by the
-//! Prometheus reference parser; and EMF lines from a Lambda invocation.
+//! Prometheus reference parser; and EMF lines and spans from Lambda
+//! invocations.
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::lambda_runtime::{make_key, rest_event, start_runtime_api, wait_for_responses};
+use crate::lambda_runtime::{
+    XRAY_TRACE_HEADER, make_key, rest_event, start_runtime_api, wait_for_responses,
+};
 use crate::support::*;
 
 /// The samples of a Prometheus text page as `prometheus_client`'s parser
@@ -175,8 +178,13 @@ async fn json_logs_request_ids_and_prometheus_metrics() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lambda_invocation_writes_emf_metrics() {
+async fn a_lambda_invocation_writes_emf_metrics_and_sends_its_spans() {
+    let receiver = rag_aws_emulator::OtlpReceiver::start().await.unwrap();
     let stack = Stack::aws_with(&[
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.url),
+        // Far past the test: only the flush at the end of each invocation
+        // can have sent the spans.
+        ("OTEL_BSP_SCHEDULE_DELAY", "600000"),
         ("METRICS", "emf"),
         ("METRICS_NAMESPACE", "RagAgentTest"),
         ("MODEL_PRICES", r#"{"anthropic.claude-emulated-v1:0": {"input_per_million": 3, "output_per_million": 15}}"#),
@@ -221,9 +229,26 @@ async fn a_lambda_invocation_writes_emf_metrics() {
         }
     });
     wait_for_responses(&api, 3).await;
-    // The lines are written before each response.
+    // The lines are written, and the spans sent, before each response: the
+    // function is killed as a frozen one would be lost.
     let _ = child.kill();
     let _ = child.wait();
+    let spans = receiver.spans();
+    let requests: Vec<_> = spans.iter().filter(|s| s.kind == 2).collect();
+    assert_eq!(requests.len(), 3, "{spans:#?}");
+    for request in &requests {
+        // Each joined the invocation's X-Ray trace.
+        assert_eq!(
+            request.trace_id, "5759e988bd862e3fe1be46a994272793",
+            "{XRAY_TRACE_HEADER}"
+        );
+        assert_eq!(request.parent_span_id, "53995c3f42cd8ad8");
+    }
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.attributes.get("gen_ai.operation.name") == Some(&json!("chat")))
+    );
     let documents: Vec<Value> = lines
         .lock()
         .unwrap()
