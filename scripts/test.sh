@@ -78,7 +78,7 @@ if [ ! -d tests/ui/node_modules/playwright-core ]; then
 fi
 
 echo "== infrastructure lint"
-"$VENV/bin/cfn-lint" template.yaml
+"$VENV/bin/cfn-lint" template.yaml infra/*.yaml
 "$VENV/bin/python" scripts/check_policy.py
 "$VENV/bin/hadolint" Dockerfile
 

@@ -272,6 +272,12 @@ pub struct ServeArgs {
     /// Address to listen on (port 0 picks a free port).
     #[arg(long, env = "RAG_AGENT_ADDR", default_value = "127.0.0.1:3000")]
     pub addr: SocketAddr,
+    /// Seconds requests and streams in flight may take to finish after
+    /// SIGTERM (new connections are refused at once); past them the server
+    /// exits anyway. Keep it under the orchestrator's stop timeout (ECS:
+    /// the task's stopTimeout, 30 s unless set).
+    #[arg(long, env = "RAG_AGENT_DRAIN_SECS", default_value_t = 25)]
+    pub drain_secs: u64,
     /// How requests prove who they are. `none` is allowed only on a
     /// loopback address (and never under Lambda).
     #[arg(long, env = "RAG_AGENT_AUTH", value_enum, default_value = "none")]

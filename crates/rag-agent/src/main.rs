@@ -50,6 +50,9 @@ fn main() -> anyhow::Result<()> {
         Command::Serve(args) => {
             let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
             let served = runtime.block_on(serve(*args, traces.clone()));
+            // Connections cut at the drain deadline may leave tasks behind;
+            // they must not hold the exit.
+            runtime.shutdown_timeout(std::time::Duration::from_secs(2));
             // The last batch of spans is sent before the process exits.
             if let Some(provider) = traces
                 && let Err(e) = provider.shutdown()
@@ -137,10 +140,28 @@ async fn serve(
     if resumed > 0 {
         tracing::info!(resumed, "resuming interrupted ingestions");
     }
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving HTTP")?;
+    // On SIGTERM the listener closes and requests in flight, streams
+    // included, may finish within the drain time; then the process exits
+    // whatever is left.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let serving = axum::serve(listener, router).with_graceful_shutdown(async move {
+        shutdown_signal().await;
+        let _ = stopping_tx.send(());
+    });
+    let drain = std::time::Duration::from_secs(args.drain_secs);
+    let drain_deadline = async move {
+        if stopping_rx.await.is_ok() {
+            tokio::time::sleep(drain).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serving => served.context("serving HTTP")?,
+        () = drain_deadline => {
+            tracing::warn!(drain_secs = args.drain_secs, "requests still in flight after the drain time; stopping them");
+        }
+    }
     // Counts gathered since the last flush would otherwise be lost.
     if let Err(e) = service.usage().flush().await {
         tracing::warn!(error = %e, "writing the last usage counts failed");
@@ -204,5 +225,5 @@ async fn shutdown_signal() {
         _ = ctrl_c => {},
         _ = terminate => {},
     }
-    tracing::info!("shutting down");
+    tracing::info!("shutting down: no new connections; draining those in flight");
 }

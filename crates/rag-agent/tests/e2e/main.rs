@@ -12,6 +12,7 @@ mod bad_input;
 mod cargo_book;
 mod cli;
 mod direct_uploads;
+mod drain;
 mod formats;
 mod hostile;
 mod ingestion_jobs;

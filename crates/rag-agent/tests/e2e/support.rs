@@ -371,20 +371,30 @@ impl Server {
     /// Asks the server to shut down as a service manager would (SIGTERM)
     /// and waits for it to exit cleanly.
     pub fn terminate(mut self) {
+        self.send_sigterm();
+        let status = self.wait_for_exit(Duration::from_secs(30));
+        assert!(status.success(), "rag-agent exited with {status}");
+    }
+
+    /// Sends SIGTERM, as ECS does when it stops a task, and returns at once.
+    pub fn send_sigterm(&self) {
         let sent = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("run kill");
         assert!(sent.success(), "kill -TERM failed");
-        let deadline = Instant::now() + Duration::from_secs(30);
+    }
+
+    /// Waits for the process to exit; panics after `limit`.
+    pub fn wait_for_exit(&mut self, limit: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + limit;
         loop {
             if let Some(status) = self.child.try_wait().expect("wait for rag-agent") {
-                assert!(status.success(), "rag-agent exited with {status}");
-                return;
+                return status;
             }
             assert!(
                 Instant::now() < deadline,
-                "rag-agent did not exit on SIGTERM"
+                "rag-agent still running after {limit:?}"
             );
             std::thread::sleep(Duration::from_millis(20));
         }
