@@ -15,7 +15,9 @@
 # has a newer glibc (2.36), which runs it.
 
 FROM public.ecr.aws/amazonlinux/amazonlinux:2023 AS build
-ARG RUST_VERSION=1.90.0
+# The AWS SDK crates need Rust 1.94.1 or later; this is the toolchain CI
+# builds and tests with.
+ARG RUST_VERSION=1.95.0
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 # Amazon Linux pins package versions through its release; the base tag is
 # the version control here.

@@ -10,6 +10,7 @@ use axum::extract::multipart::MultipartRejection;
 use axum::extract::rejection::{BytesRejection, JsonRejection, PathRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use rag_core::routing::RouteError;
 use rag_core::{EmbedError, FetchError, ModelError, ParseError, RagError, StoreError};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -50,6 +51,14 @@ pub enum ApiError {
     RateLimited {
         retry_after_secs: u64,
     },
+    /// No use case, or a use case or model the caller may not use.
+    Route(RouteError),
+}
+
+impl From<RouteError> for ApiError {
+    fn from(e: RouteError) -> Self {
+        ApiError::Route(e)
+    }
 }
 
 impl From<RagError> for ApiError {
@@ -355,6 +364,19 @@ impl ApiError {
                 Mapped::new(StatusCode::UNAUTHORIZED, "unauthenticated", m.clone())
             }
             ApiError::Forbidden(m) => Mapped::new(StatusCode::FORBIDDEN, "forbidden", m.clone()),
+            ApiError::Route(e) => {
+                let (status, code) = match e {
+                    RouteError::NoUseCase => (StatusCode::FORBIDDEN, "use_case_required"),
+                    RouteError::UseCaseNotAllowed(_) => {
+                        (StatusCode::FORBIDDEN, "use_case_not_allowed")
+                    }
+                    RouteError::ModelNotAllowed { .. } => {
+                        (StatusCode::FORBIDDEN, "model_not_allowed")
+                    }
+                    RouteError::InvalidUseCase(_) => (StatusCode::BAD_REQUEST, "invalid_parameter"),
+                };
+                Mapped::new(status, code, e.to_string())
+            }
             ApiError::RateLimited { retry_after_secs } => Mapped {
                 retry_after: Some(*retry_after_secs),
                 ..Mapped::new(

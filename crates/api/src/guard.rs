@@ -93,6 +93,7 @@ impl RequestGuard {
                     header::ACCEPT,
                     header::HeaderName::from_static("x-api-key"),
                     crate::observe::REQUEST_ID_HEADER,
+                    header::HeaderName::from_static(crate::routes::answer::USE_CASE_HEADER),
                 ])
                 // A page can quote the id of a request that failed.
                 .expose_headers([crate::observe::REQUEST_ID_HEADER])

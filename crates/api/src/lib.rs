@@ -54,6 +54,9 @@ pub struct AppState {
     /// Joins each request's span to its caller's trace, when traces are
     /// exported.
     pub trace_link: Option<observe::TraceLink>,
+    /// The service of each use case (`BEDROCK_ROUTES`); `None` answers
+    /// every request with `service`.
+    pub use_cases: Option<Arc<dyn rag_core::routing::UseCaseServices>>,
 }
 
 impl AppState {
@@ -67,6 +70,7 @@ impl AppState {
             rate_limiter: None,
             metrics: None,
             trace_link: None,
+            use_cases: None,
         }
     }
 }

@@ -94,6 +94,7 @@ pub async fn observe(
         otel.status_code = Empty,
         request_id = id.as_str(),
         tenant = Empty,
+        use_case = Empty,
         http.request.method = method,
         http.route = route.as_str(),
         http.response.status_code = Empty,

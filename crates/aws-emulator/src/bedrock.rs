@@ -148,6 +148,7 @@ pub struct BedrockState {
     pub(crate) stats: Mutex<BedrockStats>,
     pub(crate) converse_requests: Mutex<Vec<Value>>,
     pub(crate) rerank_requests: Mutex<Vec<Value>>,
+    pub(crate) signed_calls: Mutex<Vec<crate::SignedCall>>,
     pub(crate) call_counter: Mutex<u64>,
     /// The quota's bucket: calls left, and when it was last refilled.
     pub(crate) quota: Mutex<Option<(f64, std::time::Instant)>>,

@@ -176,6 +176,49 @@ impl Emulator {
     pub fn converse_requests(&self) -> Vec<Value> {
         self.state.bedrock.converse_requests.lock().unwrap().clone()
     }
+
+    /// Every Bedrock runtime call (`/model/...`), in order, with the access
+    /// key its SigV4 signature names: which credentials made it.
+    pub fn signed_calls(&self) -> Vec<SignedCall> {
+        self.state.bedrock.signed_calls.lock().unwrap().clone()
+    }
+}
+
+/// A Bedrock call as signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCall {
+    /// `/model/<id>/converse`, `/model/<id>/invoke`, ...
+    pub path: String,
+    /// The `Credential=` access key of its `Authorization` header.
+    pub access_key: Option<String>,
+}
+
+/// The access key a SigV4 `Authorization` header was signed with.
+fn signing_access_key(authorization: &str) -> Option<String> {
+    let credential = authorization.split("Credential=").nth(1)?;
+    credential.split('/').next().map(str::to_string)
+}
+
+async fn record_signature(
+    axum::extract::State(state): axum::extract::State<Arc<EmulatorState>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = request.uri().path().to_string();
+    if path.starts_with("/model/") {
+        let access_key = request
+            .headers()
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(signing_access_key);
+        state
+            .bedrock
+            .signed_calls
+            .lock()
+            .unwrap()
+            .push(SignedCall { path, access_key });
+    }
+    next.run(request).await
 }
 
 fn router(state: Arc<EmulatorState>) -> Router {
@@ -192,6 +235,10 @@ fn router(state: Arc<EmulatorState>) -> Router {
         // A PutVectors of 500 vectors of 1,024 dimensions is about 6 MB of
         // JSON; the service takes it, so the emulator must too.
         .layer(axum::extract::DefaultBodyLimit::max(PUT_VECTORS_BODY_LIMIT))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            record_signature,
+        ))
         .with_state(state)
 }
 

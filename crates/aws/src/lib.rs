@@ -14,6 +14,7 @@ mod bedrock_rerank;
 mod document;
 mod dynamodb;
 mod knowledge_base;
+mod role_credentials;
 mod s3;
 mod s3_source;
 mod s3vectors;
@@ -26,6 +27,7 @@ pub use bedrock_rerank::{BedrockReranker, RERANK_MODEL_REGIONS, rerank_region_pr
 pub use dynamodb::{DynamoDbRateLimiter, DynamoDbStore};
 pub use knowledge_base::{KnowledgeBaseSearchInput, KnowledgeBaseSearchTool};
 pub use rag_core::retry::RetryPolicy;
+pub use role_credentials::{MAX_SESSION_NAME, RoleCredentials, RoleSource, RoleSpec, session_name};
 pub use s3::S3DocumentStore;
 pub use s3_source::S3SyncSource;
 pub use s3vectors::{IndexLayout, S3VectorStore, per_tenant_index_name, similarity_from_distance};

@@ -422,6 +422,8 @@ async fn dynamodb_usage_adds_up_across_concurrent_writers() {
     );
     let own = TenantSettings {
         monthly_token_budget: Some(42),
+        use_case: Some("search".into()),
+        allowed_use_cases: vec!["finance".into(), "summaries".into()],
     };
     store.put_tenant_settings(&a, &own).await.unwrap();
     assert_eq!(store.tenant_settings(&a).await.unwrap(), own);

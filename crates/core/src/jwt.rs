@@ -40,6 +40,9 @@ pub struct JwtSettings {
     pub audience: String,
     pub tenant_claim: String,
     pub role_claim: String,
+    /// The claim naming the use case the token's requests run under
+    /// (`BEDROCK_ROUTES`); a token without it has none of its own.
+    pub use_case_claim: String,
     /// Seconds of clock skew allowed on `exp` and `nbf`.
     pub leeway_secs: u64,
     /// How often an unknown `kid` may make the verifier read the JWKS
@@ -55,6 +58,7 @@ impl JwtSettings {
             audience: audience.into(),
             tenant_claim: "custom:tenant".to_string(),
             role_claim: "cognito:groups".to_string(),
+            use_case_claim: "use_case".to_string(),
             leeway_secs: 30,
             refresh_at_most_every: Duration::from_secs(30),
         }
@@ -265,10 +269,23 @@ impl JwtVerifier {
             .get("sub")
             .and_then(Value::as_str)
             .unwrap_or_default();
+        let use_case = match claims.get(&self.settings.use_case_claim) {
+            None | Some(Value::Null) => None,
+            Some(Value::String(name)) if crate::routing::valid_use_case(name).is_ok() => {
+                Some(name.clone())
+            }
+            Some(_) => {
+                return Err(JwtError::Forbidden(format!(
+                    "the token's {} claim is not a use case name",
+                    self.settings.use_case_claim
+                )));
+            }
+        };
         Ok(Principal {
             scope,
             role,
             id: format!("sub:{subject}"),
+            use_case,
         })
     }
 }

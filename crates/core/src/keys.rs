@@ -336,6 +336,7 @@ impl KeyService {
             scope,
             role: record.role,
             id: format!("key:{}", record.id),
+            use_case: None,
         })
     }
 

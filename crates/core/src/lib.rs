@@ -30,6 +30,7 @@ pub mod rerank;
 pub mod retrieve;
 pub mod retry;
 pub mod retrying_model;
+pub mod routing;
 pub mod service;
 pub mod telemetry;
 pub mod tenant;

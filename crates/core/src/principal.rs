@@ -61,6 +61,8 @@ pub struct Principal {
     pub role: Role,
     /// The key id or token subject, for logs and usage; never a secret.
     pub id: String,
+    /// The use case its token names (`JWT_USE_CASE_CLAIM`), if any.
+    pub use_case: Option<String>,
 }
 
 impl Principal {
@@ -71,6 +73,7 @@ impl Principal {
             scope: Scope::Tenant(Tenant::default_tenant()),
             role: Role::Admin,
             id: "anonymous".to_string(),
+            use_case: None,
         }
     }
 

@@ -108,6 +108,8 @@ pub struct RagService {
     turns: Arc<dyn ChatTurns>,
     /// Whether `turns` is the agent, which takes other chat fields.
     runs_agent: bool,
+    /// The agent's limits, when `turns` is the agent.
+    agent_settings: Option<AgentSettings>,
     tools: ToolRegistry,
     tool_parts: StandardToolParts,
     health: Arc<HealthCheck>,
@@ -206,6 +208,7 @@ impl RagService {
             tools: ToolRegistry::standard(&tool_parts),
             turns: answerer.clone(),
             runs_agent: false,
+            agent_settings: None,
             ingestor,
             catalog,
             retriever,
@@ -227,7 +230,7 @@ impl RagService {
                 model,
                 tools.clone(),
                 self.catalog.stores().conversations.clone(),
-                settings,
+                settings.clone(),
             ))
         } else {
             self.answerer.clone()
@@ -236,6 +239,49 @@ impl RagService {
             tools,
             turns,
             runs_agent,
+            agent_settings: runs_agent.then_some(settings),
+            ..self.clone()
+        })
+    }
+
+    /// The same deployment answering with `chat` and embedding questions
+    /// with `embedder`: the models of one use case, reached through its
+    /// own credentials. Stores, ingestion, usage and health stay this
+    /// deployment's; `chat` is wrapped as every model is (retries, spans,
+    /// metrics). `embedder` must be a client of the model the index holds.
+    pub fn routed(
+        &self,
+        chat: Arc<dyn ChatModel>,
+        embedder: Option<Arc<dyn Embedder>>,
+    ) -> Arc<Self> {
+        let observed: Arc<dyn ChatModel> =
+            Arc::new(ObservedChatModel::new(chat, self.usage.metrics().clone()));
+        let chat: Arc<dyn ChatModel> =
+            Arc::new(RetryingChatModel::new(observed, RetryPolicy::default()));
+        let retriever = self.retriever.clone().with_embedder(embedder);
+        let answerer = Arc::new(self.answerer.with_parts(retriever.clone(), chat.clone()));
+        let tool_parts = StandardToolParts {
+            retriever: retriever.clone(),
+            model: chat.clone(),
+            ..self.tool_parts.clone()
+        };
+        let tools = self.tools.clone().with_standard(&tool_parts);
+        let turns: Arc<dyn ChatTurns> = match (&self.agent_settings, chat.supports_tools()) {
+            (Some(settings), true) => Arc::new(Agent::new(
+                chat.clone(),
+                tools.clone(),
+                self.catalog.stores().conversations.clone(),
+                settings.clone(),
+            )),
+            _ => answerer.clone(),
+        };
+        Arc::new(Self {
+            retriever,
+            runs_agent: self.agent_settings.is_some() && chat.supports_tools(),
+            answerer,
+            tool_parts,
+            tools,
+            turns,
             ..self.clone()
         })
     }

@@ -108,6 +108,13 @@ pub struct TenantSettings {
     /// Model tokens a month; `None` takes `TENANT_MONTHLY_TOKEN_BUDGET`,
     /// `Some(0)` means no budget for this tenant.
     pub monthly_token_budget: Option<u64>,
+    /// The use case the tenant's requests run under (`BEDROCK_ROUTES`)
+    /// unless they name another.
+    #[serde(default)]
+    pub use_case: Option<String>,
+    /// Further use cases its requests may name with `x-use-case-id`.
+    #[serde(default)]
+    pub allowed_use_cases: Vec<String>,
 }
 
 /// Daily counters, added to atomically.
@@ -617,6 +624,7 @@ mod tests {
                 &a,
                 &TenantSettings {
                     monthly_token_budget: Some(100),
+                    ..TenantSettings::default()
                 },
             )
             .await
@@ -627,6 +635,7 @@ mod tests {
                 &b,
                 &TenantSettings {
                     monthly_token_budget: Some(0),
+                    ..TenantSettings::default()
                 },
             )
             .await

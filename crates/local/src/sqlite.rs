@@ -205,6 +205,12 @@ CREATE TRIGGER chunks_au AFTER UPDATE ON chunks BEGIN
 END;
 INSERT INTO chunks_fts (chunks_fts) VALUES ('rebuild');
 "#,
+    // A tenant's use case (BEDROCK_ROUTES) and the others it may name, as
+    // a JSON array.
+    r#"
+ALTER TABLE tenant_settings ADD COLUMN use_case TEXT;
+ALTER TABLE tenant_settings ADD COLUMN allowed_use_cases TEXT NOT NULL DEFAULT '[]';
+"#,
 ];
 
 /// How much more a query word counts in a chunk's header (title and

@@ -22,6 +22,10 @@ pub async fn sdk_config(args: &AwsArgs) -> SdkConfig {
 }
 
 fn bedrock_client(sdk: &SdkConfig, args: &AwsArgs) -> aws_sdk_bedrockruntime::Client {
+    aws_sdk_bedrockruntime::Client::from_conf(bedrock_config(sdk, args).build())
+}
+
+fn bedrock_config(sdk: &SdkConfig, args: &AwsArgs) -> aws_sdk_bedrockruntime::config::Builder {
     // The adapters retry throttling themselves with a longer jittered
     // schedule; SDK retries on top would multiply the attempts.
     let mut builder = aws_sdk_bedrockruntime::config::Builder::from(sdk)
@@ -29,7 +33,33 @@ fn bedrock_client(sdk: &SdkConfig, args: &AwsArgs) -> aws_sdk_bedrockruntime::Cl
     if let Some(url) = &args.bedrock_endpoint {
         builder = builder.endpoint_url(url);
     }
-    aws_sdk_bedrockruntime::Client::from_conf(builder.build())
+    builder
+}
+
+/// A Bedrock runtime client in `region` signing with `credentials` (a use
+/// case's assumed role). The SDK keeps no identity cache of its own: the
+/// role's credentials cache and refresh themselves ahead of expiry.
+pub fn routed_bedrock_client(
+    sdk: &SdkConfig,
+    args: &AwsArgs,
+    region: &str,
+    credentials: rag_aws::RoleCredentials,
+) -> aws_sdk_bedrockruntime::Client {
+    let config = bedrock_config(sdk, args)
+        .region(Region::new(region.to_string()))
+        .credentials_provider(credentials)
+        .identity_cache(aws_config::identity::IdentityCache::no_cache())
+        .build();
+    aws_sdk_bedrockruntime::Client::from_conf(config)
+}
+
+/// The STS client roles are assumed with.
+pub fn sts_client(sdk: &SdkConfig, endpoint: Option<&str>) -> aws_sdk_sts::Client {
+    let mut builder = aws_sdk_sts::config::Builder::from(sdk);
+    if let Some(url) = endpoint {
+        builder = builder.endpoint_url(url);
+    }
+    aws_sdk_sts::Client::from_conf(builder.build())
 }
 
 fn retry_policy(args: &AwsArgs) -> RetryPolicy {
@@ -58,8 +88,17 @@ pub fn embedder(
             model.dimensions()
         );
     }
+    embedder_on(bedrock_client(sdk, args), args, dimension)
+}
+
+/// The configured Titan model through `client`, at `dimension`.
+pub fn embedder_on(
+    client: aws_sdk_bedrockruntime::Client,
+    args: &AwsArgs,
+    dimension: usize,
+) -> anyhow::Result<Arc<dyn Embedder>> {
     let embedder = TitanEmbedder::new(
-        bedrock_client(sdk, args),
+        client,
         &args.bedrock_embedding_model,
         dimension,
         args.bedrock_embedding_concurrency,

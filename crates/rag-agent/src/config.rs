@@ -197,6 +197,10 @@ pub struct JwtArgs {
     /// The claim listing the groups `rag-reader`, `rag-writer`, `rag-admin`.
     #[arg(long, env = "JWT_ROLE_CLAIM", default_value = "cognito:groups")]
     pub jwt_role_claim: String,
+    /// The claim naming the use case a token's requests run under
+    /// (BEDROCK_ROUTES).
+    #[arg(long, env = "JWT_USE_CASE_CLAIM", default_value = "use_case")]
+    pub jwt_use_case_claim: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -431,6 +435,8 @@ pub struct ServeArgs {
     pub rerank: RerankArgs,
     #[command(flatten)]
     pub metrics: crate::observability::MetricsArgs,
+    #[command(flatten)]
+    pub routes: crate::bedrock_routes::RouteArgs,
     #[command(flatten)]
     pub aws: AwsArgs,
 }

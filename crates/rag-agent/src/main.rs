@@ -2,6 +2,7 @@
 //! them into the service and serves the router. It holds no domain logic.
 
 mod aws;
+mod bedrock_routes;
 mod config;
 mod embedded;
 mod embedding;

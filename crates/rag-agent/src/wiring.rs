@@ -136,6 +136,16 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
             .with_context(|| format!("creating the data directory {}", data_dir.display()))?;
     }
     let mut warnings = Vec::new();
+    let route_configs = match &args.routes.bedrock_routes {
+        Some(value) => {
+            if args.llm_provider != LlmProvider::Bedrock {
+                bail!("BEDROCK_ROUTES routes Bedrock calls, so it needs LLM_PROVIDER=bedrock");
+            }
+            let text = crate::observability::inline_or_file(value, "BEDROCK_ROUTES")?;
+            Some(crate::bedrock_routes::parse(&text, aws_args, &args.routes)?)
+        }
+        None => None,
+    };
 
     let embedder: Option<Arc<dyn Embedder>> = match (args.embedding_provider, &sdk) {
         (EmbeddingProvider::Local, _) => embedding::load_local_embedder(args, &mut warnings),
@@ -371,7 +381,27 @@ pub async fn build(args: &ServeArgs) -> anyhow::Result<Served> {
         None if on_lambda => (service, None),
         None => (with_local_queue(service, &data_dir, args)?, None),
     };
+    let use_cases: Option<Arc<dyn rag_core::routing::UseCaseServices>> = match (route_configs, &sdk)
+    {
+        (Some(configs), Some(sdk)) => {
+            let wiring = crate::bedrock_routes::RouteWiring {
+                sdk,
+                aws: aws_args,
+                routes: &args.routes,
+                bedrock_embedding_dimension: (args.embedding_provider
+                    == EmbeddingProvider::Bedrock)
+                    .then_some(dimension),
+            };
+            Some(Arc::new(crate::bedrock_routes::RoutedServices::build(
+                service.clone(),
+                configs,
+                &wiring,
+            )?))
+        }
+        _ => None,
+    };
     let mut state = AppState::new(service);
+    state.use_cases = use_cases;
     state.auth = Authenticator {
         mode: match args.auth {
             AuthArg::None => AuthMode::None,
@@ -419,6 +449,7 @@ async fn jwt_verifier(args: &JwtArgs) -> anyhow::Result<JwtVerifier> {
         JwtSettings {
             tenant_claim: args.jwt_tenant_claim.clone(),
             role_claim: args.jwt_role_claim.clone(),
+            use_case_claim: args.jwt_use_case_claim.clone(),
             ..JwtSettings::new(issuer, audience)
         },
         source,

@@ -1,19 +1,22 @@
 //! `/query`, `/chat`, `/chat/stream` and conversation history.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
 use axum::extract::State;
+use axum::http::HeaderMap;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use rag_core::chat::{ContentBlock, Role, ToolResultStatus};
 use rag_core::principal;
+use rag_core::routing::{RouteError, resolve_use_case};
 use rag_core::usage::UsageCounts;
 use rag_core::{
     ChatEvent, ChatReply, QueryInput, QueryResponse, RagError, SearchMode, TurnRequest,
 };
-use rag_core::{StoredMessage, Tenant};
+use rag_core::{RagService, StoredMessage, Tenant};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -51,6 +54,11 @@ pub struct QueryRequest {
     /// (default: on when the deployment has a reranker). `true` where it
     /// has none is refused.
     pub rerank: Option<bool>,
+    /// The chat model to answer with: one the request's use case allows
+    /// (`BEDROCK_ROUTES`; 403 `model_not_allowed` otherwise, before any
+    /// call), or this deployment's own. Default: the use case's model.
+    #[schema(min_length = 1, max_length = 2048)]
+    pub model: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -82,6 +90,50 @@ pub struct ChatRequestBody {
     pub document_ids: Vec<Uuid>,
     /// Retrieve-then-answer only: as `rerank` of `/query`.
     pub rerank: Option<bool>,
+    /// As `model` of `/query`.
+    #[schema(min_length = 1, max_length = 2048)]
+    pub model: Option<String>,
+}
+
+/// The header a request names its use case with.
+pub const USE_CASE_HEADER: &str = "x-use-case-id";
+
+/// The deployment as this request reaches it: with `BEDROCK_ROUTES`, the
+/// service of the request's use case and model; else this deployment's,
+/// which answers with its own model only.
+async fn service_for(
+    state: &AppState,
+    caller: &Caller,
+    tenant: &Tenant,
+    headers: &HeaderMap,
+    model: Option<&str>,
+) -> Result<Arc<RagService>, ApiError> {
+    let Some(routes) = &state.use_cases else {
+        let own = state.service.tool_parts().model.model_id();
+        return match model {
+            Some(asked) if asked != own => Err(ApiError::InvalidBody(format!(
+                "this deployment answers with {own} only (BEDROCK_ROUTES lets use cases choose among their models)"
+            ))),
+            _ => Ok(state.service.clone()),
+        };
+    };
+    let named = match headers.get(USE_CASE_HEADER) {
+        Some(value) => Some(value.to_str().map_err(|_| {
+            ApiError::Route(RouteError::InvalidUseCase(format!(
+                "{USE_CASE_HEADER} is not a use case name"
+            )))
+        })?),
+        None => None,
+    };
+    let settings = state
+        .service
+        .usage()
+        .tenant_settings(tenant)
+        .await
+        .map_err(|e| ApiError::Rag(RagError::from(e)))?;
+    let use_case = resolve_use_case(&caller.0, &settings, named)?;
+    tracing::Span::current().record("use_case", use_case.as_str());
+    Ok(routes.service(&use_case, model)?)
 }
 
 impl ChatRequestBody {
@@ -108,13 +160,14 @@ impl ChatRequestBody {
 pub async fn query(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     AppJson(body): AppJson<QueryRequest>,
 ) -> Result<Json<QueryResponse>, ApiError> {
     let tenant = caller.require(principal::Role::Reader)?;
-    let usage = state.service.usage();
+    let service = service_for(&state, &caller, tenant, &headers, body.model.as_deref()).await?;
+    let usage = service.usage();
     usage.check_budget(tenant).await?;
-    let response = state
-        .service
+    let response = service
         .answerer()
         .query(QueryInput {
             tenant: tenant.clone(),
@@ -139,12 +192,14 @@ pub async fn query(
 pub async fn chat(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     AppJson(body): AppJson<ChatRequestBody>,
 ) -> Result<Json<ChatReply>, ApiError> {
     let tenant = caller.require(principal::Role::Reader)?;
-    let usage = state.service.usage();
+    let service = service_for(&state, &caller, tenant, &headers, body.model.as_deref()).await?;
+    let usage = service.usage();
     usage.check_budget(tenant).await?;
-    let reply = state.service.turns().chat(body.into_turn(tenant)).await?;
+    let reply = service.turns().chat(body.into_turn(tenant)).await?;
     usage.record(tenant, UsageCounts::tokens(reply.token_usage));
     Ok(Json(reply))
 }
@@ -159,13 +214,14 @@ pub async fn chat(
 pub async fn chat_stream(
     State(state): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     AppJson(body): AppJson<ChatRequestBody>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
     let tenant = caller.require(principal::Role::Reader)?;
-    let usage = state.service.usage().clone();
+    let service = service_for(&state, &caller, tenant, &headers, body.model.as_deref()).await?;
+    let usage = service.usage().clone();
     usage.check_budget(tenant).await?;
-    let events = state
-        .service
+    let events = service
         .turns()
         .clone()
         .chat_stream(body.into_turn(tenant))

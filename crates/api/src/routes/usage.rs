@@ -6,6 +6,7 @@
 use axum::Json;
 use axum::extract::State;
 use chrono::NaiveDate;
+use rag_core::routing::valid_use_case;
 use rag_core::usage::{DailyUsage, TenantSettings, UsageCounts, first_of_month, today};
 use rag_core::{Principal, RagError, Role, Tenant};
 use serde::{Deserialize, Serialize};
@@ -138,7 +139,18 @@ pub struct TenantSettingsRequest {
     #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 0, maximum = 1_000_000_000_000_000_u64)]
     pub monthly_token_budget: Option<u64>,
+    /// The use case the tenant's requests run under (`BEDROCK_ROUTES`)
+    /// unless they name another with `x-use-case-id`.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
+    pub use_case: Option<String>,
+    /// Further use cases the tenant's requests may name (at most 32).
+    #[serde(default)]
+    #[schema(max_items = 32)]
+    pub allowed_use_cases: Vec<String>,
 }
+
+/// The most use cases one tenant may be allowed besides its own.
+const MAX_ALLOWED_USE_CASES: usize = 32;
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TenantSettingsView {
@@ -147,6 +159,8 @@ pub struct TenantSettingsView {
     pub monthly_token_budget: Option<u64>,
     /// The budget that applies; absent when there is none.
     pub effective_monthly_token_budget: Option<u64>,
+    pub use_case: Option<String>,
+    pub allowed_use_cases: Vec<String>,
 }
 
 fn operator(caller: &Caller) -> Result<&Principal, ApiError> {
@@ -169,6 +183,8 @@ fn view(state: &AppState, tenant: &Tenant, settings: &TenantSettings) -> TenantS
         tenant: tenant.to_string(),
         monthly_token_budget: settings.monthly_token_budget,
         effective_monthly_token_budget: state.service.usage().budget_of(settings),
+        use_case: settings.use_case.clone(),
+        allowed_use_cases: settings.allowed_use_cases.clone(),
     }
 }
 
@@ -216,8 +232,21 @@ pub async fn put_settings(
             "monthly_token_budget is at most {MAX_MONTHLY_TOKEN_BUDGET}"
         )));
     }
+    let mut allowed_use_cases = body.allowed_use_cases;
+    if allowed_use_cases.len() > MAX_ALLOWED_USE_CASES {
+        return Err(ApiError::InvalidBody(format!(
+            "allowed_use_cases has at most {MAX_ALLOWED_USE_CASES} names"
+        )));
+    }
+    for name in body.use_case.iter().chain(&allowed_use_cases) {
+        valid_use_case(name).map_err(|e| ApiError::InvalidBody(e.to_string()))?;
+    }
+    allowed_use_cases.sort();
+    allowed_use_cases.dedup();
     let settings = TenantSettings {
         monthly_token_budget: body.monthly_token_budget,
+        use_case: body.use_case,
+        allowed_use_cases,
     };
     state
         .service

@@ -198,12 +198,26 @@ impl TenantSettingsStore for DynamoDbStore {
             .send()
             .await
             .map_err(|e| self.err(classify(e)))?;
+        let item = output.item();
         Ok(TenantSettings {
-            monthly_token_budget: output
-                .item()
+            monthly_token_budget: item
                 .and_then(|item| item.get("monthly_token_budget"))
                 .and_then(|a| a.as_n().ok())
                 .and_then(|v| v.parse().ok()),
+            use_case: item
+                .and_then(|item| item.get("use_case"))
+                .and_then(|a| a.as_s().ok())
+                .cloned(),
+            // A set comes back in no particular order.
+            allowed_use_cases: item
+                .and_then(|item| item.get("allowed_use_cases"))
+                .and_then(|a| a.as_ss().ok())
+                .map(|names| {
+                    let mut names = names.clone();
+                    names.sort();
+                    names
+                })
+                .unwrap_or_default(),
         })
     }
 
@@ -221,6 +235,16 @@ impl TenantSettingsStore for DynamoDbStore {
             .item("tenant", s(tenant.as_str()));
         if let Some(budget) = settings.monthly_token_budget {
             put = put.item("monthly_token_budget", n(budget));
+        }
+        if let Some(use_case) = &settings.use_case {
+            put = put.item("use_case", s(use_case));
+        }
+        // A string set cannot be empty: no attribute means none.
+        if !settings.allowed_use_cases.is_empty() {
+            put = put.item(
+                "allowed_use_cases",
+                AttributeValue::Ss(settings.allowed_use_cases.clone()),
+            );
         }
         put.send().await.map_err(|e| self.err(classify(e)))?;
         Ok(())

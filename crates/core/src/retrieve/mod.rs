@@ -124,6 +124,18 @@ impl Retriever {
         }
     }
 
+    /// The same retriever embedding questions with `embedder` (another
+    /// client of the same model, such as one reached through a use case's
+    /// role: the index holds that model's vectors).
+    pub fn with_embedder(self, embedder: Option<Arc<dyn Embedder>>) -> Self {
+        Self { embedder, ..self }
+    }
+
+    /// The model questions are embedded with, where there is one.
+    pub fn embedder(&self) -> Option<&Arc<dyn Embedder>> {
+        self.embedder.as_ref()
+    }
+
     /// The reranker's name, for `/health`.
     pub fn reranker_name(&self) -> Option<&str> {
         self.reranking.as_ref().map(|r| r.reranker.name())

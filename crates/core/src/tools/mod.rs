@@ -123,8 +123,13 @@ pub struct ToolRegistry {
 impl ToolRegistry {
     /// The tools every deployment has, each handed only what it uses.
     pub fn standard(parts: &StandardToolParts) -> Self {
-        Self::default()
-            .with(Arc::new(VectorSearchTool(parts.retriever.clone())))
+        Self::default().with_standard(parts)
+    }
+
+    /// These tools with the standard ones built from `parts` in place of
+    /// any of the same names; the deployment's other tools are kept.
+    pub fn with_standard(self, parts: &StandardToolParts) -> Self {
+        self.with(Arc::new(VectorSearchTool(parts.retriever.clone())))
             .with(Arc::new(GetDocumentTool(parts.catalog.clone())))
             .with(Arc::new(ListDocumentsTool(parts.catalog.clone())))
             .with(Arc::new(SummarizeDocumentTool {

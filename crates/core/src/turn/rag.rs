@@ -76,6 +76,18 @@ impl RetrieveThenAnswer {
         }
     }
 
+    /// The same answerer searching with `retriever` and answering with
+    /// `model`.
+    pub fn with_parts(&self, retriever: Retriever, model: Arc<dyn ChatModel>) -> Self {
+        Self {
+            retriever,
+            model,
+            conversations: self.conversations.clone(),
+            memory_messages: self.memory_messages,
+            max_answer_tokens: self.max_answer_tokens,
+        }
+    }
+
     /// Retrieves, then answers; with a `conversation_id`, from the
     /// conversation's memory and stored in it.
     pub async fn query(&self, input: QueryInput) -> Result<QueryResponse, RagError> {

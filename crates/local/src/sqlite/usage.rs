@@ -142,16 +142,26 @@ impl TenantSettingsStore for SqliteStore {
     async fn tenant_settings(&self, tenant: &Tenant) -> Result<TenantSettings, StoreError> {
         let tenant = tenant.as_str().to_string();
         self.with(move |conn| {
-            let budget: Option<Option<i64>> = conn
+            let row: Option<(Option<i64>, Option<String>, String)> = conn
                 .query_row(
-                    "SELECT monthly_token_budget FROM tenant_settings WHERE tenant = ?1",
+                    "SELECT monthly_token_budget, use_case, allowed_use_cases
+                     FROM tenant_settings WHERE tenant = ?1",
                     params![tenant],
-                    |r| r.get(0),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()
                 .map_err(db_error)?;
+            let Some((budget, use_case, allowed)) = row else {
+                return Ok(TenantSettings::default());
+            };
             Ok(TenantSettings {
-                monthly_token_budget: budget.flatten().map(|b| b.max(0) as u64),
+                monthly_token_budget: budget.map(|b| b.max(0) as u64),
+                use_case,
+                allowed_use_cases: serde_json::from_str(&allowed).map_err(|e| {
+                    StoreError::permanent(format!(
+                        "a tenant's allowed_use_cases is not a JSON list: {e}"
+                    ))
+                })?,
             })
         })
         .await
@@ -164,11 +174,18 @@ impl TenantSettingsStore for SqliteStore {
     ) -> Result<(), StoreError> {
         let tenant = tenant.as_str().to_string();
         let budget = settings.monthly_token_budget.map(to_sql);
+        let use_case = settings.use_case.clone();
+        let allowed = serde_json::to_string(&settings.allowed_use_cases)
+            .map_err(|e| StoreError::Invalid(e.to_string()))?;
         self.with(move |conn| {
             conn.execute(
-                "INSERT INTO tenant_settings (tenant, monthly_token_budget) VALUES (?1, ?2)
-                 ON CONFLICT (tenant) DO UPDATE SET monthly_token_budget = excluded.monthly_token_budget",
-                params![tenant, budget],
+                "INSERT INTO tenant_settings (tenant, monthly_token_budget, use_case, allowed_use_cases)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (tenant) DO UPDATE SET
+                     monthly_token_budget = excluded.monthly_token_budget,
+                     use_case = excluded.use_case,
+                     allowed_use_cases = excluded.allowed_use_cases",
+                params![tenant, budget, use_case, allowed],
             )
             .map_err(db_error)?;
             Ok(())
@@ -222,6 +239,8 @@ mod tests {
         );
         let own = TenantSettings {
             monthly_token_budget: Some(5000),
+            use_case: Some("search".into()),
+            allowed_use_cases: vec!["summaries".into(), "finance".into()],
         };
         store.put_tenant_settings(&a, &own).await.unwrap();
         assert_eq!(store.tenant_settings(&a).await.unwrap(), own);

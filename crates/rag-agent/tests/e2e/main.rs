@@ -9,6 +9,7 @@ mod support;
 mod agent;
 mod auth;
 mod bad_input;
+mod bedrock_routes;
 mod cargo_book;
 mod cli;
 mod direct_uploads;

@@ -53,6 +53,57 @@ fn impossible_combinations_name_the_variable() {
         ),
         (&[("DOCUMENT_BACKEND", "s3")], &["S3_BUCKET_NAME"]),
         (
+            &[(
+                "BEDROCK_ROUTES",
+                r#"{"a": {"role_arn": "arn:aws:iam::111122223333:role/R", "region": "us-east-1"}}"#,
+            )],
+            &["BEDROCK_ROUTES", "LLM_PROVIDER=bedrock"],
+        ),
+        (
+            &[
+                ("LLM_PROVIDER", "bedrock"),
+                (
+                    "BEDROCK_ROUTES",
+                    r#"{"a": {"role_arn": "arn:aws:iam::1111:role/R", "region": "us-east-1"}}"#,
+                ),
+            ],
+            &["BEDROCK_ROUTES a", "role_arn"],
+        ),
+        (
+            &[
+                ("LLM_PROVIDER", "bedrock"),
+                (
+                    "BEDROCK_ROUTES",
+                    r#"{"a": {"role_arn": "arn:aws:iam::111122223333:role/R", "region": "us-east-1", "web_identity": true}}"#,
+                ),
+            ],
+            &["AWS_WEB_IDENTITY_TOKEN_FILE"],
+        ),
+        (
+            &[
+                ("LLM_PROVIDER", "bedrock"),
+                ("EMBEDDING_PROVIDER", "bedrock"),
+                (
+                    "BEDROCK_ROUTES",
+                    r#"{"a": {"role_arn": "arn:aws:iam::111122223333:role/R", "region": "us-east-1", "embedding_model_id": "amazon.titan-embed-text-v1"}}"#,
+                ),
+            ],
+            &[
+                "embedding_model_id",
+                "one vector index holds one model's vectors",
+            ],
+        ),
+        (
+            &[
+                ("LLM_PROVIDER", "bedrock"),
+                (
+                    "BEDROCK_ROUTES",
+                    r#"{"a": {"role_arn": "arn:aws:iam::111122223333:role/R", "region": "us-east-1", "allowed_models": ["m"]}}"#,
+                ),
+            ],
+            &["not in its allowed_models"],
+        ),
+        (
             &[("VECTOR_BACKEND", "s3vectors")],
             &["S3_VECTOR_BUCKET_NAME"],
         ),

@@ -120,6 +120,7 @@ impl Stack {
             ("DYNAMODB_TABLE_NAME", &aws.table),
             ("AWS_ENDPOINT_URL_S3", &aws.moto.url),
             ("AWS_ENDPOINT_URL_DYNAMODB", &aws.moto.url),
+            ("AWS_ENDPOINT_URL_STS", &aws.moto.url),
             ("AWS_ENDPOINT_URL_S3VECTORS", &aws.emulator.url),
             ("AWS_ENDPOINT_URL_BEDROCK_RUNTIME", &aws.emulator.url),
             ("AWS_ENDPOINT_URL_BEDROCK_AGENT_RUNTIME", &aws.emulator.url),

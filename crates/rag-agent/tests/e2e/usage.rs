@@ -184,7 +184,7 @@ async fn usage_and_budget(stack: Stack) {
     assert_eq!(status, 200, "{set}");
     assert_eq!(
         set,
-        json!({"tenant": "team-a", "monthly_token_budget": 0, "effective_monthly_token_budget": null})
+        json!({"tenant": "team-a", "monthly_token_budget": 0, "effective_monthly_token_budget": null, "use_case": null, "allowed_use_cases": []})
     );
     let (status, got) = call(
         "GET",
