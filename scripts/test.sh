@@ -78,8 +78,9 @@ if [ ! -d tests/ui/node_modules/playwright-core ]; then
 fi
 
 echo "== infrastructure lint"
-"$VENV/bin/cfn-lint" template.yaml infra/*.yaml
+"$VENV/bin/cfn-lint" template.yaml infra/*.yaml infra/multi-account/*.yaml
 "$VENV/bin/python" scripts/check_policy.py
+"$VENV/bin/python" scripts/check_names.py
 "$VENV/bin/hadolint" Dockerfile
 
 echo "== build"

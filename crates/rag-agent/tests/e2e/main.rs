@@ -16,6 +16,7 @@ mod direct_uploads;
 mod drain;
 mod formats;
 mod hostile;
+mod infra_names;
 mod ingestion_jobs;
 mod lambda_runtime;
 mod observability;
