@@ -191,6 +191,8 @@ struct MeterState {
     pending: HashMap<(Tenant, NaiveDate), UsageCounts>,
     last_flush: Instant,
     months: HashMap<Tenant, MonthView>,
+    /// Tenants' settings as last read, and when.
+    settings: HashMap<Tenant, (Instant, TenantSettings)>,
 }
 
 /// A tenant's month against its budget.
@@ -249,6 +251,7 @@ impl UsageMeter {
                 pending: HashMap::new(),
                 last_flush: Instant::now(),
                 months: HashMap::new(),
+                settings: HashMap::new(),
             }),
             metrics: Metrics::default(),
         }
@@ -438,8 +441,26 @@ impl UsageMeter {
         self.tenant_settings.tenant_settings(tenant).await
     }
 
-    /// Stores `settings` and forgets the cached month, so this instance
-    /// applies a new budget at once.
+    /// The tenant's settings, read from the store at most every
+    /// `cache_for`, for what every request consults (its use case).
+    pub async fn cached_tenant_settings(
+        &self,
+        tenant: &Tenant,
+    ) -> Result<TenantSettings, StoreError> {
+        if let Some((read_at, settings)) = lock(&self.state).settings.get(tenant)
+            && read_at.elapsed() < self.settings.cache_for
+        {
+            return Ok(settings.clone());
+        }
+        let settings = self.tenant_settings.tenant_settings(tenant).await?;
+        lock(&self.state)
+            .settings
+            .insert(tenant.clone(), (Instant::now(), settings.clone()));
+        Ok(settings)
+    }
+
+    /// Stores `settings` and forgets the cached month and settings, so
+    /// this instance applies them at once (others within `cache_for`).
     pub async fn put_tenant_settings(
         &self,
         tenant: &Tenant,
@@ -448,7 +469,9 @@ impl UsageMeter {
         self.tenant_settings
             .put_tenant_settings(tenant, settings)
             .await?;
-        lock(&self.state).months.remove(tenant);
+        let mut state = lock(&self.state);
+        state.months.remove(tenant);
+        state.settings.remove(tenant);
         Ok(())
     }
 }
@@ -576,6 +599,37 @@ mod tests {
             },
         );
         (store, meter)
+    }
+
+    #[tokio::test]
+    async fn settings_are_cached_and_a_change_here_applies_at_once() {
+        let (store, meter) = meter(None, Duration::from_secs(3600));
+        let a = Tenant::new("a").unwrap();
+        assert_eq!(
+            meter.cached_tenant_settings(&a).await.unwrap().use_case,
+            None
+        );
+        let search = TenantSettings {
+            use_case: Some("search".into()),
+            ..TenantSettings::default()
+        };
+        // Another instance's change is seen once the cache ages out.
+        store.put_tenant_settings(&a, &search).await.unwrap();
+        assert_eq!(
+            meter.cached_tenant_settings(&a).await.unwrap().use_case,
+            None
+        );
+        // This instance's own change at once.
+        meter.put_tenant_settings(&a, &search).await.unwrap();
+        assert_eq!(
+            meter
+                .cached_tenant_settings(&a)
+                .await
+                .unwrap()
+                .use_case
+                .as_deref(),
+            Some("search")
+        );
     }
 
     #[tokio::test]

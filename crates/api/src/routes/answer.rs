@@ -11,7 +11,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures::{Stream, StreamExt};
 use rag_core::chat::{ContentBlock, Role, ToolResultStatus};
 use rag_core::principal;
-use rag_core::routing::{RouteError, resolve_use_case};
+use rag_core::routing::{RouteError, resolve_use_case, valid_use_case};
 use rag_core::usage::UsageCounts;
 use rag_core::{
     ChatEvent, ChatReply, QueryInput, QueryResponse, RagError, SearchMode, TurnRequest,
@@ -108,6 +108,20 @@ async fn service_for(
     headers: &HeaderMap,
     model: Option<&str>,
 ) -> Result<Arc<RagService>, ApiError> {
+    // A malformed name is refused whether or not this deployment routes
+    // use cases, as the OpenAPI document says.
+    let named = match headers.get(USE_CASE_HEADER) {
+        Some(value) => {
+            let name = value.to_str().map_err(|_| {
+                ApiError::Route(RouteError::InvalidUseCase(format!(
+                    "{USE_CASE_HEADER} is not a use case name"
+                )))
+            })?;
+            valid_use_case(name)?;
+            Some(name)
+        }
+        None => None,
+    };
     let Some(routes) = &state.use_cases else {
         let own = state.service.tool_parts().model.model_id();
         return match model {
@@ -117,18 +131,10 @@ async fn service_for(
             _ => Ok(state.service.clone()),
         };
     };
-    let named = match headers.get(USE_CASE_HEADER) {
-        Some(value) => Some(value.to_str().map_err(|_| {
-            ApiError::Route(RouteError::InvalidUseCase(format!(
-                "{USE_CASE_HEADER} is not a use case name"
-            )))
-        })?),
-        None => None,
-    };
     let settings = state
         .service
         .usage()
-        .tenant_settings(tenant)
+        .cached_tenant_settings(tenant)
         .await
         .map_err(|e| ApiError::Rag(RagError::from(e)))?;
     let use_case = resolve_use_case(&caller.0, &settings, named)?;
@@ -155,8 +161,11 @@ impl ChatRequestBody {
 
 /// Retrieve passages and answer from them, with sources.
 #[utoipa::path(post, path = "/query", tag = "answers", request_body = QueryRequest,
+    params(("x-use-case-id" = Option<String>, Header, pattern = "^[A-Za-z0-9_-]{1,64}$",
+            description = "With BEDROCK_ROUTES: the use case to answer under, if the caller may use it")),
     responses((status = 200, body = QueryResponse), (status = 400, body = ErrorBody),
-              (status = 422, body = ErrorBody), (status = 503, body = ErrorBody)))]
+              (status = 403, body = ErrorBody), (status = 422, body = ErrorBody),
+              (status = 503, body = ErrorBody)))]
 pub async fn query(
     State(state): State<AppState>,
     caller: Caller,
@@ -188,7 +197,10 @@ pub async fn query(
 /// `conversation_id`. With a tool-calling model the agent answers, calling
 /// tools as it decides; otherwise the service retrieves, then answers.
 #[utoipa::path(post, path = "/chat", tag = "answers", request_body = ChatRequestBody,
-    responses((status = 200, body = ChatReply), (status = 400, body = ErrorBody)))]
+    params(("x-use-case-id" = Option<String>, Header, pattern = "^[A-Za-z0-9_-]{1,64}$",
+            description = "With BEDROCK_ROUTES: the use case to answer under, if the caller may use it")),
+    responses((status = 200, body = ChatReply), (status = 400, body = ErrorBody),
+              (status = 403, body = ErrorBody)))]
 pub async fn chat(
     State(state): State<AppState>,
     caller: Caller,
@@ -209,8 +221,10 @@ pub async fn chat(
 /// `done`; retrieve-then-answer sends `sources`, `delta`s, `done`. Failures
 /// after the stream has started arrive as an `error` event.
 #[utoipa::path(post, path = "/chat/stream", tag = "answers", request_body = ChatRequestBody,
+    params(("x-use-case-id" = Option<String>, Header, pattern = "^[A-Za-z0-9_-]{1,64}$",
+            description = "With BEDROCK_ROUTES: the use case to answer under, if the caller may use it")),
     responses((status = 200, description = "text/event-stream of ChatEvent", body = ChatEvent),
-              (status = 400, body = ErrorBody)))]
+              (status = 400, body = ErrorBody), (status = 403, body = ErrorBody)))]
 pub async fn chat_stream(
     State(state): State<AppState>,
     caller: Caller,
